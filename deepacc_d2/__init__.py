@@ -1,0 +1,13 @@
+"""
+DeepACC for detectron2: chromosome detection and 24-class classification on whole
+G-banded metaphase images. ``import deepacc_d2`` registers the ROI heads, datasets and
+evaluator; nothing else is needed before ``build_model(cfg)``.
+"""
+from . import compat
+
+compat.apply()  # before anything imports detectron2's modules
+
+from .classes import CLASS_NAMES, DENVER_GROUPS, NUM_CLASSES, denver_group_of  # noqa: E402
+from .config import add_deepacc_config  # noqa: E402
+
+__version__ = "0.1.0"

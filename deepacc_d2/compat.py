@@ -1,0 +1,210 @@
+"""
+Make detectron2 v0.6 importable and usable on today's stack, without touching its files.
+
+``apply()`` runs once, from ``deepacc_d2/__init__.py``, before anything imports detectron2's
+modules. Each fix below checks first whether it is needed and does nothing otherwise, so on a
+full source build of detectron2 (v0.6 or main) with a matching stack it changes nothing.
+
+1. ``detectron2._C`` missing (Python-only install from the ``pb1-detectron2`` sdist):
+   ``layers/`` and ``evaluation/fast_eval_api.py`` import it at module load. A stand-in module
+   is registered whose every op raises :class:`MissingDetectron2Extension`, saying which op
+   needs the extension and how to get a full build. Only rotated boxes, deformable conv and
+   the fast COCOeval need it; this project uses none of them.
+2. Pillow >= 10 has no ``Image.LINEAR`` (an alias of ``Image.BILINEAR`` it removed).
+3. setuptools >= 81 has no ``pkg_resources``; ``detectron2.model_zoo`` imports it for
+   ``resource_filename`` only. A minimal module providing just that is registered.
+4. numpy >= 1.24 removed the aliases ``np.bool``/``np.int``/``np.float``/``np.object``
+   used by detectron2 0.6 (``structures/masks.py``, ``data/build.py``, evaluators).
+5. torch >= 2.6 ``torch.load`` defaults to ``weights_only=True``; fvcore's Checkpointer
+   then refuses checkpoints that hold plain Python objects. Loading first tries the safe
+   mode and only falls back to a full unpickle (the pre-2.6 behaviour detectron2 was
+   written for) for a file that the safe mode rejects, with a warning.
+"""
+import builtins
+import functools
+import importlib.util
+import logging
+import sys
+import types
+
+__all__ = ["MissingDetectron2Extension", "apply", "has_detectron2_extension"]
+
+logger = logging.getLogger(__name__)
+
+_FULL_BUILD_HINT = (
+    "This detectron2 was installed without its C++/CUDA extension (detectron2._C), as "
+    "`make install` does from the pb1-detectron2 sdist. Build detectron2 from source to use "
+    "it: `pip install --no-build-isolation 'git+https://github.com/facebookresearch/detectron2.git'` "
+    "(see README, 'Using a full detectron2 build')."
+)
+
+
+class MissingDetectron2Extension(ImportError):
+    """Raised when code needs an op of ``detectron2._C`` and the extension was not built."""
+
+
+class _MissingExtensionModule(types.ModuleType):
+    """Stand-in for ``detectron2._C``: importing works, using an op raises a clear error."""
+
+    __deepacc_stub__ = True
+
+    def __init__(self):
+        super().__init__("detectron2._C", "stand-in registered by deepacc_d2.compat")
+
+    # detectron2.utils.collect_env (called by default_setup) asks these three.
+    @staticmethod
+    def get_compiler_version():
+        return "not built (Python-only detectron2)"
+
+    @staticmethod
+    def get_cuda_version():
+        return "not built (Python-only detectron2)"
+
+    @staticmethod
+    def has_cuda():
+        return False
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise MissingDetectron2Extension(f"detectron2._C.{name} is unavailable. {_FULL_BUILD_HINT}")
+
+
+def has_detectron2_extension() -> bool:
+    """True when a compiled ``detectron2._C`` exists (not our stand-in)."""
+    mod = sys.modules.get("detectron2._C")
+    if mod is not None:
+        return not getattr(mod, "__deepacc_stub__", False)
+    return importlib.util.find_spec("detectron2._C") is not None
+
+
+def _fix_missing_extension():
+    if importlib.util.find_spec("detectron2") is None:
+        return False
+    if "detectron2._C" in sys.modules or importlib.util.find_spec("detectron2._C") is not None:
+        return False
+    stub = _MissingExtensionModule()
+    sys.modules["detectron2._C"] = stub
+    import detectron2
+
+    detectron2._C = stub
+    return True
+
+
+def _fix_pillow_linear():
+    from PIL import Image
+
+    if hasattr(Image, "LINEAR"):
+        return False
+    Image.LINEAR = Image.BILINEAR
+    return True
+
+
+def resource_filename(package: str, resource: str) -> str:
+    """``pkg_resources.resource_filename`` for a package installed as plain files."""
+    import importlib.resources
+
+    return str(importlib.resources.files(package).joinpath(resource))
+
+
+def _fix_pkg_resources():
+    try:
+        import pkg_resources  # noqa: F401
+
+        return False
+    except ImportError:
+        pass
+    shim = types.ModuleType("pkg_resources", "minimal stand-in registered by deepacc_d2.compat")
+    shim.resource_filename = resource_filename
+    sys.modules["pkg_resources"] = shim
+    return True
+
+
+# Each removed alias meant the builtin type, which is what detectron2 0.6 needs.
+_NUMPY_ALIASES = {"bool": builtins.bool, "int": builtins.int, "float": builtins.float,
+                  "object": builtins.object}
+
+
+def _fix_numpy_aliases():
+    import warnings
+
+    import numpy as np
+
+    added = []
+    for name, value in _NUMPY_ALIASES.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy warns on the way to removing an alias
+            present = hasattr(np, name)
+        if not present:
+            setattr(np, name, value)
+            added.append(name)
+    return added
+
+
+def _weights_only_is_default() -> bool:
+    import torch
+    from packaging.version import Version
+
+    # torch >= 2.6: torch.load(weights_only=None) means True.
+
+    return Version(torch.__version__.split("+")[0]) >= Version("2.6")
+
+
+def load_trusted_checkpoint(load_file):
+    """Wrap a ``Checkpointer._load_file``: safe ``weights_only`` load first, full unpickle
+    as the fallback for files the safe mode rejects (as torch < 2.6 always did)."""
+
+    @functools.wraps(load_file)
+    def _load_file(self, f):
+        import pickle
+
+        import torch
+
+        try:
+            return load_file(self, f)
+        except pickle.UnpicklingError as e:
+            if "weights_only" not in str(e):
+                raise
+            logger.warning(
+                f"{f}: holds objects that torch.load(weights_only=True) refuses; loading it with "
+                "weights_only=False as torch < 2.6 did. Only load checkpoints you trust."
+            )
+            return torch.load(f, map_location=torch.device("cpu"), weights_only=False)
+
+    _load_file.__deepacc_wrapped__ = True
+    return _load_file
+
+
+def _fix_torch_load():
+    if not _weights_only_is_default():
+        return False
+    try:
+        from fvcore.common.checkpoint import Checkpointer
+    except ImportError:
+        return False
+    if getattr(Checkpointer._load_file, "__deepacc_wrapped__", False):
+        return False
+    Checkpointer._load_file = load_trusted_checkpoint(Checkpointer._load_file)
+    return True
+
+
+_APPLIED = None
+
+
+def apply():
+    """
+    Apply every fix that this stack needs, once.
+
+    Returns:
+        dict: fix name -> what it did (False / [] when it was not needed).
+    """
+    global _APPLIED
+    if _APPLIED is None:
+        _APPLIED = {
+            "numpy_aliases": _fix_numpy_aliases(),
+            "pillow_linear": _fix_pillow_linear(),
+            "pkg_resources": _fix_pkg_resources(),
+            "detectron2_C": _fix_missing_extension(),
+            "torch_load": _fix_torch_load(),
+        }
+    return _APPLIED
