@@ -88,7 +88,31 @@ def _fix_missing_extension():
     import detectron2
 
     detectron2._C = stub
+    _define_missing_nms_rotated()
     return True
+
+
+_TORCH_LIBRARIES = []  # keep the Library object alive, or torch drops its definitions
+
+
+def _define_missing_nms_rotated():
+    """``layers.nms_rotated`` calls ``torch.ops.detectron2.nms_rotated``, an op that only
+    the extension registers; define it so that a call names the cause."""
+    import torch
+
+    try:
+        torch.ops.detectron2.nms_rotated
+        return
+    except (AttributeError, RuntimeError):
+        pass
+
+    def nms_rotated(boxes, scores, iou_threshold):
+        raise MissingDetectron2Extension(f"nms_rotated is unavailable. {_FULL_BUILD_HINT}")
+
+    lib = torch.library.Library("detectron2", "FRAGMENT")
+    lib.define("nms_rotated(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor")
+    lib.impl("nms_rotated", nms_rotated, "CompositeExplicitAutograd")
+    _TORCH_LIBRARIES.append(lib)
 
 
 def _fix_pillow_linear():

@@ -1,0 +1,33 @@
+# make demo : set up .venv, generate synthetic metaphases, train a small model on CPU,
+#             evaluate it and draw its predictions into output/demo/.
+# make test : set up .venv, run the test suite (this is what .ci/run calls).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# The real CIL images, when they lie beside the repository (as in CI).
+CIL24  ?= $(wildcard ../shared/data/cil24)
+
+.PHONY: install test demo datasets clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt setup.py tools/install_detectron2.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) tools/install_detectron2.py
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+datasets:
+	@if [ -n "$(CIL24)" ] && [ ! -e datasets/cil24 ]; then \
+		ln -s "$$(cd $(CIL24) && pwd)" datasets/cil24 && echo "linked datasets/cil24 -> $(CIL24)"; fi
+
+test: install datasets
+	$(PY) -m pytest tests -q
+
+demo: install datasets
+	$(PY) tools/demo.py
+
+clean:
+	rm -rf output

@@ -1,0 +1,29 @@
+"""
+Register the datasets found under ``$DETECTRON2_DATASETS`` (default ``datasets/``).
+
+* ``cil24_all``, ``cil24_train``, ``cil24_val``: the CIL Pascal-VOC folder ``<root>/cil24``
+  (train/val by a stable hash of the image id, see :func:`split_of`).
+* ``synth_<name>_<split>``: every ``<root>/synth_<name>/`` folder written by ``deepacc synth``.
+
+Registration only records where the files are; nothing is read until a dataset is used.
+"""
+import os
+
+from detectron2.data import DatasetCatalog
+
+from .datasets import datasets_root, register_cil24_voc
+
+
+def register_all_cil24(root: str):
+    for split in ("all", "train", "val"):
+        name = f"cil24_{split}"
+        if name not in DatasetCatalog.list():
+            register_cil24_voc(name, os.path.join(root, "cil24"), split)
+
+
+def register_all(root: str = None):
+    root = root or datasets_root()
+    register_all_cil24(root)
+    from ..synth.dataset import register_synth_datasets
+
+    register_synth_datasets(root)

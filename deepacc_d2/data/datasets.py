@@ -1,0 +1,211 @@
+"""
+Dataset loaders and registration for karyotype detection datasets.
+
+Two layouts are understood, both mapped onto the canonical classes of
+:mod:`deepacc_d2.classes` (``category_id`` = canonical 0-based index):
+
+* COCO json (``register_karyotype_coco``): categories are matched by *name* ("1".."22",
+  "X", "Y", or CIL style "A1".."G22"), never by id, so any id numbering works.
+* Pascal VOC as in the CIL "24 chromosomes" dataset (``register_cil24_voc``):
+  ``JPEGImages/<id>.jpg`` + ``Annotations/<id>.xml``, object names ``A1``..``G22``, ``X``, ``Y``.
+
+A file that cannot be read is reported (file name and the problem) and skipped: one bad
+file never loses the rest of the dataset. Datasets live under ``$DETECTRON2_DATASETS``
+(default ``datasets/``).
+"""
+import json
+import logging
+import os
+import xml.etree.ElementTree as ET
+import zlib
+from typing import Dict, List, Optional
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.structures import BoxMode
+
+from ..classes import CLASS_NAMES, class_index
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "datasets_root",
+    "load_cil24_voc",
+    "load_karyotype_coco_json",
+    "register_cil24_voc",
+    "register_karyotype_coco",
+    "split_of",
+    "DatasetFileError",
+]
+
+
+class DatasetFileError(ValueError):
+    """A dataset file that cannot be used; the message names the file and the problem."""
+
+
+def datasets_root() -> str:
+    return os.path.expanduser(os.environ.get("DETECTRON2_DATASETS", "datasets"))
+
+
+def _report(bad: List[str], dataset_name: Optional[str]):
+    if bad:
+        logger.warning(
+            f"{dataset_name or 'dataset'}: skipped {len(bad)} unusable file(s):\n  "
+            + "\n  ".join(bad)
+        )
+
+
+# ---------------------------------------------------------------- Pascal VOC (CIL)
+def parse_voc_xml(xml_path: str, image_path: str) -> Dict:
+    """
+    Read one Pascal VOC annotation into a detectron2 dataset dict.
+
+    VOC pixel indices are 1-based and inclusive; like detectron2's own VOC loader we
+    subtract 1 from xmin/ymin so that a box covers [xmin-1, xmax) in 0-based pixels.
+
+    Raises:
+        DatasetFileError: naming ``xml_path`` and what is wrong with it.
+    """
+    try:
+        root = ET.parse(xml_path).getroot()
+    except (ET.ParseError, OSError) as e:
+        raise DatasetFileError(f"{xml_path}: not a readable XML file ({e})") from e
+    try:
+        width = int(float(root.findtext("size/width")))
+        height = int(float(root.findtext("size/height")))
+    except (TypeError, ValueError):
+        raise DatasetFileError(f"{xml_path}: missing or invalid <size><width>/<height>")
+    if width <= 0 or height <= 0:
+        raise DatasetFileError(f"{xml_path}: image size {width}x{height} is not positive")
+    annos = []
+    for k, obj in enumerate(root.findall("object")):
+        name = (obj.findtext("name") or "").strip()
+        try:
+            category = class_index(name)
+        except ValueError:
+            raise DatasetFileError(f"{xml_path}: object {k} has unknown class name {name!r}")
+        try:
+            x0, y0, x1, y1 = (float(obj.findtext(f"bndbox/{t}")) for t in
+                              ("xmin", "ymin", "xmax", "ymax"))
+        except (TypeError, ValueError):
+            raise DatasetFileError(f"{xml_path}: object {k} ({name}) has no valid <bndbox>")
+        x0, y0 = x0 - 1.0, y0 - 1.0
+        if not (x1 > x0 and y1 > y0):
+            raise DatasetFileError(
+                f"{xml_path}: object {k} ({name}) has an empty box {[x0 + 1, y0 + 1, x1, y1]}")
+        annos.append({"bbox": [x0, y0, x1, y1], "bbox_mode": BoxMode.XYXY_ABS,
+                      "category_id": category})
+    image_id = os.path.splitext(os.path.basename(xml_path))[0]
+    return {"file_name": image_path, "image_id": image_id, "height": height, "width": width,
+            "annotations": annos}
+
+
+def split_of(image_id: str, val_fraction: float = 0.2) -> str:
+    """'train' or 'val' for an image id: a stable hash, so the split needs no list file
+    and stays the same whatever other images the folder holds."""
+    h = zlib.crc32(str(image_id).encode()) / 2**32
+    return "val" if h < val_fraction else "train"
+
+
+def load_cil24_voc(root: str, split: str = "all", dataset_name: Optional[str] = None,
+                   val_fraction: float = 0.2) -> List[Dict]:
+    """
+    Load a CIL-style Pascal VOC folder.
+
+    Args:
+        root (str): folder with ``JPEGImages/`` and ``Annotations/``.
+        split (str): "all", "train" or "val" (see :func:`split_of`); or the path of a text
+            file with one image id per line.
+        dataset_name (str): only for messages.
+
+    Returns:
+        list[dict]: detectron2 dataset dicts, sorted by image id.
+    """
+    ann_dir, img_dir = os.path.join(root, "Annotations"), os.path.join(root, "JPEGImages")
+    if not os.path.isdir(ann_dir):
+        raise FileNotFoundError(f"{ann_dir}: no Annotations folder (is {root} a VOC dataset?)")
+    if split not in ("all", "train", "val"):
+        with open(split) as f:
+            ids = [line.strip() for line in f if line.strip()]
+    else:
+        ids = sorted(os.path.splitext(f)[0] for f in os.listdir(ann_dir) if f.endswith(".xml"))
+        if split != "all":
+            ids = [i for i in ids if split_of(i, val_fraction) == split]
+    dicts, bad = [], []
+    for image_id in ids:
+        xml_path = os.path.join(ann_dir, image_id + ".xml")
+        image_path = os.path.join(img_dir, image_id + ".jpg")
+        try:
+            if not os.path.isfile(image_path):
+                raise DatasetFileError(f"{xml_path}: its image {image_path} does not exist")
+            dicts.append(parse_voc_xml(xml_path, image_path))
+        except DatasetFileError as e:
+            bad.append(str(e))
+    _report(bad, dataset_name)
+    return dicts
+
+
+def register_cil24_voc(name: str, root: str, split: str = "all"):
+    DatasetCatalog.register(name, lambda: load_cil24_voc(root, split, dataset_name=name))
+    MetadataCatalog.get(name).set(thing_classes=list(CLASS_NAMES), dirname=root, split=split,
+                                  evaluator_type="karyotype")
+
+
+# ---------------------------------------------------------------- COCO json
+def load_karyotype_coco_json(json_file: str, image_root: str,
+                             dataset_name: Optional[str] = None) -> List[Dict]:
+    """
+    Load a COCO-format detection json whose category *names* are chromosome classes.
+
+    Extra keys of an image entry (e.g. ``karyotype``, ``batch_id``) are kept in its dict.
+    Segmentation polygons, when present, are kept as ``segmentation``.
+
+    Returns:
+        list[dict]: detectron2 dataset dicts with XYXY_ABS boxes and canonical category ids.
+    """
+    try:
+        with open(json_file) as f:
+            data = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise DatasetFileError(f"{json_file}: cannot read COCO json ({e})") from e
+    for key in ("images", "annotations", "categories"):
+        if key not in data:
+            raise DatasetFileError(f"{json_file}: no '{key}' list (not a COCO detection json)")
+    id_map = {}
+    for c in data["categories"]:
+        try:
+            id_map[c["id"]] = class_index(c["name"])
+        except (KeyError, ValueError) as e:
+            raise DatasetFileError(f"{json_file}: category {c}: {e}") from e
+    per_image: Dict = {img["id"]: [] for img in data["images"]}
+    bad = []
+    for a in data["annotations"]:
+        if a.get("image_id") not in per_image:
+            bad.append(f"{json_file}: annotation {a.get('id')} refers to unknown image "
+                       f"{a.get('image_id')}")
+            continue
+        x, y, w, h = a["bbox"]
+        if w <= 0 or h <= 0 or a.get("category_id") not in id_map:
+            bad.append(f"{json_file}: annotation {a.get('id')} has an empty box or unknown "
+                       f"category {a.get('category_id')}")
+            continue
+        obj = {"bbox": [x, y, x + w, y + h], "bbox_mode": BoxMode.XYXY_ABS,
+               "category_id": id_map[a["category_id"]], "iscrowd": a.get("iscrowd", 0)}
+        if a.get("segmentation"):
+            obj["segmentation"] = a["segmentation"]
+        per_image[a["image_id"]].append(obj)
+    dicts = []
+    for img in data["images"]:
+        d = {k: v for k, v in img.items() if k not in ("id", "file_name")}
+        d.update(file_name=os.path.join(image_root, img["file_name"]), image_id=img["id"],
+                 annotations=per_image[img["id"]])
+        dicts.append(d)
+    _report(bad, dataset_name)
+    return dicts
+
+
+def register_karyotype_coco(name: str, json_file: str, image_root: str, **metadata):
+    """Like detectron2's ``register_coco_instances``, with categories mapped by name."""
+    DatasetCatalog.register(
+        name, lambda: load_karyotype_coco_json(json_file, image_root, dataset_name=name))
+    MetadataCatalog.get(name).set(thing_classes=list(CLASS_NAMES), json_file=json_file,
+                                  image_root=image_root, evaluator_type="karyotype", **metadata)

@@ -1,0 +1,53 @@
+"""
+Training-setup helpers shared by ``train_net.py`` and the ``deepacc`` command.
+"""
+import logging
+import math
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+def epoch_schedule(epochs: int, epoch_steps, num_images: int, ims_per_batch: int):
+    """
+    Convert the paper's schedule in epochs (§3.1: 24 epochs, LR x0.1 at 16 and 22) into
+    detectron2's iterations.
+
+    Args:
+        epochs (int): E, epochs to train.
+        epoch_steps (tuple[int]): epochs after which the LR is multiplied by SOLVER.GAMMA.
+        num_images (int): images in the training set.
+        ims_per_batch (int): images per iteration (all GPUs together).
+
+    Returns:
+        tuple[int, tuple[int]]: (MAX_ITER, STEPS).
+    """
+    if epochs <= 0 or num_images <= 0 or ims_per_batch <= 0:
+        raise ValueError(f"need positive epochs/images/batch, got {epochs}/{num_images}/"
+                         f"{ims_per_batch}")
+    iters_per_epoch = math.ceil(num_images / ims_per_batch)
+    steps = tuple(int(e * iters_per_epoch) for e in epoch_steps if e < epochs)
+    return epochs * iters_per_epoch, steps
+
+
+def resolve_schedule(cfg):
+    """When ``cfg.SOLVER.EPOCHS > 0``, set MAX_ITER and STEPS from the training set's size
+    (cfg must not be frozen)."""
+    if cfg.SOLVER.EPOCHS <= 0:
+        return
+    from detectron2.data import DatasetCatalog
+
+    num_images = sum(len(DatasetCatalog.get(name)) for name in cfg.DATASETS.TRAIN)
+    max_iter, steps = epoch_schedule(cfg.SOLVER.EPOCHS, cfg.SOLVER.EPOCH_STEPS, num_images,
+                                     cfg.SOLVER.IMS_PER_BATCH)
+    logger.info(f"{cfg.SOLVER.EPOCHS} epochs of {num_images} images: MAX_ITER={max_iter}, "
+                f"STEPS={steps}")
+    cfg.SOLVER.MAX_ITER, cfg.SOLVER.STEPS = max_iter, steps
+
+
+def resolve_device(cfg):
+    """Fall back to the CPU when the config asks for CUDA and none is available."""
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logger.warning(f"MODEL.DEVICE={cfg.MODEL.DEVICE} but CUDA is unavailable: using cpu")
+        cfg.MODEL.DEVICE = "cpu"

@@ -1,0 +1,25 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="deepacc_d2",
+    version="0.1.0",
+    description="DeepACC for detectron2: chromosome detection and classification on whole "
+                "G-banded metaphase images",
+    packages=find_packages(include=["deepacc_d2", "deepacc_d2.*"]),
+    python_requires=">=3.8",
+    # detectron2 is not on PyPI: see README / tools/install_detectron2.py.
+    install_requires=[
+        "torch",
+        "torchvision",
+        "fvcore",
+        "pycocotools",
+        "opencv-python-headless",
+        "numpy",
+        "pillow",
+        "matplotlib",
+        "tqdm",
+        "pyryotype",
+        "iscn-authenticator",
+    ],
+    entry_points={"console_scripts": ["deepacc = deepacc_d2.cli:main"]},
+)

@@ -1,0 +1,108 @@
+"""Dataset loaders: the real CIL VOC files, COCO json by category name, bad files."""
+import json
+import logging
+import os
+
+import pytest
+from PIL import Image
+
+import deepacc_d2  # noqa: F401
+from deepacc_d2.classes import CLASS_NAMES, DENVER_GROUPS, class_index, denver_group_of
+from deepacc_d2.data.datasets import (
+    load_cil24_voc,
+    load_karyotype_coco_json,
+    parse_voc_xml,
+    split_of,
+)
+
+
+def test_canonical_classes_and_groups():
+    assert CLASS_NAMES[:3] == ["1", "2", "3"] and CLASS_NAMES[-2:] == ["X", "Y"]
+    assert len(CLASS_NAMES) == 24
+    assert sorted(sum(DENVER_GROUPS.values(), [])) == sorted(CLASS_NAMES)
+    assert [class_index(n) for n in ("A1", "C10", "G22", "X", "Y", "21")] == [0, 9, 21, 22, 23, 20]
+    assert denver_group_of(22) == "C" and denver_group_of(23) == "G" and denver_group_of(4) == "B"
+    for bad in ("B1", "Z", "23", ""):
+        with pytest.raises(ValueError):
+            class_index(bad)
+
+
+def test_cil24_real_images(cil24):
+    # Values read by hand from Annotations/103064.xml: 524x581, first object A1 with
+    # xmin 237 ymin 274 xmax 303 ymax 393 (1-based VOC -> 236, 273 0-based).
+    d = parse_voc_xml(os.path.join(cil24, "Annotations", "103064.xml"),
+                      os.path.join(cil24, "JPEGImages", "103064.jpg"))
+    assert (d["width"], d["height"]) == (524, 581)
+    first = d["annotations"][0]
+    assert first["bbox"] == [236.0, 273.0, 303.0, 393.0] and first["category_id"] == 0
+    assert d["annotations"][1]["bbox"] == [90.0, 204.0, 200.0, 302.0]
+    assert 43 <= len(d["annotations"]) <= 50
+
+    dicts = load_cil24_voc(cil24, "all")
+    assert len(dicts) == len(os.listdir(os.path.join(cil24, "Annotations")))
+    by_id = {x["image_id"]: x for x in dicts}
+    assert by_id["103064"]["annotations"] == d["annotations"]
+    for x in dicts[:5]:  # the XML size is the JPEG's size; every class is canonical
+        with Image.open(x["file_name"]) as im:
+            assert im.size == (x["width"], x["height"])
+        assert all(0 <= a["category_id"] < 24 for a in x["annotations"])
+    # the split is a partition, ~20% val, stable under reordering
+    train, val = load_cil24_voc(cil24, "train"), load_cil24_voc(cil24, "val")
+    assert len(train) + len(val) == len(dicts)
+    assert 0.15 < len(val) / len(dicts) < 0.25
+    assert all(split_of(x["image_id"]) == "val" for x in val)
+
+
+VOC_TEMPLATE = """<annotation><size><width>100</width><height>80</height><depth>3</depth></size>
+{objects}</annotation>"""
+OBJ = ("<object><name>{name}</name><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax>"
+       "<ymax>{y1}</ymax></bndbox></object>")
+
+
+def _voc_folder(tmp_path, files):
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "JPEGImages").mkdir()
+    for image_id, xml in files.items():
+        (tmp_path / "Annotations" / f"{image_id}.xml").write_text(xml)
+        Image.new("RGB", (100, 80)).save(tmp_path / "JPEGImages" / f"{image_id}.jpg")
+    return str(tmp_path)
+
+
+def test_bad_voc_files_are_named_and_skipped(tmp_path, caplog):
+    good = VOC_TEMPLATE.format(objects=OBJ.format(name="X", x0=11, y0=21, x1=30, y1=40))
+    root = _voc_folder(tmp_path, {
+        "a_good": good,
+        "b_broken": "<annotation><size>",
+        "c_unknown": VOC_TEMPLATE.format(objects=OBJ.format(name="H7", x0=1, y0=1, x1=5, y1=5)),
+        "d_empty_box": VOC_TEMPLATE.format(objects=OBJ.format(name="A1", x0=9, y0=1, x1=5, y1=5)),
+    })
+    with caplog.at_level(logging.WARNING):
+        dicts = load_cil24_voc(root, "all", dataset_name="toy")
+    assert [d["image_id"] for d in dicts] == ["a_good"]
+    assert dicts[0]["annotations"][0]["bbox"] == [10.0, 20.0, 30.0, 40.0]
+    assert dicts[0]["annotations"][0]["category_id"] == 22
+    assert "skipped 3" in caplog.text
+    assert "b_broken.xml: not a readable XML" in caplog.text
+    assert "c_unknown.xml: object 0 has unknown class name 'H7'" in caplog.text
+    assert "d_empty_box.xml: object 0 (A1) has an empty box" in caplog.text
+
+
+def test_coco_json_maps_categories_by_name(tmp_path):
+    data = {
+        "images": [{"id": 7, "file_name": "a.png", "width": 50, "height": 40,
+                    "karyotype": "47,XY,+21"}],
+        # ids in an order unlike ours: mapping must go by name
+        "categories": [{"id": 1, "name": "Y"}, {"id": 5, "name": "21"}, {"id": 9, "name": "C7"}],
+        "annotations": [
+            {"id": 1, "image_id": 7, "category_id": 5, "bbox": [1, 2, 10, 20], "iscrowd": 0},
+            {"id": 2, "image_id": 7, "category_id": 1, "bbox": [3, 4, 5, 6]},
+            {"id": 3, "image_id": 7, "category_id": 9, "bbox": [0, 0, 2, 2]},
+            {"id": 4, "image_id": 99, "category_id": 9, "bbox": [0, 0, 2, 2]},  # bad image
+        ],
+    }
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(data))
+    (d,) = load_karyotype_coco_json(str(path), "/imgs")
+    assert d["file_name"] == "/imgs/a.png" and d["karyotype"] == "47,XY,+21"
+    assert [(a["bbox"], a["category_id"]) for a in d["annotations"]] == [
+        ([1, 2, 11, 22], 20), ([3, 4, 8, 10], 23), ([0, 0, 2, 2], 6)]

@@ -1,0 +1,57 @@
+#!/usr/bin/env python
+"""
+Train and evaluate DeepACC (or the baselines) with detectron2.
+
+    python train_net.py --config-file configs/table1/f_deepacc.yaml
+    python train_net.py --config-file configs/cpu/f_deepacc_cpu.yaml OUTPUT_DIR output/x
+    python train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/x/model_final.pth
+"""
+import logging
+import os
+
+import deepacc_d2  # noqa: F401  (compat fixes, registrations) before detectron2
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
+from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
+
+from deepacc_d2 import KaryotypeEvaluator, add_deepacc_config
+from deepacc_d2.engine import resolve_device, resolve_schedule
+
+
+class Trainer(DefaultTrainer):
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return KaryotypeEvaluator.from_config(cfg, dataset_name, output_folder)
+
+
+def setup(args):
+    cfg = get_cfg()
+    add_deepacc_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    resolve_device(cfg)
+    if not args.eval_only:
+        resolve_schedule(cfg)
+    cfg.freeze()
+    default_setup(cfg, args)
+    return cfg
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume)
+        return Trainer.test(cfg, model)
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    logging.getLogger(__name__).info(f"Command line arguments: {args}")
+    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+           dist_url=args.dist_url, args=(args,))
