@@ -13,6 +13,8 @@ import deepacc_d2  # noqa: F401  (compat fixes, registrations) before detectron2
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from deepacc_d2 import KaryotypeEvaluator, add_deepacc_config
 from deepacc_d2.engine import resolve_device, resolve_schedule
@@ -35,6 +37,8 @@ def setup(args):
         resolve_schedule(cfg)
     cfg.freeze()
     default_setup(cfg, args)
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="deepacc_d2",
+                 abbrev_name="deepacc")
     return cfg
 
 

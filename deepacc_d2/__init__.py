@@ -9,5 +9,7 @@ compat.apply()  # before anything imports detectron2's modules
 
 from .classes import CLASS_NAMES, DENVER_GROUPS, NUM_CLASSES, denver_group_of  # noqa: E402
 from .config import add_deepacc_config  # noqa: E402
+from .evaluation import KaryotypeEvaluator  # noqa: E402
+from .modeling import DeepACCOutputLayers, DeepACCROIHeads  # noqa: E402
 
 __version__ = "0.1.0"

@@ -51,3 +51,20 @@ def resolve_device(cfg):
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         logger.warning(f"MODEL.DEVICE={cfg.MODEL.DEVICE} but CUDA is unavailable: using cpu")
         cfg.MODEL.DEVICE = "cpu"
+
+
+def build_cfg(config_file: str, opts=(), weights: str = None):
+    """A frozen config for inference: get_cfg + DeepACC keys + file + overrides."""
+    from detectron2.config import get_cfg
+
+    from .config import add_deepacc_config
+
+    cfg = get_cfg()
+    add_deepacc_config(cfg)
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    if weights:
+        cfg.MODEL.WEIGHTS = weights
+    resolve_device(cfg)
+    cfg.freeze()
+    return cfg

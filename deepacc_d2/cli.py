@@ -1,0 +1,91 @@
+"""
+The ``deepacc`` command.
+
+    deepacc synth   --out DIR --num-images N --seed S ...   generate synthetic metaphases
+    deepacc eval    --config-file C --weights W [--dataset D] [--output DIR] [--visualize N]
+    deepacc predict --config-file C --weights W --output DIR IMAGE_OR_FOLDER ...
+
+Training is ``python train_net.py --config-file C`` (detectron2's own launcher).
+"""
+import argparse
+import json
+import logging
+import os
+import sys
+
+
+def _model_args(p):
+    p.add_argument("--config-file", required=True, help="a YAML under configs/")
+    p.add_argument("--weights", required=True, help="checkpoint (.pth) of a trained model")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+
+
+def _eval(args):
+    from detectron2.evaluation import inference_on_dataset
+    from detectron2.data import build_detection_test_loader
+
+    from . import KaryotypeEvaluator
+    from .engine import build_cfg
+    from .inference import draw_dataset_predictions, load_model
+
+    cfg = build_cfg(args.config_file, args.opts, args.weights)
+    dataset = args.dataset or cfg.DATASETS.TEST[0]
+    model = load_model(cfg)
+    evaluator = KaryotypeEvaluator.from_config(cfg, dataset, args.output)
+    results = inference_on_dataset(model, build_detection_test_loader(cfg, dataset), evaluator)
+    os.makedirs(args.output, exist_ok=True)
+    with open(os.path.join(args.output, "metrics.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    if args.visualize:
+        draw_dataset_predictions(model, dataset, args.output, args.visualize, cfg=cfg)
+    return results
+
+
+def _predict(args):
+    from .engine import build_cfg
+    from .inference import predict_files
+
+    cfg = build_cfg(args.config_file, args.opts, args.weights)
+    results, errors = predict_files(cfg, args.inputs, args.output, args.score_thresh)
+    print(f"{len(results)} image(s) predicted into {args.output}; {len(errors)} skipped")
+    for msg in errors.values():
+        print("  error:", msg, file=sys.stderr)
+    return 1 if errors and not results else 0
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "synth":
+        from .synth.cli import main as synth_main
+
+        return synth_main(argv[1:])
+
+    parser = argparse.ArgumentParser(prog="deepacc", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("synth", help="generate synthetic metaphases (deepacc synth --help)")
+    p = sub.add_parser("eval", help="metrics (mAP, mAPmax, Acc, AER) of a model on a dataset")
+    p.add_argument("--dataset", help="registered dataset (default: the config's DATASETS.TEST)")
+    p.add_argument("--output", default="output/eval")
+    p.add_argument("--visualize", type=int, default=0, help="draw this many images")
+    _model_args(p)
+    p = sub.add_parser("predict", help="detect and name chromosomes on image files")
+    p.add_argument("--output", default="output/predict")
+    p.add_argument("--score-thresh", type=float, default=0.5)
+    p.add_argument("--inputs", nargs="+", required=True, help="images or folders of images")
+    _model_args(p)
+    args = parser.parse_args(argv)
+
+    import deepacc_d2  # noqa: F401
+    from detectron2.utils.logger import setup_logger
+
+    setup_logger(name="deepacc_d2", abbrev_name="deepacc")
+    setup_logger(name="detectron2", abbrev_name="d2")
+    logging.getLogger("deepacc_d2").setLevel(logging.INFO)
+    if args.command == "eval":
+        _eval(args)
+        return 0
+    return _predict(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""
+Run a trained model: on a registered dataset (metrics + pictures) or on image files.
+"""
+import json
+import logging
+import os
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import DatasetCatalog, detection_utils
+from detectron2.engine import DefaultPredictor
+from detectron2.modeling import build_model
+
+from .classes import CLASS_NAMES
+from .visualize import draw_comparison
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+def load_model(cfg):
+    model = build_model(cfg)
+    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    return model.eval()
+
+
+def instances_to_records(instances) -> List[Dict]:
+    """Detections as JSON-able records (class names, XYXY boxes, scores)."""
+    boxes = instances.pred_boxes.tensor.tolist()
+    return [{"class": CLASS_NAMES[int(c)], "bbox_xyxy": [round(v, 2) for v in b],
+             "score": round(float(s), 4)}
+            for b, s, c in zip(boxes, instances.scores.tolist(), instances.pred_classes.tolist())]
+
+
+def list_images(inputs: Sequence[str]) -> List[str]:
+    """Files given directly, and the images inside folders given, in sorted order."""
+    files = []
+    for p in inputs:
+        if os.path.isdir(p):
+            files += sorted(os.path.join(p, f) for f in os.listdir(p)
+                            if f.lower().endswith(IMAGE_EXTENSIONS))
+        else:
+            files.append(p)
+    return files
+
+
+def predict_files(cfg, inputs: Sequence[str], output_dir: str, score_thresh: float = 0.5):
+    """
+    Predict every image, write ``<stem>.png`` (picture) per image and ``predictions.json``.
+    An unreadable image is reported by name and skipped; the others are still processed.
+
+    Returns:
+        tuple[dict, dict]: (file -> records, file -> error message)
+    """
+    predictor = DefaultPredictor(cfg)
+    os.makedirs(output_dir, exist_ok=True)
+    results, errors = {}, {}
+    for path in list_images(inputs):
+        try:
+            image = detection_utils.read_image(path, format="BGR")
+        except Exception as e:  # any unreadable file: name it, go on with the batch
+            errors[path] = f"{path}: cannot read image ({type(e).__name__}: {e})"
+            logger.error(errors[path])
+            continue
+        instances = predictor(image)["instances"].to("cpu")
+        results[path] = instances_to_records(instances)
+        picture = draw_comparison(image[:, :, ::-1], instances, score_thresh=score_thresh)
+        stem = os.path.splitext(os.path.basename(path))[0]
+        detection_utils.Image.fromarray(picture).save(os.path.join(output_dir, stem + ".png"))
+    with open(os.path.join(output_dir, "predictions.json"), "w") as f:
+        json.dump({"predictions": results, "errors": errors}, f, indent=1)
+    return results, errors
+
+
+def draw_dataset_predictions(model, dataset_name: str, output_dir: str, num_images: int = 4,
+                             score_thresh: float = 0.5, input_format: str = "BGR", cfg=None):
+    """Ground truth beside predictions for the first ``num_images`` images of a dataset."""
+    from detectron2.data import DatasetMapper
+
+    mapper = DatasetMapper(cfg, is_train=False)
+    os.makedirs(output_dir, exist_ok=True)
+    paths = []
+    for d in DatasetCatalog.get(dataset_name)[:num_images]:
+        inputs = mapper(dict(d))
+        import torch
+
+        with torch.no_grad():
+            instances = model([inputs])[0]["instances"].to("cpu")
+        image = detection_utils.read_image(d["file_name"], format="RGB")
+        picture = draw_comparison(np.asarray(image), instances, d, score_thresh)
+        path = os.path.join(output_dir, f"{os.path.splitext(os.path.basename(d['file_name']))[0]}"
+                                         f"_pred.png")
+        detection_utils.Image.fromarray(picture).save(path)
+        paths.append(path)
+    return paths

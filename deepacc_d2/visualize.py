@@ -1,0 +1,81 @@
+"""
+Pictures of what the model did, drawn with detectron2's ``Visualizer``.
+
+Boxes are coloured by Denver group, so a chromosome named with a class of the wrong group
+stands out at a glance.
+"""
+from typing import Dict, Optional
+
+import numpy as np
+
+from detectron2.utils.visualizer import ColorMode, Visualizer
+
+from .classes import CLASS_NAMES, DENVER_GROUPS, NUM_CLASSES, denver_group_of
+
+# One colour per Denver group (RGB, 0..255).
+GROUP_COLORS = {
+    "A": (230, 25, 75), "B": (245, 130, 48), "C": (60, 180, 75), "D": (0, 130, 200),
+    "E": (145, 30, 180), "F": (240, 50, 230), "G": (128, 128, 0),
+}
+assert set(GROUP_COLORS) == set(DENVER_GROUPS)
+
+
+def class_colors():
+    """(K,) list of RGB tuples: each class gets its Denver group's colour."""
+    return [GROUP_COLORS[denver_group_of(k)] for k in range(NUM_CLASSES)]
+
+
+class _KaryotypeMetadata:
+    """The two metadata fields ``Visualizer`` reads."""
+
+    thing_classes = list(CLASS_NAMES)
+    thing_colors = class_colors()
+
+    def get(self, key, default=None):
+        return getattr(self, key, default)
+
+
+def draw_predictions(image_rgb: np.ndarray, instances, score_thresh: float = 0.5,
+                     scale: float = 1.0) -> np.ndarray:
+    """
+    Args:
+        image_rgb (ndarray): (H, W, 3) uint8 RGB.
+        instances (Instances): model output on the CPU, in the image's coordinates.
+        score_thresh (float): draw only detections scoring at least this.
+
+    Returns:
+        ndarray: (H', W', 3) uint8 RGB picture.
+    """
+    instances = instances[instances.scores >= score_thresh]
+    # keep only the fields Visualizer understands
+    from detectron2.structures import Instances
+
+    slim = Instances(instances.image_size, pred_boxes=instances.pred_boxes,
+                     scores=instances.scores, pred_classes=instances.pred_classes)
+    v = Visualizer(image_rgb, _KaryotypeMetadata(), scale=scale, instance_mode=ColorMode.IMAGE)
+    return v.draw_instance_predictions(slim).get_image()
+
+
+def draw_ground_truth(image_rgb: np.ndarray, dataset_dict: Dict, scale: float = 1.0) -> np.ndarray:
+    d = {k: v for k, v in dataset_dict.items() if k != "file_name"}
+    d["annotations"] = [{k: v for k, v in a.items() if k != "segmentation"}
+                        for a in dataset_dict.get("annotations", [])]
+    v = Visualizer(image_rgb, _KaryotypeMetadata(), scale=scale)
+    return v.draw_dataset_dict(d).get_image()
+
+
+def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 8) -> np.ndarray:
+    h = max(left.shape[0], right.shape[0])
+    out = np.full((h, left.shape[1] + gap + right.shape[1], 3), 255, np.uint8)
+    out[: left.shape[0], : left.shape[1]] = left
+    out[: right.shape[0], left.shape[1] + gap:] = right
+    return out
+
+
+def draw_comparison(image_rgb: np.ndarray, instances, dataset_dict: Optional[Dict] = None,
+                    score_thresh: float = 0.5, scale: float = 1.0) -> np.ndarray:
+    """Ground truth (left, when given) beside the predictions (right)."""
+    pred = draw_predictions(image_rgb, instances, score_thresh, scale)
+    if dataset_dict is None or not dataset_dict.get("annotations"):
+        return pred
+    return side_by_side(draw_ground_truth(image_rgb, dataset_dict, scale), pred)
