@@ -16,11 +16,19 @@ from detectron2.engine import DefaultTrainer, default_argument_parser, default_s
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
+from detectron2.data import build_detection_train_loader
+
 from deepacc_d2 import KaryotypeEvaluator, add_deepacc_config
 from deepacc_d2.engine import resolve_device, resolve_schedule
+from deepacc_d2.synth.dataset import SynthDatasetMapper
 
 
 class Trainer(DefaultTrainer):
+    @classmethod
+    def build_train_loader(cls, cfg):
+        # reads files as DatasetMapper does; draws on-the-fly synthetic images
+        return build_detection_train_loader(cfg, mapper=SynthDatasetMapper(cfg, is_train=True))
+
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)

@@ -4,6 +4,8 @@ Register the datasets found under ``$DETECTRON2_DATASETS`` (default ``datasets/`
 * ``cil24_all``, ``cil24_train``, ``cil24_val``: the CIL Pascal-VOC folder ``<root>/cil24``
   (train/val by a stable hash of the image id, see :func:`split_of`).
 * ``synth_<name>_<split>``: every ``<root>/synth_<name>/`` folder written by ``deepacc synth``.
+* ``synth_onthefly_train``: 100,000 synthetic 1600x1200 metaphases drawn in the data loader
+  (seed 0), nothing on disk; for long training (train_net.py's loader draws them).
 
 Registration only records where the files are; nothing is read until a dataset is used.
 """
@@ -24,6 +26,8 @@ def register_all_cil24(root: str):
 def register_all(root: str = None):
     root = root or datasets_root()
     register_all_cil24(root)
-    from ..synth.dataset import register_synth_datasets
+    from ..synth.dataset import register_synth_datasets, register_synth_onthefly
 
     register_synth_datasets(root)
+    if "synth_onthefly_train" not in DatasetCatalog.list():
+        register_synth_onthefly("synth_onthefly_train", num_images=100_000, seed=0)
