@@ -11,5 +11,8 @@ from .classes import CLASS_NAMES, DENVER_GROUPS, NUM_CLASSES, denver_group_of  #
 from .config import add_deepacc_config  # noqa: E402
 from .evaluation import KaryotypeEvaluator  # noqa: E402
 from .modeling import DeepACCOutputLayers, DeepACCROIHeads  # noqa: E402
+from .data import builtin as _builtin  # noqa: E402
+
+_builtin.register_all()  # the datasets under $DETECTRON2_DATASETS (nothing is read yet)
 
 __version__ = "0.1.0"

@@ -14,38 +14,69 @@ def add_deepacc_config(cfg):
     """
     _C = cfg
 
+    # Switches and weights of the DeepACC ROI heads (``ROI_HEADS.NAME: "DeepACCROIHeads"``).
+    # With every switch False the heads are detectron2's StandardROIHeads, bit for bit, plus a
+    # ``class_scores`` field on the outputs (Table 1 (a)).
     _C.MODEL.DEEPACC = CN()
-    # Table 1 (b) "sep": a classification branch and a regression branch that share no
-    # parameters (each its own stack of FCs on the pooled RoI features). False = detectron2's
-    # shared box head.
+    # Table 1 (b) "sep" (§2.1): a classification branch and a regression branch that share no
+    # parameters. Each is a head of the kind MODEL.ROI_BOX_HEAD describes (NAME, NUM_CONV,
+    # NUM_FC, FC_DIM: the paper's two 1024-wide FC layers each) on the same pooled RoI
+    # features. True / False (False = detectron2's one shared box head).
     _C.MODEL.DEEPACC.SEPARATE_BRANCHES = False
-    # Width of the FC layers of each branch (paper: 1024 x 1024, two layers).
-    _C.MODEL.DEEPACC.FC_DIM = 1024
-    _C.MODEL.DEEPACC.NUM_FC = 2
 
-    # Margin branch (§2.2, Eq. 1): cosine classifier trained with Additive Angular Margin.
+    # Margin branch (§2.2, Eq. 1): the last FC of the classification branch without bias, its
+    # class weights W_M (the global class centers, K + 1 rows with background last) and the
+    # features both L2-normalised; logits s·cos θ_j.
     _C.MODEL.DEEPACC.AAM = CN()
+    # True: train the margin branch with the additive angular margin m on the target class
+    # (L_AAM, Eq. 1). Background targets never get the margin (see losses.aam_logits).
+    # False while SIAMESE.ENABLED (Table 1 (d)): the margin branch still exists, because the
+    # inference branch needs its normalised centers and scores, and is trained with m = 0
+    # (normalised softmax cross-entropy s·cos θ, NormFace), weighted by α.
+    # False and SIAMESE False: no margin branch, detectron2's linear classifier.
     _C.MODEL.DEEPACC.AAM.ENABLED = False
-    _C.MODEL.DEEPACC.AAM.SCALE = 64.0  # s
-    _C.MODEL.DEEPACC.AAM.MARGIN = 0.25  # m (radians)
+    # s: the scale of the cosine logits, > 0. Paper: 64.
+    _C.MODEL.DEEPACC.AAM.SCALE = 64.0
+    # m: the additive angular margin in radians, in [0, π). Paper: 0.25.
+    _C.MODEL.DEEPACC.AAM.MARGIN = 0.25
 
-    # Siamese inference branch (§2.3, Eq. 2): local class centers per image.
+    # Siamese inference branch (§2.3, Eq. 2): per image, the class centers W_I,j are taken from
+    # that image's own proposals; logits W_I,jᵀ·x + b_j on the unnormalised feature x, trained
+    # with cross-entropy (L_CE). Its softmax is the model's final score. True / False.
     _C.MODEL.DEEPACC.SIAMESE = CN()
     _C.MODEL.DEEPACC.SIAMESE.ENABLED = False
-    # δ: a class's most confident proposal becomes its local center only if its margin-branch
-    # probability for that class exceeds δ; else the global weight W_M,j is used.
+    # δ, in [0, 1): class j uses the normalised feature of its most confident proposal as its
+    # local center W_I,j when that proposal's margin-branch probability for j is > δ, else the
+    # normalised global center W_M,j. The paper gives no value. 0.5 is the smallest δ that
+    # guarantees the chosen proposal is classified as j by the margin branch (its top-1 class),
+    # so a center is never borrowed from a chromosome of another class; an absent class and the
+    # early, unconfident iterations fall back to the global centers, which is what δ is for.
+    # Note: with s = 64 the margin branch's softmax saturates, so even at initialisation some
+    # classes pass 0.5 (a few loss_cls spikes in the first iterations); a δ close to 1 changes
+    # little for the same reason. Candidates are all of the image's proposals, by prediction.
     _C.MODEL.DEEPACC.SIAMESE.DELTA = 0.5
-    # Whether gradients flow from the inference branch's loss into the selected centers.
+    # Whether L_CE back-propagates into the centers W_I (the selected proposals' features and,
+    # through the fallback, W_M). False (default): the centers are constants for the inference
+    # branch, as W_I is the margin branch's output; L_CE trains the features x and the bias b
+    # only. With True, L_CE can lower itself by moving the template instead of the query (the
+    # selected proposal's own logit is ‖x‖ + b), and the argmax selection has no gradient anyway.
+    # True / False.
     _C.MODEL.DEEPACC.SIAMESE.CENTER_GRAD = False
 
-    # Group Inner-Adjacency loss (§2.4, Eq. 3) over the Denver groups.
+    # Group Inner-Adjacency loss (§2.4, Eq. 3) on the margin branch's probabilities, over the
+    # Denver groups (deepacc_d2.classes.group_adjacency_matrix). Needs the margin branch
+    # (AAM or SIAMESE enabled) and ROI_HEADS.NUM_CLASSES = 24. True / False.
     _C.MODEL.DEEPACC.GIA = CN()
     _C.MODEL.DEEPACC.GIA.ENABLED = False
 
-    # Eq. 4: L = L_det + α L_AAM + β L_CE + γ L_GIA
-    _C.MODEL.DEEPACC.AAM_LOSS_WEIGHT = 0.1  # α
-    _C.MODEL.DEEPACC.CE_LOSS_WEIGHT = 1.0  # β
-    _C.MODEL.DEEPACC.GIA_LOSS_WEIGHT = 0.1  # γ
+    # Eq. 4: L = L_det + α L_AAM + β L_CE + γ L_GIA (paper: α 0.1, β 1.0, γ 0.1), each >= 0.
+    # α: weight of the margin branch's loss (``loss_aam``), with or without margin.
+    _C.MODEL.DEEPACC.AAM_LOSS_WEIGHT = 0.1
+    # β: weight of the inference branch's cross-entropy (``loss_cls``, SIAMESE only; without
+    # the siamese branch ``loss_cls`` is detectron2's classification loss, weight 1).
+    _C.MODEL.DEEPACC.CE_LOSS_WEIGHT = 1.0
+    # γ: weight of L_GIA (``loss_gia``).
+    _C.MODEL.DEEPACC.GIA_LOSS_WEIGHT = 0.1
 
     # Karyotype metrics (§3.1), used by KaryotypeEvaluator.
     _C.TEST.KARYOTYPE = CN()
