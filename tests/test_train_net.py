@@ -1,0 +1,50 @@
+"""End to end, as a user runs it: synthetic data on disk -> train_net.py trains (loss goes
+down) -> checkpoint -> train_net.py --eval-only with the karyotype metrics and pictures."""
+import json
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(args, env):
+    proc = subprocess.run([sys.executable] + args, cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def test_train_then_eval_on_synthetic(tmp_path):
+    env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "datasets"))
+    _run(["-m", "deepacc_d2.cli", "synth", "--out", str(tmp_path / "datasets" / "synth_tiny"),
+          "--num-images", "4", "--seed", "3", "--image-size", "240", "320",
+          "--val-fraction", "0.25", "--no-progress"], env)
+    out = tmp_path / "out"
+    small = ["INPUT.MIN_SIZE_TRAIN", "(240,)", "INPUT.MAX_SIZE_TRAIN", "320",
+             "INPUT.MIN_SIZE_TEST", "240", "INPUT.MAX_SIZE_TEST", "320",
+             "DATASETS.TRAIN", "('synth_tiny_train',)", "DATASETS.TEST", "('synth_tiny_val',)"]
+    _run(["train_net.py", "--config-file", "configs/cpu/f_deepacc_cpu.yaml",
+          "SOLVER.MAX_ITER", "60", "SOLVER.STEPS", "()", "SOLVER.WARMUP_ITERS", "10",
+          "INPUT.RANDOM_FLIP", "none", "OUTPUT_DIR", str(out)] + small, env)
+
+    with open(out / "metrics.json") as f:
+        history = [json.loads(line) for line in f if '"total_loss"' in line]
+    losses = [h["total_loss"] for h in history]
+    assert len(losses) >= 3, history
+    assert all(l == l and l < 1e3 for l in losses)  # finite
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert "loss_aam" in history[-1] and "loss_gia" in history[-1]
+    assert os.path.isfile(out / "model_final.pth")
+
+    _run(["train_net.py", "--config-file", "configs/cpu/f_deepacc_cpu.yaml", "--eval-only",
+          "MODEL.WEIGHTS", str(out / "model_final.pth"), "OUTPUT_DIR", str(out)] + small, env)
+    inference = out / "inference" / "synth_tiny_val"
+    with open(inference / "karyotype_details.json") as f:
+        details = json.load(f)
+    metrics = details["metrics"]
+    for key in ("mAP", "mAPmax", "Acc", "AER", "COCO_AP50"):
+        assert key in metrics
+    # one val image of a 45..47-chromosome cell: the ground-truth count is that cell's
+    assert 45 <= metrics["num_gt"] <= 47
+    assert os.path.isfile(inference / "karyotype_confusion.png")
