@@ -6,11 +6,15 @@ setup(
     description="DeepACC for detectron2: chromosome detection and classification on whole "
                 "G-banded metaphase images",
     packages=find_packages(include=["deepacc_d2", "deepacc_d2.*"]),
-    python_requires=">=3.8",
-    # detectron2 is not on PyPI: see README / tools/install_detectron2.py.
+    python_requires=">=3.10",
+    # detectron2 is not on PyPI: see README / tools/install_detectron2.py. The tested pins of
+    # everything (torch 2.14.1 among them) are in requirements.txt, which `make` installs.
     install_requires=[
         "torch",
         "torchvision",
+        "scipy",
+        "tabulate",
+        "pyyaml",
         "fvcore",
         "pycocotools",
         "opencv-python-headless",

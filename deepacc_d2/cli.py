@@ -3,7 +3,9 @@ The ``deepacc`` command.
 
     deepacc synth   --out DIR --num-images N --seed S ...   generate synthetic metaphases
     deepacc eval    --config-file C --weights W [--dataset D] [--output DIR] [--visualize N]
-    deepacc predict --config-file C --weights W --output DIR IMAGE_OR_FOLDER ...
+    deepacc predict --config-file C --weights W --output DIR IMAGE_OR_FOLDER ... [--opts K V]
+
+Config overrides go after ``--opts`` (``--opts MODEL.DEVICE cpu TEST.DETECTIONS_PER_IMAGE 80``).
 
 Training is ``python train_net.py --config-file C`` (detectron2's own launcher).
 """
@@ -17,7 +19,8 @@ import sys
 def _model_args(p):
     p.add_argument("--config-file", required=True, help="a YAML under configs/")
     p.add_argument("--weights", required=True, help="checkpoint (.pth) of a trained model")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    p.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
+                   help="config overrides, e.g. --opts MODEL.DEVICE cpu")
 
 
 def _eval(args):
@@ -71,7 +74,7 @@ def main(argv=None):
     p = sub.add_parser("predict", help="detect and name chromosomes on image files")
     p.add_argument("--output", default="output/predict")
     p.add_argument("--score-thresh", type=float, default=0.5)
-    p.add_argument("--inputs", nargs="+", required=True, help="images or folders of images")
+    p.add_argument("inputs", nargs="+", help="images or folders of images")
     _model_args(p)
     args = parser.parse_args(argv)
 

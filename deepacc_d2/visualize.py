@@ -52,7 +52,8 @@ def draw_predictions(image_rgb: np.ndarray, instances, score_thresh: float = 0.5
 
     slim = Instances(instances.image_size, pred_boxes=instances.pred_boxes,
                      scores=instances.scores, pred_classes=instances.pred_classes)
-    v = Visualizer(image_rgb, _KaryotypeMetadata(), scale=scale, instance_mode=ColorMode.IMAGE)
+    v = Visualizer(image_rgb, _KaryotypeMetadata(), scale=scale,
+                   instance_mode=ColorMode.SEGMENTATION)  # the mode that uses thing_colors
     return v.draw_instance_predictions(slim).get_image()
 
 
@@ -60,7 +61,8 @@ def draw_ground_truth(image_rgb: np.ndarray, dataset_dict: Dict, scale: float = 
     d = {k: v for k, v in dataset_dict.items() if k != "file_name"}
     d["annotations"] = [{k: v for k, v in a.items() if k != "segmentation"}
                         for a in dataset_dict.get("annotations", [])]
-    v = Visualizer(image_rgb, _KaryotypeMetadata(), scale=scale)
+    v = Visualizer(image_rgb, _KaryotypeMetadata(), scale=scale,
+                   instance_mode=ColorMode.SEGMENTATION)
     return v.draw_dataset_dict(d).get_image()
 
 

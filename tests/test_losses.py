@@ -207,12 +207,12 @@ def test_gia_hand_value_per_image():
                            [0.2, 0.7, 0.0, 0.1],  # label 1
                            [0.1, 0.1, 0.7, 0.1],  # label 2
                            [0.1, 0.1, 0.1, 0.7]])  # background: not a positive
-    image2 = torch.tensor([[0.5, 0.5, 0.0, 0.0]])  # label 0, the image's top of every class
+    image2 = torch.tensor([[0.5, 0.5, 0.0, 0.0]])  # label 0; classes 1 and 2 absent
     labels = [torch.tensor([0, 1, 2, 3]), torch.tensor([0])]
     # Image 1: tops are rows 0, 1, 2. M0·M1 = 0.33, M0·M2 = 0.16, M1·M2 = 0.10.
     #   label 0: (0.33 + 0.16) / 2; label 1: (0.33 + 0.10) / 2; label 2: (0.16 + 0.10) / 2.
-    # Image 2: its own tops only (not image 1's rows): (0.5 + 0.5) / 2.
-    hand = (0.245 + 0.215 + 0.13 + 0.5) / 4
+    # Image 2: no adjacent class present (and never image 1's rows): 0, but it is a positive.
+    hand = (0.245 + 0.215 + 0.13 + 0.0) / 4
     loss = group_inner_adjacency_loss([image1, image2], labels, GROUP_OF_THREE)
     assert loss.item() == pytest.approx(hand, abs=1e-6)
     # Only image 1: 0.59 / 3.
@@ -223,6 +223,24 @@ def test_gia_hand_value_per_image():
     zero = group_inner_adjacency_loss([bg], [torch.tensor([3])], GROUP_OF_THREE)
     zero.backward()
     assert zero.item() == 0.0
+
+
+def test_gia_absent_class_is_left_out():
+    # Like 21, 21, 22, 22 in a 46,XX cell (no Y): each surely its own class. Class 2 is absent;
+    # picking "its" top proposal by p_2 would pair a class-0 row with itself (dot 1).
+    probs = torch.eye(4)[[0, 0, 1, 1]]
+    assert group_inner_adjacency_loss([probs], [torch.tensor([0, 0, 1, 1])],
+                                      GROUP_OF_THREE).item() == 0.0
+
+
+def test_gia_top_proposal_is_chosen_among_its_label():
+    probs = torch.tensor([[0.1, 0.9, 0.0, 0.0],  # label 0, but the highest p_1 of the image
+                          [0.1, 0.8, 0.1, 0.0],  # label 1: the top of class 1
+                          [0.3, 0.6, 0.1, 0.0]])  # label 1
+    # Class 2 absent. Row 0 (label 0) pairs with row 1: 0.01 + 0.72 = 0.73.
+    # Rows 1 and 2 (label 1) pair with row 0, the only class-0 proposal: 0.73 and 0.57.
+    loss = group_inner_adjacency_loss([probs], [torch.tensor([0, 1, 1])], GROUP_OF_THREE)
+    assert loss.item() == pytest.approx((0.73 + 0.73 + 0.57) / 3, abs=1e-6)
 
 
 def test_denver_groups_forbidden_set():

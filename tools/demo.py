@@ -32,7 +32,9 @@ def main():
     args = p.parse_args()
 
     os.chdir(REPO)
-    data_dir = os.path.join(os.environ.get("DETECTRON2_DATASETS", "datasets"), "synth_demo")
+    from deepacc_d2.data.datasets import datasets_root
+
+    data_dir = os.path.join(datasets_root(), "synth_demo")
     model_dir = os.path.join(args.out, "model")
     weights = os.path.join(model_dir, "model_final.pth")
     if args.fresh:

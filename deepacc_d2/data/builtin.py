@@ -5,7 +5,9 @@ Register the datasets found under ``$DETECTRON2_DATASETS`` (default ``datasets/`
   (train/val by a stable hash of the image id, see :func:`split_of`).
 * ``synth_<name>_<split>``: every ``<root>/synth_<name>/`` folder written by ``deepacc synth``.
 * ``synth_onthefly_train``: 100,000 synthetic 1600x1200 metaphases drawn in the data loader
-  (seed 0), nothing on disk; for long training (train_net.py's loader draws them).
+  (seed 0), nothing on disk; for long training (train_net.py's loader draws them). Batches
+  18 and 19 are held out, as in the README's ``deepacc synth ... --held-out-batches 18 19``,
+  so ``synth_default_test`` stays made of preparations it never saw.
 
 Registration only records where the files are; nothing is read until a dataset is used.
 """
@@ -30,4 +32,5 @@ def register_all(root: str = None):
 
     register_synth_datasets(root)
     if "synth_onthefly_train" not in DatasetCatalog.list():
-        register_synth_onthefly("synth_onthefly_train", num_images=100_000, seed=0)
+        register_synth_onthefly("synth_onthefly_train", num_images=100_000, seed=0,
+                                held_out_batches=(18, 19))

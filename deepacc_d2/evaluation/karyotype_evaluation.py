@@ -47,7 +47,14 @@ from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import create_small_table
 
-from ..classes import CLASS_NAMES, DENVER_GROUPS, NUM_CLASSES, class_index, denver_group_of
+from ..classes import (
+    CLASS_NAMES,
+    DENVER_GROUPS,
+    NUM_CLASSES,
+    class_index,
+    denver_group_of,
+    group_adjacency_matrix,
+)
 from .metrics import (
     match_karyotype,
     per_class_average_precision,
@@ -261,7 +268,7 @@ def compute_karyotype_metrics(images: List[Dict], iou_thresh: float = 0.5,
     fp = num_pred - tp
     fp_per_class = pred_per_class - tp_per_class
     misclassified = confusion - np.diag(np.diag(confusion))
-    same_group = _same_group_matrix()
+    same_group = group_adjacency_matrix() | np.eye(NUM_CLASSES, dtype=bool)
     count_error = np.array([r["num_pred"] - r["num_gt"] for r in per_image])
 
     if coco_check:
@@ -405,11 +412,6 @@ def _annotations_to_arrays(dataset_dict: Dict) -> Tuple[np.ndarray, np.ndarray]:
 def _xyxy_to_xywh(box) -> List[float]:
     x0, y0, x1, y1 = (float(v) for v in box)
     return [x0, y0, x1 - x0, y1 - y0]
-
-
-def _same_group_matrix() -> np.ndarray:
-    groups = np.array([denver_group_of(k) for k in range(NUM_CLASSES)])
-    return groups[:, None] == groups[None, :]
 
 
 def _ratio(numerator, denominator) -> float:

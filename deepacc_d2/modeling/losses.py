@@ -183,11 +183,19 @@ def group_inner_adjacency_loss(
     L_GIA of Eq. 3. For each positive proposal i (label y_i < K) and each class j adjacent to
     y_i ((y_i, j) ∈ F, same Denver group, j ≠ y_i): the dot product M(x_i)·M_j(x) of its
     margin-branch probability vector with that of the most confident proposal of class j *in
-    the same image* (highest probability for j, whatever its label). Averaged over the
-    N(y_i, j) adjacent classes of y_i, then over the N+ positives of the whole batch.
+    the same image*. Averaged over the N(y_i, j) adjacent classes of y_i, then over the N+
+    positives of the whole batch.
+
+    "The most confident proposal of class j" (the paper is silent on how it is chosen): among
+    the image's proposals *labelled* j, the one with the highest probability for j. A class
+    absent from the image (Y in a 46,XX cell, a lost chromosome) has no such proposal, and
+    its pairs (y_i, j) are left out: N(y_i, j) counts the adjacent classes present. Taking the
+    top proposal by prediction alone would, for an absent j, pick a chromosome of another
+    class (often of class y_i itself) and penalise two confident, correct answers.
 
     Args:
-        probs_per_image (list[Tensor]): N tensors (R_i, K + 1), margin-branch probabilities M.
+        probs_per_image (list[Tensor]): N tensors (R_i, K + 1), margin-branch probabilities M
+            (the dot product runs over all K + 1 entries, background included).
         gt_classes_per_image (list[Tensor]): N tensors (R_i,), labels in [0, K].
         adjacency (Tensor): (K, K) bool, the forbidden set F
             (:func:`deepacc_d2.classes.group_adjacency_matrix` for the 24 classes).
@@ -197,17 +205,19 @@ def group_inner_adjacency_loss(
     """
     adjacency = adjacency.to(torch.float32)
     num_fg = adjacency.shape[0]
-    # 1 / N(y_i, j); a class alone in its group contributes nothing (and no division by 0).
-    neighbour_weights = adjacency / adjacency.sum(dim=1, keepdim=True).clamp(min=1.0)
     total = probs_per_image[0].sum() * 0.0 if probs_per_image else torch.zeros(())
     num_pos = torch.zeros((), device=total.device)
     for probs, gt in zip(probs_per_image, gt_classes_per_image):
-        positive = gt < num_fg
         if probs.shape[0] == 0:
             continue
-        top = probs[:, :num_fg].argmax(dim=0)  # K: most confident proposal of each class
+        is_class = F.one_hot(gt, num_fg + 1)[:, :num_fg].to(torch.bool)  # R x K
+        present = is_class.any(dim=0)  # K
+        # per class j, the proposal labelled j with the highest p_j (-1 elsewhere)
+        top = torch.where(is_class, probs[:, :num_fg], probs.new_full((), -1.0)).argmax(dim=0)
+        positive = gt < num_fg
+        neighbours = adjacency.to(probs)[gt[positive]] * present.to(probs)  # R+ x K
+        weights = neighbours / neighbours.sum(dim=1, keepdim=True).clamp(min=1.0)  # 1/N(y_i,j)
         dots = probs[positive] @ probs[top].t()  # R+ x K: M(x_i)·M_j(x)
-        weights = neighbour_weights.to(probs)[gt[positive]]  # R+ x K
         total = total + (dots * weights).sum()
         num_pos = num_pos + positive.sum()
     return total / num_pos.clamp(min=1)

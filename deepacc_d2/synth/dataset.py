@@ -5,8 +5,9 @@ Synthetic datasets in detectron2's catalogs.
   written by ``deepacc synth`` as ``synth_<name>_<split>`` (one per annotations/<split>.json).
 * On the fly: ``register_synth_onthefly(name, ...)`` registers a dataset whose dicts only
   say how to draw image i (seed, index, batch id, config); ``SynthDatasetMapper`` draws it
-  in the data loader's workers, so long training needs nothing on disk. Image i is the same
-  image ``deepacc synth`` would write for that seed and index.
+  in the data loader's workers, so long training needs nothing on disk. Without held-out batches,
+  image i is the same image ``deepacc synth`` would write for that seed and index; with
+  them, image i is drawn in the i-th of the remaining batches in turn.
 """
 import copy
 import os
