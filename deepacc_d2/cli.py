@@ -40,7 +40,8 @@ def _eval(args):
     with open(os.path.join(args.output, "metrics.json"), "w") as f:
         json.dump(results, f, indent=1)
     if args.visualize:
-        draw_dataset_predictions(model, dataset, args.output, args.visualize, cfg=cfg)
+        draw_dataset_predictions(model, dataset, args.output, args.visualize,
+                                 score_thresh=args.score_thresh, cfg=cfg)
     return results
 
 
@@ -70,6 +71,8 @@ def main(argv=None):
     p.add_argument("--dataset", help="registered dataset (default: the config's DATASETS.TEST)")
     p.add_argument("--output", default="output/eval")
     p.add_argument("--visualize", type=int, default=0, help="draw this many images")
+    p.add_argument("--score-thresh", type=float, default=0.5,
+                   help="pictures: draw top-1 detections scoring at least this")
     _model_args(p)
     p = sub.add_parser("predict", help="detect and name chromosomes on image files")
     p.add_argument("--output", default="output/predict")

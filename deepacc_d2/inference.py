@@ -7,6 +7,7 @@ import os
 from typing import Dict, List, Sequence
 
 import numpy as np
+import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog, detection_utils
@@ -76,7 +77,7 @@ def predict_files(cfg, inputs: Sequence[str], output_dir: str, score_thresh: flo
 
 
 def draw_dataset_predictions(model, dataset_name: str, output_dir: str, num_images: int = 4,
-                             score_thresh: float = 0.5, input_format: str = "BGR", cfg=None):
+                             score_thresh: float = 0.5, cfg=None):
     """Ground truth beside predictions for the first ``num_images`` images of a dataset."""
     from detectron2.data import DatasetMapper
 
@@ -85,8 +86,6 @@ def draw_dataset_predictions(model, dataset_name: str, output_dir: str, num_imag
     paths = []
     for d in DatasetCatalog.get(dataset_name)[:num_images]:
         inputs = mapper(dict(d))
-        import torch
-
         with torch.no_grad():
             instances = model([inputs])[0]["instances"].to("cpu")
         image = detection_utils.read_image(d["file_name"], format="RGB")

@@ -7,6 +7,7 @@ stands out at a glance.
 from typing import Dict, Optional
 
 import numpy as np
+import torch
 
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
@@ -35,18 +36,35 @@ class _KaryotypeMetadata:
         return getattr(self, key, default)
 
 
+def select_for_display(instances, score_thresh: float = 0.5, nms_thresh: float = 0.7):
+    """
+    What a cytologist reads, one name per chromosome: the top-1 class of each proposal,
+    score >= ``score_thresh``, class-agnostic NMS at ``nms_thresh`` — the detections that
+    Acc and AER judge (:func:`deepacc_d2.evaluation.metrics.select_for_counting`).
+    """
+    from .evaluation.metrics import select_for_counting, top1_mask
+
+    boxes = instances.pred_boxes.tensor.numpy()
+    scores = instances.scores.numpy()
+    classes = instances.pred_classes.numpy()
+    class_scores = instances.class_scores.numpy() if instances.has("class_scores") else None
+    top1 = top1_mask(boxes, scores, classes, class_scores)
+    keep = select_for_counting(boxes, scores, top1, score_thresh, nms_thresh)
+    return instances[torch.as_tensor(keep, dtype=torch.long)]
+
+
 def draw_predictions(image_rgb: np.ndarray, instances, score_thresh: float = 0.5,
                      scale: float = 1.0) -> np.ndarray:
     """
     Args:
         image_rgb (ndarray): (H, W, 3) uint8 RGB.
         instances (Instances): model output on the CPU, in the image's coordinates.
-        score_thresh (float): draw only detections scoring at least this.
+        score_thresh (float): draw the detections of :func:`select_for_display`.
 
     Returns:
         ndarray: (H', W', 3) uint8 RGB picture.
     """
-    instances = instances[instances.scores >= score_thresh]
+    instances = select_for_display(instances, score_thresh)
     # keep only the fields Visualizer understands
     from detectron2.structures import Instances
 
