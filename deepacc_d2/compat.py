@@ -12,7 +12,8 @@ full source build of detectron2 (v0.6 or main) with a matching stack it changes 
    the fast COCOeval need it; this project uses none of them.
 2. Pillow >= 10 has no ``Image.LINEAR`` (an alias of ``Image.BILINEAR`` it removed).
 3. setuptools >= 81 has no ``pkg_resources``; ``detectron2.model_zoo`` imports it for
-   ``resource_filename`` only. A minimal module providing just that is registered.
+   ``resource_filename`` only. That module is imported with a minimal stand-in providing
+   just that, which is then removed from ``sys.modules`` again.
 4. numpy >= 1.24 removed the aliases ``np.bool``/``np.int``/``np.float``/``np.object``
    used by detectron2 0.6 (``structures/masks.py``, ``data/build.py``, evaluators).
 5. torch >= 2.6 ``torch.load`` defaults to ``weights_only=True``; fvcore's Checkpointer
@@ -132,16 +133,34 @@ def resource_filename(package: str, resource: str) -> str:
 
 
 def _fix_pkg_resources():
+    """Give ``detectron2.model_zoo`` the one function it needs, without leaving a partial
+    ``pkg_resources`` in ``sys.modules`` for other libraries to trip on."""
     try:
         import pkg_resources  # noqa: F401
 
         return False
     except ImportError:
         pass
+    if importlib.util.find_spec("detectron2") is None:
+        return False
     shim = types.ModuleType("pkg_resources", "minimal stand-in registered by deepacc_d2.compat")
     shim.resource_filename = resource_filename
+    saved = sys.modules.get("pkg_resources", _ABSENT)
     sys.modules["pkg_resources"] = shim
+    try:
+        from detectron2.model_zoo import model_zoo
+    finally:
+        if saved is _ABSENT:
+            del sys.modules["pkg_resources"]
+        else:
+            sys.modules["pkg_resources"] = saved
+    if not hasattr(model_zoo, "pkg_resources"):
+        return False  # a detectron2 that no longer uses it
+    model_zoo.pkg_resources = shim
     return True
+
+
+_ABSENT = object()
 
 
 # Each removed alias meant the builtin type, which is what detectron2 0.6 needs.
@@ -227,8 +246,8 @@ def apply():
         _APPLIED = {
             "numpy_aliases": _fix_numpy_aliases(),
             "pillow_linear": _fix_pillow_linear(),
-            "pkg_resources": _fix_pkg_resources(),
             "detectron2_C": _fix_missing_extension(),
+            "pkg_resources": _fix_pkg_resources(),
             "torch_load": _fix_torch_load(),
         }
     return _APPLIED

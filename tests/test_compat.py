@@ -80,17 +80,19 @@ def test_numpy_aliases(monkeypatch):
 
 
 def test_pkg_resources(monkeypatch):
-    monkeypatch.setitem(sys.modules, "pkg_resources", None)  # import now raises ImportError
-    assert compat._fix_pkg_resources() is True
     from detectron2.model_zoo import model_zoo
 
-    path = sys.modules["pkg_resources"].resource_filename(
-        "detectron2.model_zoo", os.path.join("configs", "Base-RCNN-FPN.yaml"))
-    assert os.path.isfile(path)
+    monkeypatch.setitem(sys.modules, "pkg_resources", None)  # import now raises ImportError
+    monkeypatch.setattr(model_zoo, "pkg_resources", None)
+    assert compat._fix_pkg_resources() is True
+    assert sys.modules["pkg_resources"] is None  # nothing partial left for other libraries
+    path = model_zoo.get_config_file("COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml")
+    assert os.path.isfile(path) and path.endswith("faster_rcnn_R_50_FPN_1x.yaml")
+    # with a real pkg_resources nothing is touched
     fake = types.ModuleType("pkg_resources")
     monkeypatch.setitem(sys.modules, "pkg_resources", fake)
-    assert compat._fix_pkg_resources() is False and sys.modules["pkg_resources"] is fake
-    assert os.path.isfile(model_zoo.get_config_file("COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml"))
+    monkeypatch.setattr(model_zoo, "pkg_resources", fake)
+    assert compat._fix_pkg_resources() is False and model_zoo.pkg_resources is fake
 
 
 def test_checkpoint_with_python_objects_loads(tmp_path, caplog):

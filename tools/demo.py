@@ -37,6 +37,8 @@ def main():
                    help="pictures: top-1 detections scoring at least this (a few minutes of "
                         "CPU training gives low scores; the metrics use 0.5)")
     p.add_argument("--fresh", action="store_true", help="regenerate data and retrain")
+    p.add_argument("--update-docs", action="store_true",
+                   help="copy the first prediction picture to docs/demo_prediction.png")
     args = p.parse_args()
 
     os.chdir(REPO)
@@ -77,6 +79,10 @@ def main():
     print(f"  pictures: " + "\n            ".join(os.path.join(args.out, f) for f in pictures))
     print(f"            (*_pred.png: truth left, top-1 detections >= {args.score_thresh} right)")
     print(f"  model   : {weights}  (training log: {model_dir}/log.txt)")
+    if args.update_docs:
+        first = next(f for f in pictures if f.endswith("_pred.png"))
+        shutil.copy(os.path.join(args.out, first), os.path.join("docs", "demo_prediction.png"))
+        print(f"  copied {first} to docs/demo_prediction.png")
 
 
 if __name__ == "__main__":
