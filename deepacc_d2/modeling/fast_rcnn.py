@@ -254,14 +254,19 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
         return self.box_reg_loss(proposal_boxes, gt_boxes, proposal_deltas, gt_classes)
 
     def _log_metrics(self, logits, gt_classes, is_local: List[torch.Tensor]):
+        """The same training statistics, under the same names, as detectron2's Fast R-CNN
+        (so the rows of Table 1 compare in one TensorBoard), plus the share of local centers."""
         storage = get_event_storage()
         if gt_classes.numel():
             pred = logits.argmax(dim=1)
-            storage.put_scalar("deepacc/cls_accuracy", (pred == gt_classes).float().mean().item())
             fg = gt_classes < self.num_classes
+            storage.put_scalar("fast_rcnn/cls_accuracy", (pred == gt_classes).float().mean().item())
             if fg.any():
-                fg_accuracy = (pred[fg] == gt_classes[fg]).float().mean().item()
-                storage.put_scalar("deepacc/fg_cls_accuracy", fg_accuracy)
+                fg_pred = pred[fg]
+                storage.put_scalar("fast_rcnn/fg_cls_accuracy",
+                                   (fg_pred == gt_classes[fg]).float().mean().item())
+                storage.put_scalar("fast_rcnn/false_negative",
+                                   (fg_pred == self.num_classes).float().mean().item())
         if is_local:
             # Share of (image, class) pairs whose center is local rather than global (Eq. 2).
             storage.put_scalar(
