@@ -53,3 +53,27 @@ def test_train_then_eval_on_synthetic(tmp_path):
     # one val image of a 45..47-chromosome cell: the ground-truth count is that cell's
     assert 45 <= metrics["num_gt"] <= 47
     assert os.path.isfile(inference / "karyotype_confusion.png")
+
+
+def test_trainer_loader_draws_onthefly_images():
+    # train_net.Trainer's loader must draw on-the-fly synthetic images (no file on disk)
+    sys.path.insert(0, REPO)
+    import train_net
+    from detectron2.config import get_cfg
+
+    from deepacc_d2 import add_deepacc_config
+    from deepacc_d2.synth.dataset import register_synth_onthefly
+
+    register_synth_onthefly("synth_test_loader", 8, seed=5, image_size=(240, 320))
+    cfg = get_cfg()
+    add_deepacc_config(cfg)
+    cfg.merge_from_file(os.path.join(REPO, "configs", "cpu", "Base-DeepACC-CPU.yaml"))
+    cfg.merge_from_list(["DATASETS.TRAIN", "('synth_test_loader',)", "SOLVER.IMS_PER_BATCH", "2",
+                         "INPUT.MIN_SIZE_TRAIN", "(240,)", "INPUT.MAX_SIZE_TRAIN", "320"])
+    batch = next(iter(train_net.Trainer.build_train_loader(cfg)))
+    assert len(batch) == 2
+    for item in batch:
+        assert tuple(item["image"].shape) == (3, 240, 320)
+        # one cell: 45..47 chromosomes, as its stored karyotype says
+        assert 45 <= len(item["instances"]) <= 47
+        assert item["karyotype"].startswith(str(len(item["instances"])))
