@@ -4,6 +4,7 @@ The ``deepacc`` command.
     deepacc synth   --out DIR --num-images N --seed S ...   generate synthetic metaphases
     deepacc eval    --config-file C --weights W [--dataset D] [--output DIR] [--visualize N]
     deepacc predict --config-file C --weights W --output DIR IMAGE_OR_FOLDER ... [--opts K V]
+    deepacc export  --config-file C --weights W --output model.ts [--sample IMAGE]
 
 Config overrides go after ``--opts`` (``--opts MODEL.DEVICE cpu TEST.DETECTIONS_PER_IMAGE 80``).
 
@@ -14,6 +15,9 @@ import json
 import logging
 import os
 import sys
+
+import numpy as np
+import torch
 
 
 def _model_args(p):
@@ -57,6 +61,31 @@ def _predict(args):
     return 1 if errors and not results else 0
 
 
+def _export(args):
+    from detectron2.data import detection_utils
+    from detectron2.data import transforms as T
+
+    from .engine import build_cfg
+    from .export import export_torchscript
+    from .inference import load_model
+
+    cfg = build_cfg(args.config_file, args.opts, args.weights)
+    if args.sample:
+        image = detection_utils.read_image(args.sample, format=cfg.INPUT.FORMAT)
+    else:  # one synthetic metaphase as the tracing sample
+        from .synth.render import SynthConfig
+        from .synth.writer import generate_image
+
+        gray = generate_image(0, 0, 0, SynthConfig(image_size=(600, 800))).image
+        image = np.repeat(gray[:, :, None], 3, axis=2)
+    resize = T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
+    image = resize.get_transform(image).apply_image(image)
+    sample = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1))).float()
+    info = export_torchscript(load_model(cfg), sample, args.output, cfg)
+    print(f"wrote {args.output} (outputs {info['outputs']}) and {args.output}.json")
+    return 0
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "synth":
@@ -79,6 +108,10 @@ def main(argv=None):
     p.add_argument("--score-thresh", type=float, default=0.5)
     p.add_argument("inputs", nargs="+", help="images or folders of images")
     _model_args(p)
+    p = sub.add_parser("export", help="TorchScript (traced) model for deployment")
+    p.add_argument("--output", default="output/export/model.ts")
+    p.add_argument("--sample", help="an image to trace with (default: a synthetic metaphase)")
+    _model_args(p)
     args = parser.parse_args(argv)
 
     import deepacc_d2  # noqa: F401
@@ -90,6 +123,8 @@ def main(argv=None):
     if args.command == "eval":
         _eval(args)
         return 0
+    if args.command == "export":
+        return _export(args)
     return _predict(args)
 
 

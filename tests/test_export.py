@@ -1,0 +1,69 @@
+"""Export: trace at one size, run at another, save and reload, compare with the eager model."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import deepacc_d2  # noqa: F401
+from detectron2.data import transforms as T
+from detectron2.modeling import build_model
+
+from deepacc_d2.engine import build_cfg
+from deepacc_d2.export import KaryotypeTorchScript, export_torchscript
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _eager(model, image):
+    with torch.no_grad():
+        return model.inference([{"image": image}], do_postprocess=False)[0]
+
+
+@pytest.mark.parametrize("config", ["f_deepacc_cpu.yaml", "a_faster_rcnn_cpu.yaml"])
+def test_trace_one_size_run_another(tmp_path, config):
+    torch.manual_seed(0)
+    # score threshold 0 so that a random model still yields detections to compare
+    cfg = build_cfg(os.path.join(REPO, "configs", "cpu", config),
+                    ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "INPUT.MIN_SIZE_TEST", "200",
+                     "INPUT.MAX_SIZE_TEST", "256"])
+    model = build_model(cfg).eval()
+    path = str(tmp_path / "model.ts")
+    info = export_torchscript(model, torch.rand(3, 160, 224) * 255, path, cfg)
+    assert info["outputs"] == ["class_scores", "pred_boxes", "pred_classes", "scores"]
+
+    exported = KaryotypeTorchScript(path)  # reloaded from disk
+    image = torch.rand(3, 200, 256) * 255  # another size than traced
+    with torch.no_grad():
+        got = dict(zip(info["outputs"], exported.module(image)))
+    want = _eager(model, image)
+    assert len(want) > 0 and got["pred_boxes"].shape == want.pred_boxes.tensor.shape
+    assert torch.allclose(got["pred_boxes"], want.pred_boxes.tensor, atol=1e-3)
+    assert torch.allclose(got["scores"], want.scores, atol=1e-5)
+    assert torch.equal(got["pred_classes"], want.pred_classes)
+    assert torch.allclose(got["class_scores"], want.class_scores, atol=1e-5)
+
+
+def test_wrapper_resizes_like_detectron2_and_scales_boxes_back(tmp_path):
+    torch.manual_seed(0)
+    cfg = build_cfg(os.path.join(REPO, "configs", "cpu", "f_deepacc_cpu.yaml"),
+                    ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"])  # MIN 480, MAX 640
+    model = build_model(cfg).eval()
+    path = str(tmp_path / "model.ts")
+    export_torchscript(model, torch.rand(3, 240, 320) * 255, path, cfg)
+    exported = KaryotypeTorchScript(path)
+    resize = T.ResizeShortestEdge(480, 640)
+    for h, w in [(600, 800), (1200, 1600), (700, 685), (383, 1360)]:
+        t = resize.get_transform(np.zeros((h, w, 3), np.uint8))
+        assert exported._resized_shape(h, w) == (t.new_h, t.new_w)
+    # 300 x 400 -> 480 x 640: boxes come back divided by 1.6
+    image = np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    out = exported(image)
+    import cv2
+
+    resized = cv2.resize(image, (640, 480), interpolation=cv2.INTER_LINEAR)
+    with torch.no_grad():
+        raw = exported.module(torch.as_tensor(resized.transpose(2, 0, 1).copy()).float())
+    raw = dict(zip(exported.info["outputs"], raw))
+    assert np.allclose(out["boxes"], raw["pred_boxes"].numpy() / 1.6, atol=1e-4)
+    assert out["class_scores"].shape[1] == 24
