@@ -1,7 +1,7 @@
 """
 Export a trained model to TorchScript by tracing, along detectron2's deployment path
-(``TracingAdapter`` + ``torch.jit.trace``), for use next to the microscope without this
-package or detectron2's Python code.
+(``TracingAdapter`` + ``torch.jit.trace``): the saved file runs with ``torch.jit.load``
+alone, without detectron2's Python code.
 
 The traced module takes one image tensor (3, H, W), float, in the model's input format
 (BGR for the configs here), already resized as ``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``
