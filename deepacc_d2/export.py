@@ -1,7 +1,7 @@
 """
 Export a trained model to TorchScript by tracing, along detectron2's deployment path
 (``TracingAdapter`` + ``torch.jit.trace``): the saved file runs with ``torch.jit.load``
-alone, without detectron2's Python code.
+after ``import torchvision`` (its nms / roi_align ops), without detectron2's Python code.
 
 The traced module takes one image tensor (3, H, W), float, in the model's input format
 (BGR for the configs here), already resized as ``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``
@@ -96,6 +96,8 @@ class KaryotypeTorchScript:
     """
 
     def __init__(self, path: str):
+        import torchvision  # noqa: F401  (registers the ops the traced graph calls)
+
         self.module = torch.jit.load(path, map_location="cpu")
         with open(path + ".json") as f:
             self.info = json.load(f)
