@@ -1,7 +1,6 @@
 """Karyotype metrics of DeepACC §3.1: mAP, mAPmax, Acc, AER (see karyotype_evaluation.py)."""
 from .karyotype_evaluation import (
     KaryotypeEvaluator,
-    build_karyotype_evaluator,
     coco_average_precision,
     compute_karyotype_metrics,
     evaluate_predictions,
@@ -9,7 +8,6 @@ from .karyotype_evaluation import (
 
 __all__ = [
     "KaryotypeEvaluator",
-    "build_karyotype_evaluator",
     "coco_average_precision",
     "compute_karyotype_metrics",
     "evaluate_predictions",

@@ -64,7 +64,6 @@ from .metrics import (
 
 __all__ = [
     "KaryotypeEvaluator",
-    "build_karyotype_evaluator",
     "compute_karyotype_metrics",
     "coco_average_precision",
     "evaluate_predictions",
@@ -188,11 +187,6 @@ class KaryotypeEvaluator(DatasetEvaluator):
         if self._output_dir:
             _write_outputs(self._output_dir, metrics, details)
         return OrderedDict({"karyotype": metrics})
-
-
-def build_karyotype_evaluator(cfg, dataset_name: str, output_dir: Optional[str] = None):
-    """``KaryotypeEvaluator.from_config``; for ``Trainer.build_evaluator``."""
-    return KaryotypeEvaluator.from_config(cfg, dataset_name, output_dir)
 
 
 def evaluate_predictions(pairs: Iterable, output_dir: Optional[str] = None,

@@ -61,6 +61,12 @@ class Ideogram:
         """p-arm length / total length."""
         return self.centromere / self.length
 
+    def _band_at_samples(self, num_samples: int) -> np.ndarray:
+        """(num_samples,) index of the band under each of ``num_samples`` equally spaced
+        sample centres, p telomere first."""
+        pos = (np.arange(num_samples) + 0.5) * (self.length / num_samples)
+        return np.clip(np.searchsorted(self.ends, pos, side="right"), 0, len(self.ends) - 1)
+
     def density_profile(self, num_samples: int) -> np.ndarray:
         """
         Args:
@@ -69,16 +75,12 @@ class Ideogram:
         Returns:
             ndarray: (num_samples,) float32 stain density at the sample centres.
         """
-        pos = (np.arange(num_samples) + 0.5) * (self.length / num_samples)
-        band = np.clip(np.searchsorted(self.ends, pos, side="right"), 0, len(self.ends) - 1)
         density = np.array([STAIN_DENSITY[s] for s in self.stains], dtype=np.float32)
-        return density[band]
+        return density[self._band_at_samples(num_samples)]
 
     def stain_profile(self, num_samples: int) -> np.ndarray:
         """(num_samples,) array of stain names at the sample centres (see density_profile)."""
-        pos = (np.arange(num_samples) + 0.5) * (self.length / num_samples)
-        band = np.clip(np.searchsorted(self.ends, pos, side="right"), 0, len(self.ends) - 1)
-        return np.asarray(self.stains)[band]
+        return np.asarray(self.stains)[self._band_at_samples(num_samples)]
 
 
 def _read_bed(assembly: str) -> Dict[str, List[Tuple[int, int, str, str]]]:

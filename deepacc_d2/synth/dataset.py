@@ -22,7 +22,7 @@ from detectron2.structures import BoxMode
 
 from ..classes import CLASS_NAMES, class_index
 from .render import SynthConfig
-from .writer import generate_image, polygons_of_mask
+from .writer import box_edges, generate_image, polygons_of_mask
 
 
 def register_synth_datasets(root: str) -> List[str]:
@@ -107,11 +107,11 @@ def synth_annotations(image, use_instance_mask: bool = True) -> List[Dict]:
     """detectron2 annotation dicts (XYXY_ABS, pixel-edge boxes) of a SynthImage."""
     annotations = []
     for inst in image.instances:
-        x0, y0, x1, y1 = inst["bbox"]
-        obj = {"bbox": [x0, y0, x1 + 1, y1 + 1], "bbox_mode": BoxMode.XYXY_ABS,
+        edges = box_edges(inst["bbox"])
+        obj = {"bbox": edges, "bbox_mode": BoxMode.XYXY_ABS,
                "category_id": class_index(inst["category"]), "iscrowd": 0}
         if use_instance_mask:
-            obj["segmentation"] = polygons_of_mask(inst["mask"], x0, y0)
+            obj["segmentation"] = polygons_of_mask(inst["mask"], edges[0], edges[1])
         annotations.append(obj)
     return annotations
 

@@ -73,6 +73,13 @@ def polygons_of_mask(mask: np.ndarray, x0: int, y0: int) -> List[List[float]]:
     return polygons
 
 
+def box_edges(pixel_box) -> List[int]:
+    """The inclusive pixel box (x0, y0, x1, y1) of a drawn chromosome as box *edges*
+    [x0, y0, x1 + 1, y1 + 1] (XYXY, the convention of detectron2 and COCO)."""
+    x0, y0, x1, y1 = pixel_box
+    return [x0, y0, x1 + 1, y1 + 1]
+
+
 def coco_records(image: SynthImage, image_id: int, file_name: str, batch_id: int, seed: int):
     """
     Returns:
@@ -93,11 +100,11 @@ def coco_records(image: SynthImage, image_id: int, file_name: str, batch_id: int
     }
     annotations = []
     for inst in image.instances:
-        x0, y0, x1, y1 = inst["bbox"]
+        x0, y0, x1, y1 = box_edges(inst["bbox"])
         annotations.append({
             "image_id": image_id,
             "category_id": class_index(inst["category"]) + 1,
-            "bbox": [x0, y0, x1 - x0 + 1, y1 - y0 + 1],
+            "bbox": [x0, y0, x1 - x0, y1 - y0],
             "area": int(inst["mask"].sum()),
             "segmentation": polygons_of_mask(inst["mask"], x0, y0),
             "iscrowd": 0,
