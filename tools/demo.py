@@ -62,7 +62,8 @@ def main():
     if not os.path.isfile(weights):
         steps = f"({int(args.iters * 0.8)},)"
         run([sys.executable, "train_net.py", "--config-file", args.config, "OUTPUT_DIR", model_dir,
-             "SOLVER.MAX_ITER", str(args.iters), "SOLVER.STEPS", steps, "DATASETS.TEST", "()"])
+             "SOLVER.MAX_ITER", str(args.iters), "SOLVER.STEPS", steps, "DATASETS.TEST", "()",
+             "SEED", "0"])
     else:
         print(f"reusing trained model {weights}")
 
