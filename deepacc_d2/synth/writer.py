@@ -116,6 +116,8 @@ def _render_and_save(job):
     seed, index, batch_id, config, path = job
     image = generate_image(seed, index, batch_id, config)
     ok, png = cv2.imencode(".png", image.image, PNG_PARAMS)
+    if not ok:
+        raise RuntimeError(f"{path}: OpenCV could not encode image {index} as PNG")
     with open(path, "wb") as f:
         f.write(png.tobytes())
     return coco_records(image, index, os.path.basename(path), batch_id, seed)
