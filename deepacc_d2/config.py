@@ -39,28 +39,19 @@ def add_deepacc_config(cfg):
     _C.MODEL.DEEPACC.AAM.SCALE = 64.0
     # m: the additive angular margin in radians, in [0, π). Paper: 0.25.
     _C.MODEL.DEEPACC.AAM.MARGIN = 0.25
+    # Iterations over which m ramps linearly from 0 to MARGIN; 0 = no ramp (docs/learning.md).
+    _C.MODEL.DEEPACC.AAM.MARGIN_WARMUP_ITERS = 0
 
-    # Siamese inference branch (§2.3, Eq. 2): per image, the class centers W_I,j are taken from
-    # that image's own proposals; logits W_I,jᵀ·x + b_j on the unnormalised feature x, trained
-    # with cross-entropy (L_CE). Its softmax is the model's final score. True / False.
+    # Siamese inference branch (§2.3, Eq. 2): per-image local class centers W_I; logits
+    # W_I,jᵀ·x + b_j on the unnormalised x, trained by L_CE; its softmax is the final score.
     _C.MODEL.DEEPACC.SIAMESE = CN()
     _C.MODEL.DEEPACC.SIAMESE.ENABLED = False
-    # δ, in [0, 1): class j uses the normalised feature of its most confident proposal as its
-    # local center W_I,j when that proposal's margin-branch probability for j is > δ, else the
-    # normalised global center W_M,j. The paper gives no value. 0.5 is the smallest δ that
-    # guarantees the chosen proposal is classified as j by the margin branch (its top-1 class),
-    # so a center is never borrowed from a chromosome of another class; an absent class and the
-    # early, unconfident iterations fall back to the global centers, which is what δ is for.
-    # Note: with s = 64 the margin branch's softmax saturates, so even at initialisation some
-    # classes pass 0.5 (a few loss_cls spikes in the first iterations); a δ close to 1 changes
-    # little for the same reason. Candidates are all of the image's proposals, by prediction.
+    # δ of Eq. 2, in [-1, 1): a local center needs margin-branch score cos θ > δ (paper: none).
     _C.MODEL.DEEPACC.SIAMESE.DELTA = 0.5
-    # Whether L_CE back-propagates into the centers W_I (the selected proposals' features and,
-    # through the fallback, W_M). False (default): the centers are constants for the inference
-    # branch, as W_I is the margin branch's output; L_CE trains the features x and the bias b
-    # only. With True, L_CE can lower itself by moving the template instead of the query (the
-    # selected proposal's own logit is ‖x‖ + b), and the argmax selection has no gradient anyway.
-    # True / False.
+    # Training candidates for class j's center: "labelled" (proposals labelled j) or
+    # "predicted" (every proposal, as at test time). docs/learning.md.
+    _C.MODEL.DEEPACC.SIAMESE.TRAIN_CENTERS = "labelled"
+    # L_CE back-propagates into the chosen proposals' features (it always trains W_M).
     _C.MODEL.DEEPACC.SIAMESE.CENTER_GRAD = False
 
     # Group Inner-Adjacency loss (§2.4, Eq. 3) on the margin branch's probabilities, over the

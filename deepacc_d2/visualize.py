@@ -42,14 +42,12 @@ def select_for_display(instances, score_thresh: float = 0.5, nms_thresh: float =
     score >= ``score_thresh``, class-agnostic NMS at ``nms_thresh`` — the detections that
     Acc and AER judge (:func:`deepacc_d2.evaluation.metrics.select_for_counting`).
     """
-    from .evaluation.metrics import select_for_counting, top1_mask
+    from .evaluation.karyotype_evaluation import detection_subsets
+    from .evaluation.metrics import select_for_counting
 
-    boxes = instances.pred_boxes.tensor.numpy()
-    scores = instances.scores.numpy()
-    classes = instances.pred_classes.numpy()
-    class_scores = instances.class_scores.numpy() if instances.has("class_scores") else None
-    top1 = top1_mask(boxes, scores, classes, class_scores)
-    keep = select_for_counting(boxes, scores, top1, score_thresh, nms_thresh)
+    top1, _ = detection_subsets(instances)
+    keep = select_for_counting(instances.pred_boxes.tensor.numpy(), instances.scores.numpy(),
+                               top1, score_thresh, nms_thresh)
     return instances[torch.as_tensor(keep, dtype=torch.long)]
 
 

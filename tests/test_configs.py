@@ -58,3 +58,27 @@ def test_config_builds(path):
     if cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN":
         assert type(model.roi_heads).__name__ == cfg.MODEL.ROI_HEADS.NAME
 
+
+
+# The input convention of each family of detectron2 ImageNet weights (detectron2's
+# config/defaults.py and MODEL_ZOO.md): MSRA (caffe) models take BGR with std 1, FAIR and
+# torchvision models take RGB with ImageNet's std.
+WEIGHTS_CONVENTION = {
+    "/MSRA/": ("BGR", [1.0, 1.0, 1.0]),
+    "/FAIR/": ("RGB", [57.375, 57.120, 58.395]),
+    "torchvision": ("RGB", [58.395, 57.120, 57.375]),
+}
+
+
+@pytest.mark.parametrize("path", ALL_CONFIGS, ids=lambda p: os.path.relpath(p, CONFIGS))
+def test_input_normalisation_matches_the_weights(path):
+    cfg = get_cfg()
+    deepacc_d2.add_deepacc_config(cfg)
+    cfg.merge_from_file(path)
+    matches = [conv for key, conv in WEIGHTS_CONVENTION.items() if key in cfg.MODEL.WEIGHTS]
+    if not cfg.MODEL.WEIGHTS:
+        return  # from scratch: any normalisation trains
+    assert matches, f"unknown weights family {cfg.MODEL.WEIGHTS}: add its convention here"
+    fmt, std = matches[0]
+    assert cfg.INPUT.FORMAT == fmt, path
+    assert cfg.MODEL.PIXEL_STD == pytest.approx(std), path

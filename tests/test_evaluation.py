@@ -200,15 +200,19 @@ def test_missed_chromosome():
     assert m["CountExact"] == 0.0 and m["CountMAE"] == 1.0
 
 
-def test_fn_is_a_truth_no_kept_prediction_overlaps():
+def test_fn_is_a_truth_no_kept_prediction_was_matched_to():
     # Two overlapping "1"s, A and [1,0,11,10] (IoU .82), one prediction exactly on A. It
-    # matches A; the other truth is overlapped (.82) by a kept prediction, so by the paper's
-    # rule it is not an FN: TP 1, FP 0, FN 0. The count (1 vs 2) still shows it.
+    # matches A; the other truth is overlapped (.82) by that prediction, but one prediction
+    # never finds two chromosomes: TP 1, FP 0, FN 1, AER 1/2.
     m, details = metrics_of(image([(A, 0), (square(1.0), 0)], [(A, 0, 0.9)]))
-    assert (m["TP"], m["FP"], m["FN"]) == (1, 0, 0)
-    assert m["AER"] == 0.0 and m["CountMAE"] == 1.0
-    # AP does count it as missed: recall 1/2 at precision 1.
+    assert (m["TP"], m["FP"], m["FN"]) == (1, 0, 1)
+    assert m["AER"] == 50.0 and m["CountMAE"] == 1.0
+    # AP counts it as missed too: recall 1/2 at precision 1.
     assert m["mAP"] == 50.0
+    # A second prediction of the wrong class on the other truth: one FP, and no FN (a right
+    # box with the wrong class is one error).
+    m, _ = metrics_of(image([(A, 0), (B, 0)], [(A, 0, 0.9), (B, 1, 0.8)]))
+    assert (m["TP"], m["FP"], m["FN"]) == (1, 1, 0)
 
 
 def test_low_score_box_dropped():

@@ -21,6 +21,7 @@ from deepacc_d2.modeling.losses import (
     aam_loss,
     additive_angular_margin,
     group_inner_adjacency_loss,
+    center_candidates,
     local_class_centers,
     siamese_logits,
 )
@@ -125,32 +126,51 @@ def _proposals(*counts, num_classes=2):
     return out
 
 
-def _margin_probs(features, scale=10.0):
-    cos = torch.nn.functional.normalize(features, dim=1) @ torch.nn.functional.normalize(
+def _cosine(features):
+    return torch.nn.functional.normalize(features, dim=1) @ torch.nn.functional.normalize(
         GLOBAL, dim=1).t()
-    return torch.softmax(scale * cos, dim=1)
+
+
+def _local(features, delta, labels=None):
+    cos = _cosine(features)
+    return local_class_centers(features, cos, GLOBAL, delta, center_candidates(cos, labels))
 
 
 def test_local_class_centers_and_delta_fallback():
-    centers, is_local = local_class_centers(IMAGE_B, _margin_probs(IMAGE_B), GLOBAL, 0.5)
-    # Class 0: IMAGE_B[0] has p_0 = 0.998 > δ -> its normalised feature (3, 1)/√10.
-    # Class 1: the best p_1 is 0.322 (IMAGE_B[1]: cos 0.669 vs 0.743 for class 0) <= δ -> W_M,1.
-    # Background: always the normalised global row.
-    assert is_local.tolist() == [True, False]
+    centers, is_local, best = _local(IMAGE_B, 0.5)
+    # Test time, candidates by top-1 cosine: both rows of B are 0s (cos_0 .949 and .743 vs
+    # cos_1 .316 and .669). Class 0: best cos .949 > δ -> (3, 1)/√10. Class 1: no candidate ->
+    # W_M,1. Background: always the normalised global row.
+    assert is_local.tolist() == [True, False] and best.tolist() == [0, 2]
     expected = torch.tensor([[3 / math.sqrt(10), 1 / math.sqrt(10)], [0.0, 1.0],
                              [-1 / math.sqrt(2), -1 / math.sqrt(2)]])
     assert torch.allclose(centers, expected, atol=1e-6)
-    # δ above every score: everything falls back to the global centers.
-    centers, is_local = local_class_centers(IMAGE_B, _margin_probs(IMAGE_B), GLOBAL, 0.99999)
+    # Training, candidates by label: row 1 is labelled 1 and its cos_1 .669 > δ: local.
+    centers, is_local, _ = _local(IMAGE_B, 0.5, torch.tensor([0, 1]))
+    assert is_local.tolist() == [True, True]
+    assert torch.allclose(centers[1], IMAGE_B[1] / IMAGE_B[1].norm(), atol=1e-6)
+    # ... but not above δ = .7; δ above every score: everything falls back.
+    assert _local(IMAGE_B, 0.7, torch.tensor([0, 1]))[1].tolist() == [True, False]
+    centers, is_local, _ = _local(IMAGE_B, 0.99)
     assert not is_local.any()
     assert torch.allclose(centers, torch.nn.functional.normalize(GLOBAL, dim=1))
     # No proposal at all: global centers, no error.
-    centers, is_local = local_class_centers(IMAGE_B[:0], _margin_probs(IMAGE_B[:0]), GLOBAL, 0.5)
+    centers, is_local, _ = _local(IMAGE_B[:0], 0.5)
     assert not is_local.any() and torch.allclose(centers, torch.nn.functional.normalize(GLOBAL, dim=1))
     # Eq. 2 logits on the unnormalised feature, bias b = (0.5, 0, 0).
     logits = siamese_logits(IMAGE_B[1:], expected, torch.tensor([0.5, 0.0, 0.0]))
     hand = [(3 + 0.9) / math.sqrt(10) + 0.5, 0.9, -1.9 / math.sqrt(2)]
     assert torch.allclose(logits, torch.tensor([hand]), atol=1e-6)
+
+
+def test_center_choice_has_no_ties():
+    # Saturation: with s = 64 both rows have softmax probability 1.0 for class 0 in float32,
+    # and an argmax over probabilities returns the first row. The cosine ranks them.
+    features = torch.tensor([[1.0, 0.3], [1.0, 0.1]])
+    cos = _cosine(features)
+    assert torch.equal(torch.softmax(64 * cos, dim=1)[:, 0], torch.ones(2))
+    _, is_local, best = local_class_centers(features, cos, GLOBAL, 0.5, center_candidates(cos))
+    assert best[0].item() == 1 and is_local[0]
 
 
 def test_local_class_centers_are_chosen_per_image():
@@ -160,7 +180,8 @@ def test_local_class_centers_are_chosen_per_image():
         predictor.inference_bias.zero_()
     features = torch.cat([IMAGE_A, IMAGE_B])  # one batch, two images of two proposals
     predictions = predictor(features)
-    logits, is_local = predictor.final_logits(predictions, _proposals(2, 2))
+    predictor.eval()  # test-time centers, by prediction
+    logits, is_local, _ = predictor.final_logits(predictions, _proposals(2, 2))
     assert [x.tolist() for x in is_local] == [[True, True], [True, False]]
     # Image A's class-0 center is A's own best 0, (2, 0.2)/|.|, not B's (3, 1), though B's
     # (3, 1) is the more confident 0 of the batch.
@@ -175,21 +196,22 @@ def test_local_class_centers_are_chosen_per_image():
     assert torch.allclose(probs[1], torch.softmax(logits[1], dim=1))
 
 
-@pytest.mark.parametrize("center_grad", [False, True])
-def test_center_gradients_switch(center_grad):
-    predictor = _predictor(center_grad=center_grad)
-    with torch.no_grad():
-        predictor.cls_score.weight.copy_(GLOBAL)
-    features = torch.cat([IMAGE_A, IMAGE_B]).requires_grad_(True)
-    logits, _ = predictor.final_logits(predictor(features), _proposals(2, 2))
-    torch.nn.functional.cross_entropy(torch.cat(logits), torch.tensor([0, 1, 0, 1])).backward()
-    weight_grad = predictor.cls_score.weight.grad
-    # Image B class 1 uses the global W_M,1: only with CENTER_GRAD does L_CE reach W_M.
-    if center_grad:
-        assert weight_grad is not None and weight_grad.abs().sum() > 0
-    else:
-        assert weight_grad is None or weight_grad.abs().sum() == 0
-    assert predictor.inference_bias.grad.abs().sum() > 0
+def test_center_gradients_switch():
+    grads = []
+    for center_grad in (False, True):
+        predictor = _predictor(center_grad=center_grad)
+        with torch.no_grad():
+            predictor.cls_score.weight.copy_(GLOBAL)
+        features = torch.cat([IMAGE_A, IMAGE_B]).requires_grad_(True)
+        predictor.eval()  # test-time centers: image B's class 1 uses the global W_M,1
+        logits, _, _ = predictor.final_logits(predictor(features), _proposals(2, 2))
+        torch.nn.functional.cross_entropy(torch.cat(logits), torch.tensor([0, 1, 0, 1])).backward()
+        # L_CE always trains the global centers it uses, and the bias.
+        assert predictor.cls_score.weight.grad.abs().sum() > 0
+        assert predictor.inference_bias.grad.abs().sum() > 0
+        grads.append(features.grad.clone())
+    # With center_grad the chosen proposals' features also get L_CE's gradient as centers.
+    assert not torch.allclose(grads[0], grads[1])
 
 
 # Group Inner-Adjacency (Eq. 3) on K = 3 classes of one group, background = column 3.
@@ -209,15 +231,15 @@ def test_gia_hand_value_per_image():
                            [0.1, 0.1, 0.1, 0.7]])  # background: not a positive
     image2 = torch.tensor([[0.5, 0.5, 0.0, 0.0]])  # label 0; classes 1 and 2 absent
     labels = [torch.tensor([0, 1, 2, 3]), torch.tensor([0])]
-    # Image 1: tops are rows 0, 1, 2. M0·M1 = 0.33, M0·M2 = 0.16, M1·M2 = 0.10.
-    #   label 0: (0.33 + 0.16) / 2; label 1: (0.33 + 0.10) / 2; label 2: (0.16 + 0.10) / 2.
+    # Image 1: tops are rows 0, 1, 2. M0·M1 = 0.33, M0·M2 = 0.16, M1·M2 = 0.10, summed over
+    #   the adjacent classes (Eq. 3): label 0: 0.49; label 1: 0.43; label 2: 0.26.
     # Image 2: no adjacent class present (and never image 1's rows): 0, but it is a positive.
-    hand = (0.245 + 0.215 + 0.13 + 0.0) / 4
+    hand = (0.49 + 0.43 + 0.26 + 0.0) / 4
     loss = group_inner_adjacency_loss([image1, image2], labels, GROUP_OF_THREE)
     assert loss.item() == pytest.approx(hand, abs=1e-6)
-    # Only image 1: 0.59 / 3.
+    # Only image 1: 1.18 / 3.
     assert group_inner_adjacency_loss([image1], labels[:1], GROUP_OF_THREE).item() == \
-        pytest.approx(0.59 / 3, abs=1e-6)
+        pytest.approx(1.18 / 3, abs=1e-6)
     # No positive proposal: 0, still differentiable.
     bg = image1[3:].clone().requires_grad_(True)
     zero = group_inner_adjacency_loss([bg], [torch.tensor([3])], GROUP_OF_THREE)

@@ -3,14 +3,15 @@
 labelled with the canonical 24 classes.
 
 - mAP: AP at IoU >= 0.5 per class, all-point interpolation, averaged over the classes that
-  have ground truth (detections are all the model returns, i.e. above
-  ``MODEL.ROI_HEADS.SCORE_THRESH_TEST``). Matching: see :mod:`.metrics`.
-- mAPmax: the same after keeping only the top-1 class of each proposal
-  (:func:`.metrics.top1_mask`: ``class_scores`` when the model gives it, else equal boxes).
+  have ground truth, on detectron2's per-class detections (``all_classes`` of the DeepACC
+  heads' outputs; every detection of another model). Matching: see :mod:`.metrics`.
+- mAPmax: the same on the top-1 class of each proposal, selected before NMS (``top1`` of the
+  DeepACC heads' outputs; else :func:`.metrics.top1_mask`: ``class_scores``, or equal boxes).
 - Acc and AER: top-1 detections, score >= p (0.5), class-agnostic NMS (0.7), then
   :func:`.metrics.match_karyotype`. Acc = TP / predictions; AER = (FP + FN) / ground truths,
-  where FN is a ground truth that no kept prediction overlaps at IoU >= 0.5. A right box with
-  the wrong class is one FP and no FN. The paper's numbers need that reading: were FN the
+  where FN is a ground truth that no kept prediction was matched to, one to one (a TP, or a
+  wrong-class prediction on its box). A right box with the wrong class is one FP and no FN.
+  The paper's numbers need that reading: were FN the
   ground truths left without a TP (G - TP), then AER * G = P - TP + G - TP with
   P = TP / Acc gives TP = G (1 - AER) / (2 - 1 / Acc), and Acc 85.54 with AER 15.45
   (Table 2) would need TP = 1.017 G, more true positives than chromosomes.
@@ -148,11 +149,7 @@ class KaryotypeEvaluator(DatasetEvaluator):
             boxes = instances.pred_boxes.tensor.numpy().astype(np.float64)
             scores = instances.scores.numpy().astype(np.float64)
             classes = instances.pred_classes.numpy().astype(np.int64)
-            class_scores = None
-            if instances.has("class_scores"):
-                # (R, K) foreground probabilities; a trailing background column is ignored.
-                class_scores = instances.class_scores.numpy()[:, :NUM_CLASSES]
-            elif not self._told_no_class_scores:
+            if not instances.has("class_scores") and not self._told_no_class_scores:
                 self._told_no_class_scores = True
                 logger.info("Predictions carry no 'class_scores': for mAPmax and Acc/AER, "
                             "detections with identical boxes count as one proposal (exact "
@@ -166,7 +163,7 @@ class KaryotypeEvaluator(DatasetEvaluator):
                 "boxes": boxes,
                 "scores": scores,
                 "classes": classes,
-                "top1": top1_mask(boxes, scores, classes, class_scores),
+                **dict(zip(("top1", "all_classes"), detection_subsets(instances))),
             })
 
     def evaluate(self):
@@ -187,6 +184,29 @@ class KaryotypeEvaluator(DatasetEvaluator):
         if self._output_dir:
             _write_outputs(self._output_dir, metrics, details)
         return OrderedDict({"karyotype": metrics})
+
+
+def detection_subsets(instances) -> Tuple[np.ndarray, np.ndarray]:
+    """
+    Which of a model's detections mAPmax / Acc / AER and mAP judge.
+
+    Args:
+        instances (Instances): on the CPU; the DeepACC heads' ``top1`` and ``all_classes``
+            fields when present (see ``DeepACCOutputLayers.inference``).
+
+    Returns:
+        top1, all_classes (ndarray, ndarray): (R,) bool each. Without those fields: top-1 by
+        :func:`.metrics.top1_mask` (``class_scores``, or equal boxes) and every detection.
+    """
+    if instances.has("top1") and instances.has("all_classes"):
+        return instances.top1.numpy().astype(bool), instances.all_classes.numpy().astype(bool)
+    class_scores = None
+    if instances.has("class_scores"):
+        # (R, K) foreground probabilities; a trailing background column is ignored.
+        class_scores = instances.class_scores.numpy()[:, :NUM_CLASSES]
+    top1 = top1_mask(instances.pred_boxes.tensor.numpy(), instances.scores.numpy(),
+                     instances.pred_classes.numpy(), class_scores)
+    return top1, np.ones(len(instances), dtype=bool)
 
 
 def evaluate_predictions(pairs: Iterable, output_dir: Optional[str] = None,
@@ -217,7 +237,8 @@ def compute_karyotype_metrics(images: List[Dict], iou_thresh: float = 0.5,
     Args:
         images (list[dict]): per image "gt_boxes" (G, 4) XYXY, "gt_classes" (G,),
             "boxes" (R, 4), "scores" (R,), "classes" (R,), "top1" (R,) bool and optionally
-            "image_id", "file_name".
+            "all_classes" (R,) bool (the detections mAP uses; default all), "image_id",
+            "file_name".
         iou_thresh, score_thresh, nms_thresh (float): see :class:`KaryotypeEvaluator`.
         coco_check (bool): run pycocotools for COCO_AP* (most of the time taken); NaN if not.
 
@@ -226,8 +247,11 @@ def compute_karyotype_metrics(images: List[Dict], iou_thresh: float = 0.5,
         details (dict): confusion matrix, per-class counts and per-image counts, for files.
     """
     K = NUM_CLASSES
-    ap = per_class_average_precision(images, K, iou_thresh, interpolations=("all", "coco101"))
-    ap_max = per_class_average_precision(images, K, iou_thresh, use_top1=True)["all"]
+    images = [dict(im, all_classes=im.get("all_classes", np.ones(len(im["classes"]), bool)))
+              for im in images]
+    ap = per_class_average_precision(images, K, iou_thresh, subset="all_classes",
+                                     interpolations=("all", "coco101"))
+    ap_max = per_class_average_precision(images, K, iou_thresh, subset="top1")["all"]
     num_gt_per_class = ap["num_gt"]
 
     confusion = np.zeros((K, K), dtype=np.int64)
@@ -342,8 +366,9 @@ def coco_average_precision(images: List[Dict], num_classes: int) -> Dict:
             gt_annotations.append({"id": len(gt_annotations) + 1, "image_id": image_id,
                                    "category_id": int(k) + 1, "bbox": xywh,
                                    "area": xywh[2] * xywh[3], "iscrowd": 0})
-        for box, k, s in zip(np.asarray(im["boxes"]).reshape(-1, 4), im["classes"],
-                             im["scores"]):
+        keep = np.asarray(im.get("all_classes", np.ones(len(im["classes"]), bool)), bool)
+        for box, k, s in zip(np.asarray(im["boxes"]).reshape(-1, 4)[keep],
+                             np.asarray(im["classes"])[keep], np.asarray(im["scores"])[keep]):
             detections.append({"image_id": image_id, "category_id": int(k) + 1,
                                "bbox": _xyxy_to_xywh(box), "score": float(s)})
 

@@ -147,18 +147,19 @@ def average_precision(recall: np.ndarray, precision: np.ndarray,
 
 
 def per_class_average_precision(images, num_classes: int, iou_thresh: float = 0.5,
-                                use_top1: bool = False,
+                                subset: Optional[str] = None,
                                 interpolations=("all",)) -> Dict[str, np.ndarray]:
     """
     Per-class AP at one IoU threshold over a dataset.
 
     Args:
         images (list[dict]): one per image, with "gt_boxes" (G, 4), "gt_classes" (G,),
-            "boxes" (R, 4), "scores" (R,), "classes" (R,) and, for ``use_top1``,
-            "top1" (R,) bool (see :func:`top1_mask`).
+            "boxes" (R, 4), "scores" (R,), "classes" (R,) and, for ``subset``, that
+            (R,) bool mask.
         num_classes (int): K.
         iou_thresh (float): IoU for a true positive.
-        use_top1 (bool): keep only top-1 detections (the paper's mAPmax).
+        subset (str or None): the key of a bool mask of the detections to keep, e.g. "top1"
+            (the paper's mAPmax, see :func:`top1_mask`); None keeps every detection.
         interpolations (tuple[str]): which :func:`average_precision` variants to compute.
 
     Returns:
@@ -172,7 +173,7 @@ def per_class_average_precision(images, num_classes: int, iou_thresh: float = 0.
         gt_classes = np.asarray(im["gt_classes"], dtype=np.int64)
         classes = np.asarray(im["classes"], dtype=np.int64)
         scores = np.asarray(im["scores"], dtype=np.float64)
-        keep = np.asarray(im["top1"], dtype=bool) if use_top1 else np.ones(len(classes), bool)
+        keep = np.asarray(im[subset], dtype=bool) if subset else np.ones(len(classes), bool)
         num_gt += np.bincount(gt_classes, minlength=num_classes)
         ious = box_iou(im["boxes"], im["gt_boxes"])  # R x G
         for k in np.unique(classes[keep]):
@@ -277,10 +278,11 @@ def match_karyotype(gt_boxes: np.ndarray, gt_classes: np.ndarray, boxes: np.ndar
       its own class at IoU >= ``iou_thresh``.
     - FP: every other prediction (a wrong class on a right box, a duplicate, a box on
       nothing).
-    - FN: a ground truth that *no* kept prediction overlaps at IoU >= ``iou_thresh``,
-      whatever its class. A right box with the wrong class is therefore one error (an FP),
-      not two; a ground truth covered only by a prediction already used for another ground
-      truth is not an FN either (that prediction is a TP elsewhere).
+    - FN: a ground truth that no kept prediction was matched to, one to one: not by a TP,
+      nor, in a second greedy matching of the FPs to the ground truths left over (any
+      class), by a wrong-class prediction on its box. A right box with the wrong class is
+      therefore one error (an FP), not two; and one prediction never finds two touching
+      chromosomes.
 
     The confusion matrix holds the matched boxes: the TPs on its diagonal, and, off it,
     each FP matched (greedily by score, any class) to a ground truth that no TP took.
@@ -305,7 +307,7 @@ def match_karyotype(gt_boxes: np.ndarray, gt_classes: np.ndarray, boxes: np.ndar
     wrong = np.nonzero(~is_tp)[0]
     gt_index[wrong] = greedy_match(ious[wrong], np.asarray(scores)[wrong], iou_thresh,
                                    gt_used=gt_used)
-    is_fn = ~(ious >= iou_thresh).any(axis=0)
+    is_fn = ~gt_used
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     on_gt = gt_index >= 0
     np.add.at(confusion, (gt_classes[gt_index[on_gt]], classes[on_gt]), 1)

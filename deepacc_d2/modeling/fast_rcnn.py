@@ -30,6 +30,7 @@ from torch.nn import functional as F
 from ..classes import NUM_CLASSES, group_adjacency_matrix
 from .losses import (
     aam_loss,
+    center_candidates,
     cosine_similarity_matrix,
     group_inner_adjacency_loss,
     local_class_centers,
@@ -64,7 +65,9 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
         aam_margin: float = 0.25,
         siamese: bool = False,
         siamese_delta: float = 0.5,
+        train_centers: str = "labelled",
         center_grad: bool = False,
+        margin_warmup_iters: int = 0,
         gia: bool = False,
         aam_loss_weight: float = 0.1,
         ce_loss_weight: float = 1.0,
@@ -81,7 +84,11 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
                 normalised softmax (Table 1 (d), siamese without AAM).
             siamese (bool): add the siamese inference branch of Eq. 2.
             siamese_delta (float): δ of Eq. 2.
-            center_grad (bool): let L_CE back-propagate into the centers W_I.
+            train_centers (str): in training, the candidates for the local center of class j:
+                "labelled" (proposals labelled j) or "predicted" (every proposal, as at test).
+            center_grad (bool): let L_CE back-propagate into the chosen proposals' features
+                (local centers); it always reaches the global centers W_M it uses.
+            margin_warmup_iters (int): ramp m linearly from 0 over this many iterations.
             gia (bool): add L_GIA (Eq. 3); needs the margin branch and 24 classes.
             aam_loss_weight, ce_loss_weight, gia_loss_weight (float): α, β, γ of Eq. 4.
             kwargs: arguments of :class:`FastRCNNOutputLayers`.
@@ -93,6 +100,9 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
         self.aam_margin = aam_margin
         self.siamese = siamese
         self.siamese_delta = siamese_delta
+        assert train_centers in ("labelled", "predicted"), train_centers
+        self.train_centers = train_centers
+        self.margin_warmup_iters = margin_warmup_iters
         self.center_grad = center_grad
         self.gia = gia
         self.aam_loss_weight = aam_loss_weight
@@ -126,6 +136,8 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
                 "aam_margin": deepacc.AAM.MARGIN if deepacc.AAM.ENABLED else 0.0,
                 "siamese": deepacc.SIAMESE.ENABLED,
                 "siamese_delta": deepacc.SIAMESE.DELTA,
+                "train_centers": deepacc.SIAMESE.TRAIN_CENTERS,
+                "margin_warmup_iters": deepacc.AAM.MARGIN_WARMUP_ITERS,
                 "center_grad": deepacc.SIAMESE.CENTER_GRAD,
                 "gia": deepacc.GIA.ENABLED,
                 "aam_loss_weight": deepacc.AAM_LOSS_WEIGHT,
@@ -155,14 +167,23 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
         cosine = cosine_similarity_matrix(cls_x, self.cls_score.weight)  # R x (K + 1)
         return {"cosine": cosine, "features": cls_x}, self.bbox_pred(reg_x)
 
-    def margin_probs(self, class_outputs: Dict[str, torch.Tensor]) -> torch.Tensor:
+    def margin_logits(self, class_outputs: Dict[str, torch.Tensor]) -> torch.Tensor:
         """
         Returns:
-            Tensor: (R, K + 1) the margin branch's probabilities softmax(s·cos θ): its scores
+            Tensor: (R, K + 1) the margin branch's logits s·cos θ. Their softmax is its scores
             s_ij of Eq. 2 and the vectors M of Eq. 3. The margin is a training penalty on the
             known target only, so it is not part of them.
         """
-        return F.softmax(self.aam_scale * class_outputs["cosine"], dim=1)
+        return self.aam_scale * class_outputs["cosine"]
+
+    def current_margin(self) -> float:
+        """m of Eq. 1 at this training iteration: ramped linearly from 0 over
+        ``margin_warmup_iters`` (the usual remedy when a large-scale angular margin stalls
+        from scratch), then constant."""
+        if self.margin_warmup_iters <= 0:
+            return self.aam_margin
+        progress = min(1.0, get_event_storage().iter / self.margin_warmup_iters)
+        return self.aam_margin * progress
 
     def final_logits(self, predictions, proposals: List[Instances]):
         """
@@ -172,30 +193,36 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
             list[Tensor]: N tensors (R_i, K + 1).
             list[Tensor]: N tensors (K,) bool, which classes use a local center (siamese only;
             empty list otherwise).
+            list[Tensor]: N tensors (K,) int64, the proposal chosen as each class's center
+            (siamese only).
         """
         class_outputs, _ = predictions
         num_per_image = [len(p) for p in proposals]
         if not self.margin_branch:
-            return list(class_outputs.split(num_per_image)), []
+            return list(class_outputs.split(num_per_image)), [], []
         if not self.siamese:
-            return list((self.aam_scale * class_outputs["cosine"]).split(num_per_image)), []
+            return list(self.margin_logits(class_outputs).split(num_per_image)), [], []
 
-        features = class_outputs["features"]
-        # The selection (argmax, > δ) has no gradient in any case; the scores never need one.
-        probs = self.margin_probs(class_outputs).detach()
-        center_features, global_centers = features, self.cls_score.weight
-        if not self.center_grad:
-            center_features, global_centers = features.detach(), global_centers.detach()
-        logits, is_local = [], []
-        for x_i, cx_i, p_i in zip(
+        features, cosine = class_outputs["features"], class_outputs["cosine"].detach()
+        # L_CE trains the global centers W_M it uses (the fallback and background rows: they
+        # are the margin branch's weights); into the chosen proposals' features only with
+        # center_grad. The selection (argmax, > δ) has no gradient in any case.
+        center_features = features if self.center_grad else features.detach()
+        by_label = self.training and self.train_centers == "labelled"
+        logits, is_local, chosen = [], [], []
+        for i, (x_i, cx_i, cos_i) in enumerate(zip(
             features.split(num_per_image),
             center_features.split(num_per_image),
-            probs.split(num_per_image),
-        ):  # Eq. 2 per image: never mix the proposals of two metaphases
-            centers, local_i = local_class_centers(cx_i, p_i, global_centers, self.siamese_delta)
+            cosine.split(num_per_image),
+        )):  # Eq. 2 per image: never mix the proposals of two metaphases
+            candidates = center_candidates(cos_i, proposals[i].gt_classes if by_label else None)
+            centers, local_i, best_i = local_class_centers(
+                cx_i, cos_i, self.cls_score.weight, self.siamese_delta, candidates
+            )
             logits.append(siamese_logits(x_i, centers, self.inference_bias))
             is_local.append(local_i)
-        return logits, is_local
+            chosen.append(best_i)
+        return logits, is_local, chosen
 
     def losses(self, predictions, proposals: List[Instances]):
         """
@@ -222,10 +249,10 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
             "loss_box_reg": self._box_reg_loss(proposal_deltas, proposals, gt_classes)
             * self.loss_weight.get("loss_box_reg", 1.0),
             "loss_aam": self.aam_loss_weight
-            * aam_loss(class_outputs["cosine"], gt_classes, self.aam_scale, self.aam_margin),
+            * aam_loss(class_outputs["cosine"], gt_classes, self.aam_scale, self.current_margin()),
         }
-        logits, is_local = self.final_logits(predictions, proposals)
-        logits = cat(logits, dim=0) if logits else class_outputs["cosine"]
+        logits, is_local, _ = self.final_logits(predictions, proposals)
+        logits = cat(logits, dim=0) if logits else self.margin_logits(class_outputs)
         if self.siamese:
             losses["loss_cls"] = self.ce_loss_weight * cross_entropy(
                 logits, gt_classes, reduction="mean"
@@ -233,11 +260,12 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
         if self.gia:
             num_per_image = [len(p) for p in proposals]
             losses["loss_gia"] = self.gia_loss_weight * group_inner_adjacency_loss(
-                list(self.margin_probs(class_outputs).split(num_per_image)),
+                list(F.softmax(self.margin_logits(class_outputs), dim=1).split(num_per_image)),
                 list(gt_classes.split(num_per_image)),
                 self.group_adjacency,
             )
-        self._log_metrics(logits, gt_classes, is_local)
+        self._log_metrics(logits, gt_classes)
+        self._log_branch_metrics(class_outputs, gt_classes, proposals)
         return losses
 
     def _box_reg_loss(self, proposal_deltas, proposals: List[Instances], gt_classes):
@@ -253,25 +281,52 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
         )
         return self.box_reg_loss(proposal_boxes, gt_boxes, proposal_deltas, gt_classes)
 
-    def _log_metrics(self, logits, gt_classes, is_local: List[torch.Tensor]):
+    def _log_metrics(self, logits, gt_classes, prefix="fast_rcnn"):
         """The same training statistics, under the same names, as detectron2's Fast R-CNN
-        (so the rows of Table 1 compare in one TensorBoard), plus the share of local centers."""
+        (so the rows of Table 1 compare in one TensorBoard)."""
         storage = get_event_storage()
-        if gt_classes.numel():
-            pred = logits.argmax(dim=1)
-            fg = gt_classes < self.num_classes
-            storage.put_scalar("fast_rcnn/cls_accuracy", (pred == gt_classes).float().mean().item())
-            if fg.any():
-                fg_pred = pred[fg]
-                storage.put_scalar("fast_rcnn/fg_cls_accuracy",
-                                   (fg_pred == gt_classes[fg]).float().mean().item())
-                storage.put_scalar("fast_rcnn/false_negative",
-                                   (fg_pred == self.num_classes).float().mean().item())
-        if is_local:
-            # Share of (image, class) pairs whose center is local rather than global (Eq. 2).
-            storage.put_scalar(
-                "deepacc/local_center_fraction", torch.stack(is_local).float().mean().item()
+        if not gt_classes.numel():
+            return
+        pred = logits.argmax(dim=1)
+        fg = gt_classes < self.num_classes
+        storage.put_scalar(f"{prefix}/cls_accuracy", (pred == gt_classes).float().mean().item())
+        if fg.any():
+            fg_pred = pred[fg]
+            storage.put_scalar(f"{prefix}/fg_cls_accuracy",
+                               (fg_pred == gt_classes[fg]).float().mean().item())
+            storage.put_scalar(f"{prefix}/false_negative",
+                               (fg_pred == self.num_classes).float().mean().item())
+
+    @torch.no_grad()
+    def _log_branch_metrics(self, class_outputs, gt_classes, proposals: List[Instances]):
+        """
+        Statistics that tell the branches apart (``deepacc/``): the margin branch's own
+        accuracies, the mean feature norm ‖x‖, and for the siamese branch the share of
+        (image, class) pairs with a local center and the label purity of the centers that the
+        test-time rule (every proposal, by prediction) would choose.
+        """
+        storage = get_event_storage()
+        features = class_outputs["features"]
+        storage.put_scalar("deepacc/feature_norm", features.norm(dim=1).mean().item())
+        self._log_metrics(self.margin_logits(class_outputs), gt_classes, prefix="deepacc/margin")
+        if not self.siamese or not gt_classes.numel():
+            return
+        num_per_image = [len(p) for p in proposals]
+        is_local, pure = [], []
+        for x_i, cos_i, gt_i in zip(features.split(num_per_image),
+                                    class_outputs["cosine"].split(num_per_image),
+                                    gt_classes.split(num_per_image)):
+            _, local_i, best_i = local_class_centers(
+                x_i, cos_i, self.cls_score.weight, self.siamese_delta, center_candidates(cos_i)
             )
+            is_local.append(local_i)
+            labels = torch.cat([gt_i, gt_i.new_full((1,), -1)])[best_i]  # K
+            pure.append(labels[local_i] == torch.nonzero(local_i).squeeze(1))
+        storage.put_scalar("deepacc/local_center_fraction",
+                           torch.stack(is_local).float().mean().item())
+        pure = torch.cat(pure)
+        if pure.numel():
+            storage.put_scalar("deepacc/local_center_purity", pure.float().mean().item())
 
     def predict_probs(self, predictions, proposals: List[Instances]):
         """
@@ -282,38 +337,60 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
         """
         if not self.margin_branch:
             return super().predict_probs(predictions, proposals)
-        logits, _ = self.final_logits(predictions, proposals)
+        logits, _, _ = self.final_logits(predictions, proposals)
         return [F.softmax(x, dim=-1) for x in logits]
 
     def inference(self, predictions: Tuple, proposals: List[Instances]):
         """
-        detectron2's per-class score threshold, NMS and top-k, and on each detection the
-        ``class_scores`` (R', K) of the proposal it comes from: the proposal's full foreground
-        probability vector (background column dropped, not renormalised). A detection is its
-        proposal's top-1 class iff ``pred_classes == class_scores.argmax(1)`` (mAPmax, §3.1).
+        Two detection sets from the same boxes and scores, returned together:
+
+        * detectron2's (``all_classes``): per-class score threshold, NMS and top-k over every
+          class of every proposal; mAP is computed on it.
+        * the top-1-first set (``top1``): each proposal keeps only its top-1 foreground class,
+          then the same threshold, per-class NMS and top-k. mAPmax, Acc and AER (§3.1) and the
+          pictures use it. Selecting top-1 *after* NMS instead would let a proposal's
+          second-best box suppress another proposal's top-1 box, then be dropped itself.
+
+        A detection in both sets (same proposal, same class, so the same box and score) appears
+        once. Each carries ``class_scores`` (R', K): its proposal's foreground probability
+        vector (background column dropped, not renormalised).
 
         Returns:
-            list[Instances]: as :func:`fast_rcnn_inference`, plus ``class_scores``.
+            list[Instances]: per image, fields ``pred_boxes``, ``scores``, ``pred_classes``,
+            ``class_scores``, ``top1`` (bool), ``all_classes`` (bool).
             list[Tensor]: per image, the index in [0, R_i) of each detection's proposal.
         """
         boxes = self.predict_boxes(predictions, proposals)
         scores = self.predict_probs(predictions, proposals)
+        results, proposal_indices = [], []
+        for boxes_i, scores_i, proposals_i in zip(boxes, scores, proposals):
+            result, indices = self._inference_single_image(boxes_i, scores_i,
+                                                           proposals_i.image_size)
+            results.append(result)
+            proposal_indices.append(indices)
+        return results, proposal_indices
+
+    def _inference_single_image(self, boxes, scores, image_size):
         # fast_rcnn_inference drops non-finite rows before indexing; drop them first, the same
         # way, so that its kept indices index our rows.
-        valid = [torch.isfinite(b).all(dim=1) & torch.isfinite(s).all(dim=1)
-                 for b, s in zip(boxes, scores)]
-        boxes = [b[v] for b, v in zip(boxes, valid)]
-        scores = [s[v] for s, v in zip(scores, valid)]
-        instances, kept = fast_rcnn_inference(
-            boxes,
-            scores,
-            [x.image_size for x in proposals],
-            self.test_score_thresh,
-            self.test_nms_thresh,
-            self.test_topk_per_image,
-        )
-        proposal_indices = []
-        for result, scores_i, kept_i, valid_i in zip(instances, scores, kept, valid):
-            result.class_scores = scores_i[kept_i, :-1]  # R' x K
-            proposal_indices.append(torch.nonzero(valid_i).squeeze(1)[kept_i])
-        return instances, proposal_indices
+        valid = torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores).all(dim=1)
+        boxes, scores = boxes[valid], scores[valid]
+        fg_scores = scores[:, :-1]  # R x K
+        top1 = F.one_hot(fg_scores.argmax(dim=1), self.num_classes).to(torch.bool)
+        top1_scores = torch.cat([torch.where(top1, fg_scores, torch.zeros_like(fg_scores)),
+                                 scores[:, -1:]], dim=1)
+        sets = []
+        for set_scores in (scores, top1_scores):
+            (result,), (kept,) = fast_rcnn_inference(
+                [boxes], [set_scores], [image_size], self.test_score_thresh,
+                self.test_nms_thresh, self.test_topk_per_image,
+            )
+            sets.append((result, kept, kept * self.num_classes + result.pred_classes))
+        (every, every_kept, every_key), (first, first_kept, first_key) = sets
+        new = ~torch.isin(first_key, every_key)  # top-1-first detections detectron2's lacks
+        result = Instances.cat([every, first[new]])
+        kept = torch.cat([every_kept, first_kept[new]])
+        result.class_scores = fg_scores[kept]  # R' x K
+        result.all_classes = torch.arange(len(result), device=kept.device) < len(every)
+        result.top1 = torch.cat([torch.isin(every_key, first_key), new[new]])
+        return result, torch.nonzero(valid).squeeze(1)[kept]

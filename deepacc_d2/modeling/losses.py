@@ -12,7 +12,7 @@ Shape shorthand in this module:
 Every score matrix has K + 1 columns: the K foreground classes, then background.
 """
 import math
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch.nn import functional as F
@@ -22,6 +22,7 @@ __all__ = [
     "aam_logits",
     "aam_loss",
     "cosine_similarity_matrix",
+    "center_candidates",
     "local_class_centers",
     "siamese_logits",
     "group_inner_adjacency_loss",
@@ -122,41 +123,64 @@ def aam_loss(
 
 def local_class_centers(
     features: torch.Tensor,
-    margin_probs: torch.Tensor,
+    cosine: torch.Tensor,
     global_centers: torch.Tensor,
     delta: float,
-) -> Tuple[torch.Tensor, torch.Tensor]:
+    candidates: torch.Tensor,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """
-    W_I of Eq. 2 for ONE image: for each foreground class j, the proposal with the highest
-    margin-branch score s_ij; if s_ij > δ its normalised feature x_i/‖x_i‖ is the class's local
-    center, else the normalised global center W_M,j/‖W_M,j‖. The background row is always the
-    normalised global background center (background has no "pair" to borrow from).
+    W_I of Eq. 2 for ONE image: for each foreground class j, the candidate proposal with the
+    highest margin-branch score s_ij = cos θ_ij; if s_ij > δ its normalised feature x_i/‖x_i‖
+    is the class's local center, else the normalised global center W_M,j/‖W_M,j‖. The
+    background row is always the normalised global background center (background has no
+    "pair"). docs/learning.md says why the score is the cosine, not softmax(s·cos θ).
 
     Never call it on the proposals of several images at once: the point of Eq. 2 is that each
     metaphase brings its own centers (batch effects).
 
     Args:
         features (Tensor): (R_i, D) features x of this image's proposals (R_i may be 0).
-        margin_probs (Tensor): (R_i, K + 1) margin-branch scores s_ij (softmax probabilities).
+        cosine (Tensor): (R_i, K + 1) margin-branch cos θ_ij.
         global_centers (Tensor): (K + 1, D) W_M (need not be normalised).
-        delta (float): δ in [0, 1).
+        delta (float): δ in [-1, 1).
+        candidates (Tensor): (R_i, K) bool, which proposals may be the center of class j (see
+            :func:`center_candidates`).
 
     Returns:
         Tensor: (K + 1, D) unit-norm centers W_I.
         Tensor: (K,) bool, True where class j uses a local center.
+        Tensor: (K,) int64, the proposal chosen for class j (R_i where there is none).
     """
-    num_fg = margin_probs.shape[1] - 1
+    num_fg = cosine.shape[1] - 1
     global_centers = F.normalize(global_centers, dim=1)
-    # A zero row with score 0 (never > δ >= 0) keeps argmax defined for an image without
-    # proposals, and needs no branch on the data (tracing).
+    scores = cosine[:, :num_fg].masked_fill(~candidates, -3.0)  # below any cosine
+    # A zero row scoring -2 (above a non-candidate, never > δ) is chosen for a class without
+    # candidates; it needs no branch on the data (tracing).
     features = torch.cat([features, features.new_zeros((1, features.shape[1]))])
-    fg_probs = torch.cat([margin_probs[:, :num_fg], margin_probs.new_zeros((1, num_fg))])
-    best = fg_probs.argmax(dim=0)  # K
-    best_score = fg_probs.gather(0, best[None, :])[0]  # K
-    is_local = best_score > delta
+    scores = torch.cat([scores, scores.new_full((1, num_fg), -2.0)])
+    best = scores.argmax(dim=0)  # K
+    is_local = scores.gather(0, best[None, :])[0] > delta  # K
     local = F.normalize(features[best], dim=1)  # K x D
     fg_centers = torch.where(is_local[:, None], local, global_centers[:num_fg])
-    return torch.cat([fg_centers, global_centers[num_fg:]]), is_local
+    return torch.cat([fg_centers, global_centers[num_fg:]]), is_local, best
+
+
+def center_candidates(cosine: torch.Tensor, gt_classes: Optional[torch.Tensor] = None):
+    """
+    Which proposals may be the local center of class j: in training those labelled j (the
+    exemplar reading of "the most confident proposal of class j"), at test time those whose
+    top-1 margin-branch class is j.
+
+    Args:
+        cosine (Tensor): (R_i, K + 1) margin-branch cos θ_ij of one image.
+        gt_classes (Tensor or None): (R_i,) labels in [0, K]; None at test time.
+
+    Returns:
+        Tensor: (R_i, K) bool.
+    """
+    num_classes = cosine.shape[1]
+    label = cosine.argmax(dim=1) if gt_classes is None else gt_classes
+    return F.one_hot(label, num_classes)[:, : num_classes - 1].to(torch.bool)
 
 
 def siamese_logits(features: torch.Tensor, centers: torch.Tensor, bias: torch.Tensor):
@@ -183,13 +207,13 @@ def group_inner_adjacency_loss(
     L_GIA of Eq. 3. For each positive proposal i (label y_i < K) and each class j adjacent to
     y_i ((y_i, j) ∈ F, same Denver group, j ≠ y_i): the dot product M(x_i)·M_j(x) of its
     margin-branch probability vector with that of the most confident proposal of class j *in
-    the same image*. Averaged over the N(y_i, j) adjacent classes of y_i, then over the N+
-    positives of the whole batch.
+    the same image*. Summed over the N(y_i, j) adjacent classes of y_i ("the sum of
+    element-wise product", §2.4), then averaged over the N+ positives of the whole batch.
 
     "The most confident proposal of class j" (the paper is silent on how it is chosen): among
     the image's proposals *labelled* j, the one with the highest probability for j. A class
     absent from the image (Y in a 46,XX cell, a lost chromosome) has no such proposal, and
-    its pairs (y_i, j) are left out: N(y_i, j) counts the adjacent classes present. Taking the
+    its pairs (y_i, j) are left out. Taking the
     top proposal by prediction alone would, for an absent j, pick a chromosome of another
     class (often of class y_i itself) and penalise two confident, correct answers.
 
@@ -216,8 +240,7 @@ def group_inner_adjacency_loss(
         top = torch.where(is_class, probs[:, :num_fg], probs.new_full((), -1.0)).argmax(dim=0)
         positive = gt < num_fg
         neighbours = adjacency.to(probs)[gt[positive]] * present.to(probs)  # R+ x K
-        weights = neighbours / neighbours.sum(dim=1, keepdim=True).clamp(min=1.0)  # 1/N(y_i,j)
         dots = probs[positive] @ probs[top].t()  # R+ x K: M(x_i)·M_j(x)
-        total = total + (dots * weights).sum()
+        total = total + (dots * neighbours).sum()
         num_pos = num_pos + positive.sum()
     return total / num_pos.clamp(min=1)
