@@ -46,8 +46,9 @@ def add_deepacc_config(cfg):
     # W_I,jᵀ·x + b_j on the unnormalised x, trained by L_CE; its softmax is the final score.
     _C.MODEL.DEEPACC.SIAMESE = CN()
     _C.MODEL.DEEPACC.SIAMESE.ENABLED = False
-    # δ of Eq. 2, in [-1, 1): a local center needs margin-branch score cos θ > δ (paper: none).
-    _C.MODEL.DEEPACC.SIAMESE.DELTA = 0.5
+    # δ of Eq. 2, in [-1, 1): a local center needs margin-branch score cos θ > δ (paper: none;
+    # 0.7 measured in docs/learning.md).
+    _C.MODEL.DEEPACC.SIAMESE.DELTA = 0.7
     # Training candidates for class j's center: "labelled" (proposals labelled j) or
     # "predicted" (every proposal, as at test time). docs/learning.md.
     _C.MODEL.DEEPACC.SIAMESE.TRAIN_CENTERS = "labelled"

@@ -190,3 +190,50 @@ def test_deepacc_head_on_cuda():
         instances = model([metaphase(device="cuda")])[0]["instances"]
     assert instances.class_scores.device.type == "cuda"
     check_detections(instances)
+
+
+def test_deepacc_is_not_stuck_at_background():
+    # The shipped (f) defaults learn one image of four rods: the final (inference-branch)
+    # scores name at least three of them, score >= 0.5, after top-1 + class-agnostic NMS
+    # (what Acc judges). A model stuck at "every proposal is background" names none.
+    from deepacc_d2.evaluation.metrics import match_karyotype
+    from deepacc_d2.visualize import select_for_display
+
+    torch.manual_seed(0)
+    cfg = small_cfg("f_deepacc_cpu.yaml")
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.05
+    model = build_model(cfg)
+    train(model, [metaphase()], iterations=100, lr=0.02)
+    model.eval()
+    with torch.no_grad():
+        kept = select_for_display(model([metaphase()])[0]["instances"], 0.5, 0.7)
+    judged = match_karyotype(torch.tensor(BOXES).numpy(), CLASSES,
+                             kept.pred_boxes.tensor.numpy(), kept.scores.numpy(),
+                             kept.pred_classes.numpy())
+    assert judged["is_tp"].sum() >= 3, (kept.pred_classes.tolist(), kept.scores.tolist())
+
+
+def test_top1_is_selected_before_nms():
+    # Two proposals, K = 2. P0 scores (.45, .50) -> top-1 class 1; P1 (.40, .10) -> top-1
+    # class 0. Their class-0 boxes overlap (IoU .82 > NMS .5). detectron2's per-class NMS
+    # keeps P0's class-0 box (.45) and drops P1's (.40); a top-1 filter after it then drops
+    # P0's class 0 too, and class 0 is lost. Top-1 first keeps P1's class 0.
+    from detectron2.layers import ShapeSpec
+    from detectron2.modeling.box_regression import Box2BoxTransform
+
+    from deepacc_d2.modeling import DeepACCOutputLayers
+
+    predictor = DeepACCOutputLayers(
+        ShapeSpec(channels=4), box2box_transform=Box2BoxTransform(weights=(10, 10, 5, 5)),
+        num_classes=2, test_score_thresh=0.05, test_nms_thresh=0.5, test_topk_per_image=100)
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0, 50.0, 50.0, 60.0, 60.0],  # P0: class 0, 1
+                          [1.0, 0.0, 11.0, 10.0, 80.0, 80.0, 90.0, 90.0]])  # P1
+    scores = torch.tensor([[0.45, 0.50, 0.05], [0.40, 0.10, 0.50]])
+    result, proposal = predictor._inference_single_image(boxes, scores, (100, 100))
+    found = {(p, c): (t, a) for p, c, t, a in zip(proposal.tolist(), result.pred_classes.tolist(),
+                                                  result.top1.tolist(),
+                                                  result.all_classes.tolist())}
+    # (proposal, class): (in the top-1-first set, in detectron2's per-class set)
+    assert found == {(0, 0): (False, True), (0, 1): (True, True), (1, 1): (False, True),
+                     (1, 0): (True, False)}
+    assert torch.equal(result.class_scores, scores[proposal, :2])

@@ -36,6 +36,7 @@ CURVES = [  # (metrics.json key, title)
 ]
 BRANCHES = [
     ("deepacc/margin/fg_cls_accuracy", "margin branch fg accuracy"),
+    ("deepacc/test_centers/fg_cls_accuracy", "fg accuracy, test-time centers"),
     ("deepacc/local_center_fraction", "share of local centers"),
     ("deepacc/local_center_purity", "label purity of local centers (test-time rule)"),
     ("deepacc/feature_norm", "mean feature norm |x|"),
@@ -177,12 +178,14 @@ def plot(out, names, panels, filename):
 
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
     histories = {name: read_history(os.path.join(out, name)) for name in names}
+    rows = list(dict.fromkeys(n.replace("before-", "") for n in names))
     for ax, (key, title) in zip(axes[0], panels):
         for name in names:
             if key in histories[name]:
                 its, values = histories[name][key]
-                style = "--" if name.startswith("before") else "-"
-                ax.plot(its, smooth(values), style, label=name)
+                row = name.replace("before-", "")
+                ax.plot(its, smooth(values), "--" if name != row else "-", label=name,
+                        color=f"C{rows.index(row) % 10}")
         ax.set_title(title)
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)

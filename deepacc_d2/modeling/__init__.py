@@ -1,12 +1,15 @@
-"""DeepACC's ROI heads (§2.1–2.4); importing this module registers ``DeepACCROIHeads``."""
+"""DeepACC's ROI heads (§2.1–2.4); importing this module registers ``DeepACCROIHeads`` and
+``KaryotypeRetinaNet``."""
 from .box_head import SeparateBranchesHead, build_separate_branches_head
 from .fast_rcnn import DeepACCOutputLayers
 from .losses import aam_logits, aam_loss, group_inner_adjacency_loss, local_class_centers
+from .retinanet import KaryotypeRetinaNet
 from .roi_heads import DeepACCROIHeads
 
 __all__ = [
     "DeepACCOutputLayers",
     "DeepACCROIHeads",
+    "KaryotypeRetinaNet",
     "SeparateBranchesHead",
     "aam_logits",
     "aam_loss",

@@ -301,9 +301,9 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
     def _log_branch_metrics(self, class_outputs, gt_classes, proposals: List[Instances]):
         """
         Statistics that tell the branches apart (``deepacc/``): the margin branch's own
-        accuracies, the mean feature norm ‖x‖, and for the siamese branch the share of
-        (image, class) pairs with a local center and the label purity of the centers that the
-        test-time rule (every proposal, by prediction) would choose.
+        accuracies, the mean feature norm ‖x‖, and for the siamese branch, under the
+        test-time rule (centers chosen by prediction): its accuracies, the share of
+        (image, class) pairs with a local center and the label purity of those centers.
         """
         storage = get_event_storage()
         features = class_outputs["features"]
@@ -312,16 +312,19 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
         if not self.siamese or not gt_classes.numel():
             return
         num_per_image = [len(p) for p in proposals]
-        is_local, pure = [], []
+        is_local, pure, logits = [], [], []
         for x_i, cos_i, gt_i in zip(features.split(num_per_image),
                                     class_outputs["cosine"].split(num_per_image),
                                     gt_classes.split(num_per_image)):
-            _, local_i, best_i = local_class_centers(
+            centers, local_i, best_i = local_class_centers(
                 x_i, cos_i, self.cls_score.weight, self.siamese_delta, center_candidates(cos_i)
             )
+            logits.append(siamese_logits(x_i, centers, self.inference_bias))
             is_local.append(local_i)
             labels = torch.cat([gt_i, gt_i.new_full((1,), -1)])[best_i]  # K
             pure.append(labels[local_i] == torch.nonzero(local_i).squeeze(1))
+        # The final scores as inference forms them (centers by prediction, not by label).
+        self._log_metrics(cat(logits), gt_classes, prefix="deepacc/test_centers")
         storage.put_scalar("deepacc/local_center_fraction",
                            torch.stack(is_local).float().mean().item())
         pure = torch.cat(pure)
