@@ -3,9 +3,11 @@
 Install detectron2's Python package into the current interpreter, without compiling.
 
 detectron2 has no official wheel. If ``import detectron2`` already works (a user's own
-source build, v0.6 or main) this script leaves it alone. Otherwise it downloads the PyPI
+source build, v0.6 or main) this script leaves it alone. Otherwise pip itself downloads the
 sdist ``pb1-detectron2==0.6`` (the official v0.6 Python sources, without
-``detectron2/layers/csrc``), checks its sha256, and installs the ``detectron2`` package
+``detectron2/layers/csrc``) from whatever index, mirror, proxy or wheelhouse pip is configured
+for (pip.conf, PIP_INDEX_URL, PIP_FIND_LINKS, ...), this script checks its sha256, and installs
+the ``detectron2`` package
 from it as distribution ``detectron2==0.6`` with no C++ extension. What the missing
 extension disables is handled by ``deepacc_d2.compat``.
 
@@ -20,13 +22,9 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import urllib.request
 
+SDIST_REQUIREMENT = "pb1-detectron2==0.6"
 SDIST_NAME = "pb1-detectron2-0.6.tar.gz"
-SDIST_URL = (
-    "https://files.pythonhosted.org/packages/60/26/"
-    "48f5bbb7ee492696a21da23303daeecdfe3942c498a70d34108acf63b2bd/" + SDIST_NAME
-)
 SDIST_SHA256 = "5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29"
 
 # Only the Python package and its data files; no ext_modules, so nothing compiles.
@@ -52,11 +50,23 @@ def sha256_of(path):
     return h.hexdigest()
 
 
+def pip_download_command(dest_dir):
+    """pip's own download of the sdist: the user's pip configuration decides where from."""
+    return [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+            "--no-build-isolation", "--disable-pip-version-check", "-q", "-d", dest_dir,
+            SDIST_REQUIREMENT]
+
+
 def fetch_sdist(dest_dir):
+    print(f"[install_detectron2] pip download {SDIST_REQUIREMENT}")
+    result = subprocess.run(pip_download_command(dest_dir), capture_output=True, text=True)
     path = os.path.join(dest_dir, SDIST_NAME)
-    print(f"[install_detectron2] downloading {SDIST_URL}")
-    with urllib.request.urlopen(SDIST_URL, timeout=120) as r, open(path, "wb") as f:
-        shutil.copyfileobj(r, f)
+    if result.returncode != 0 or not os.path.isfile(path):
+        raise SystemExit(
+            f"[install_detectron2] pip could not download {SDIST_REQUIREMENT} with this "
+            f"machine's pip configuration:\n{result.stdout[-2000:]}{result.stderr[-2000:]}\n"
+            f"Offline: download {SDIST_NAME} elsewhere and pass --sdist PATH."
+        )
     return path
 
 
