@@ -5,6 +5,8 @@ The ``deepacc`` command.
     deepacc eval    --config-file C --weights W [--dataset D] [--output DIR] [--visualize N]
     deepacc predict --config-file C --weights W --output DIR IMAGE_OR_FOLDER ... [--opts K V]
     deepacc export  --config-file C --weights W --output model.ts [--sample IMAGE]
+    deepacc karyotype --config-file C --weights W --output DIR IMAGE_OR_FOLDER ...
+                    per cell a karyogram + karyotype record, and the case summary
 
 Config overrides go after ``--opts`` (``--opts MODEL.DEVICE cpu TEST.DETECTIONS_PER_IMAGE 80``).
 
@@ -58,7 +60,7 @@ def _predict(args):
     print(f"{len(results)} image(s) predicted into {args.output}; {len(errors)} skipped")
     for msg in errors.values():
         print("  error:", msg, file=sys.stderr)
-    return 1 if errors and not results else 0
+    return 1 if errors else 0
 
 
 def _export(args):
@@ -84,6 +86,18 @@ def _export(args):
     info = export_torchscript(load_model(cfg), sample, args.output, cfg)
     print(f"wrote {args.output} (outputs {info['outputs']}) and {args.output}.json")
     return 0
+
+
+def _karyotype(args):
+    from .engine import build_cfg
+    from .karyotype.run import karyotype_files, summary_text
+
+    cfg = build_cfg(args.config_file, args.opts, args.weights)
+    summary = karyotype_files(cfg, args.inputs, args.output)
+    print(summary_text(summary), end="")
+    print(f"written to {args.output} (case.json, case.txt, <cell>_karyogram.png, "
+          f"<cell>_karyotype.json)")
+    return 1 if summary["failed"] else 0
 
 
 def main(argv=None):
@@ -112,6 +126,11 @@ def main(argv=None):
     p.add_argument("--output", default="output/export/model.ts")
     p.add_argument("--sample", help="an image to trace with (default: a synthetic metaphase)")
     _model_args(p)
+    p = sub.add_parser("karyotype", help="karyogram, ISCN call and review flags per cell; "
+                                         "the case karyotype over all cells")
+    p.add_argument("--output", default="output/karyotype")
+    p.add_argument("inputs", nargs="+", help="images or folders of images (one case)")
+    _model_args(p)
     args = parser.parse_args(argv)
 
     import deepacc_d2  # noqa: F401
@@ -125,6 +144,8 @@ def main(argv=None):
         return 0
     if args.command == "export":
         return _export(args)
+    if args.command == "karyotype":
+        return _karyotype(args)
     return _predict(args)
 
 

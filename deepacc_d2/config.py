@@ -75,6 +75,11 @@ def add_deepacc_config(cfg):
     _C.TEST.KARYOTYPE.IOU_THRESH = 0.5  # a detection matches a ground truth at IoU >= this
     _C.TEST.KARYOTYPE.SCORE_THRESH = 0.5  # Acc/AER keep top-1 detections with score >= p
     _C.TEST.KARYOTYPE.NMS_THRESH = 0.7  # class-agnostic NMS before Acc/AER
+    # Review flags of a cell's karyotype (deepacc_d2.karyotype.cell.review_flags):
+    _C.TEST.KARYOTYPE.REVIEW_LOW_SCORE = 0.8  # a counted call below this is low-confidence
+    _C.TEST.KARYOTYPE.REVIEW_LOW_SCORE_SHARE = 0.1  # flag when more than this share is low
+    _C.TEST.KARYOTYPE.REVIEW_OVERLAP_IOU = 0.3  # flag two counted boxes overlapping this much
+    _C.TEST.KARYOTYPE.REVIEW_AMBIGUITY_MARGIN = 0.2  # flag top-2 of one group closer than this
 
     # Schedule in epochs (the paper: 24 epochs, LR x0.1 at 16 and 22). When EPOCHS > 0,
     # train_net.py converts them to MAX_ITER / STEPS from the training set's size and

@@ -36,6 +36,58 @@ def instances_to_records(instances) -> List[Dict]:
             for b, s, c in zip(boxes, instances.scores.tolist(), instances.pred_classes.tolist())]
 
 
+MIN_IMAGE_SIDE = 64
+
+
+def read_metaphase(path: str) -> np.ndarray:
+    """
+    Read a metaphase image as (H, W, 3) uint8 BGR, whatever the camera wrote: 8-bit gray or
+    colour, palette, RGBA / LA (alpha dropped), CMYK, and 16-bit or float images, which are
+    scaled to 8 bits by their own range (min..max) instead of being clipped to white.
+
+    Raises:
+        ValueError: naming the file, when it cannot be read or is smaller than
+        ``MIN_IMAGE_SIDE`` pixels on a side.
+    """
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            im.load()
+    except Exception as e:  # truncated, not an image, missing
+        raise ValueError(f"{path}: cannot read image ({type(e).__name__}: {e})") from e
+    if min(im.size) < MIN_IMAGE_SIDE:
+        raise ValueError(f"{path}: image is {im.size[0]}x{im.size[1]} pixels, smaller than "
+                         f"{MIN_IMAGE_SIDE} on a side: not a metaphase")
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        values = np.asarray(im, dtype=np.float64)
+        lo, hi = float(values.min()), float(values.max())
+        gray = np.zeros(values.shape, np.uint8) if hi <= lo else \
+            np.round((values - lo) / (hi - lo) * 255).astype(np.uint8)
+        rgb = np.repeat(gray[:, :, None], 3, axis=2)
+    else:
+        rgb = np.asarray(im.convert("RGB"))
+    return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+def output_stems(paths: Sequence[str]) -> Dict[str, str]:
+    """A distinct output name per input file: its stem, or stem_ext when two inputs share
+    a stem (cell.jpg, cell.png), then a counter when even that repeats (two folders)."""
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    taken, out = set(), {}
+    for path, stem in zip(paths, stems):
+        name = stem
+        if stems.count(stem) > 1:
+            name = f"{stem}_{os.path.splitext(path)[1].lstrip('.').lower()}"
+        base, i = name, 2
+        while name in taken:
+            name, i = f"{base}_{i}", i + 1
+        taken.add(name)
+        out[path] = name
+    return out
+
+
 def list_images(inputs: Sequence[str]) -> List[str]:
     """Files given directly, and the images inside folders given, in sorted order."""
     files = []
@@ -50,29 +102,33 @@ def list_images(inputs: Sequence[str]) -> List[str]:
 
 def predict_files(cfg, inputs: Sequence[str], output_dir: str, score_thresh: float = 0.5):
     """
-    Predict every image, write ``<stem>.png`` (picture) per image and ``predictions.json``.
-    An unreadable image is reported by name and skipped; the others are still processed.
+    Predict every image, write ``<name>.png`` (picture) per image and ``predictions.json``,
+    the latter rewritten after each image (an interrupted run keeps what was done). An
+    image that cannot be read (:func:`read_metaphase`) is reported by name and skipped; the
+    others are still processed. Output names are unique (:func:`output_stems`).
 
     Returns:
         tuple[dict, dict]: (file -> records, file -> error message)
     """
     predictor = DefaultPredictor(cfg)
     os.makedirs(output_dir, exist_ok=True)
+    paths = list_images(inputs)
+    names = output_stems(paths)
     results, errors = {}, {}
-    for path in list_images(inputs):
+    for path in paths:
         try:
-            image = detection_utils.read_image(path, format="BGR")
-        except Exception as e:  # any unreadable file: name it, go on with the batch
-            errors[path] = f"{path}: cannot read image ({type(e).__name__}: {e})"
+            image = read_metaphase(path)
+        except ValueError as e:  # name it, go on with the batch
+            errors[path] = str(e)
             logger.error(errors[path])
-            continue
-        instances = predictor(image)["instances"].to("cpu")
-        results[path] = instances_to_records(instances)
-        picture = draw_comparison(image[:, :, ::-1], instances, score_thresh=score_thresh)
-        stem = os.path.splitext(os.path.basename(path))[0]
-        detection_utils.Image.fromarray(picture).save(os.path.join(output_dir, stem + ".png"))
-    with open(os.path.join(output_dir, "predictions.json"), "w") as f:
-        json.dump({"predictions": results, "errors": errors}, f, indent=1)
+        else:
+            instances = predictor(image)["instances"].to("cpu")
+            results[path] = instances_to_records(instances)
+            picture = draw_comparison(image[:, :, ::-1], instances, score_thresh=score_thresh)
+            detection_utils.Image.fromarray(picture).save(
+                os.path.join(output_dir, names[path] + ".png"))
+        with open(os.path.join(output_dir, "predictions.json"), "w") as f:
+            json.dump({"predictions": results, "errors": errors}, f, indent=1)
     return results, errors
 
 

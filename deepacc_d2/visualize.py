@@ -52,17 +52,17 @@ def select_for_display(instances, score_thresh: float = 0.5, nms_thresh: float =
 
 
 def draw_predictions(image_rgb: np.ndarray, instances, score_thresh: float = 0.5,
-                     scale: float = 1.0) -> np.ndarray:
+                     scale: float = 1.0, nms_thresh: float = 0.7) -> np.ndarray:
     """
     Args:
         image_rgb (ndarray): (H, W, 3) uint8 RGB.
         instances (Instances): model output on the CPU, in the image's coordinates.
-        score_thresh (float): draw the detections of :func:`select_for_display`.
+        score_thresh, nms_thresh (float): draw the detections of :func:`select_for_display`.
 
     Returns:
         ndarray: (H', W', 3) uint8 RGB picture.
     """
-    instances = select_for_display(instances, score_thresh)
+    instances = select_for_display(instances, score_thresh, nms_thresh)
     # keep only the fields Visualizer understands
     from detectron2.structures import Instances
 

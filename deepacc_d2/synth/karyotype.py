@@ -7,6 +7,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from ..classes import CLASS_NAMES
+from ..karyotype.iscn import karyotype_counts  # noqa: F401  (re-exported by synth)
 
 #: Numerical abnormalities the generator can draw: a trisomy ("+21", added to 46,XX or 46,XY
 #: at random) or a whole sex-chromosome karyotype ("45,X", "47,XXY", "47,XYY").
@@ -54,37 +55,6 @@ def sample_karyotype(
     if abnormality.startswith("+"):
         return f"47,{sex},{abnormality}"
     return abnormality
-
-
-def karyotype_counts(iscn: str) -> Dict[str, int]:
-    """
-    Count each class in a numerical karyotype, checking the stated total.
-
-    ``iscn_authenticator`` parses the string but accepts a total that disagrees with the
-    listed chromosomes (it takes "46,XY,+21"), so the count is checked here.
-
-    Args:
-        iscn (str): e.g. "47,XY,+21".
-
-    Returns:
-        dict[str, int]: class name -> copies, for all 24 classes (0 where absent).
-    """
-    from iscn_authenticator import validate_karyotype
-
-    result = validate_karyotype(iscn)
-    if not result.valid:
-        raise ValueError(f"invalid ISCN {iscn!r}: {result.errors}")
-    ast = result.parsed
-    counts = Counter({name: 2 for name in CLASS_NAMES[:22]})
-    counts.update(ast.sex_chromosomes)
-    for ab in ast.abnormalities:
-        if ab.type not in ("+", "-") or ab.chromosome not in CLASS_NAMES:
-            raise ValueError(f"{iscn!r}: only whole-chromosome gains/losses are supported")
-        counts[ab.chromosome] += 1 if ab.type == "+" else -1
-    total = sum(counts.values())
-    if total != ast.chromosome_count:
-        raise ValueError(f"{iscn!r} states {ast.chromosome_count} chromosomes but lists {total}")
-    return {name: counts[name] for name in CLASS_NAMES}
 
 
 def karyotype_chromosomes(iscn: str) -> List[str]:
