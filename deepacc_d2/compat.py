@@ -27,6 +27,7 @@ import importlib.util
 import logging
 import sys
 import types
+import warnings
 
 __all__ = ["MissingDetectron2Extension", "apply", "has_detectron2_extension"]
 
@@ -169,8 +170,6 @@ _NUMPY_ALIASES = {"bool": builtins.bool, "int": builtins.int, "float": builtins.
 
 
 def _fix_numpy_aliases():
-    import warnings
-
     import numpy as np
 
     added = []
@@ -234,6 +233,19 @@ def _fix_torch_load():
 _APPLIED = None
 
 
+def _quiet_jit_script_deprecation():
+    """detectron2 0.6 decorates a few functions with ``torch.jit.script`` when imported, and
+    torch >= 2.10 warns that it is deprecated: nothing a user can act on. Only that message
+    is silenced."""
+    import torch
+
+    if not hasattr(torch.jit, "script"):
+        return False
+    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated",
+                            category=FutureWarning)
+    return True
+
+
 def apply():
     """
     Apply every fix that this stack needs, once.
@@ -244,6 +256,7 @@ def apply():
     global _APPLIED
     if _APPLIED is None:
         _APPLIED = {
+            "jit_script_warning": _quiet_jit_script_deprecation(),  # before detectron2 loads
             "numpy_aliases": _fix_numpy_aliases(),
             "pillow_linear": _fix_pillow_linear(),
             "detectron2_C": _fix_missing_extension(),

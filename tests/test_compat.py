@@ -119,3 +119,15 @@ def test_checkpoint_with_python_objects_loads(tmp_path, caplog):
     extra = DetectionCheckpointer(target2).load(str(unsafe))
     assert extra["args"].lr == 0.02
     assert torch.equal(target2.bias, model.bias)
+
+
+def test_deepacc_command_prints_no_jit_script_deprecation():
+    # A user's terminal shows only what concerns them: not detectron2 0.6's import-time
+    # torch.jit.script calls, which today's torch reports as deprecated.
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "deepacc_d2.cli", "karyotype", "--help"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "usage: deepacc karyotype" in proc.stdout
+    assert "torch.jit.script" not in proc.stderr, proc.stderr
