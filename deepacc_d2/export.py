@@ -92,7 +92,7 @@ class KaryotypeTorchScript:
 
         model = KaryotypeTorchScript("model.ts")
         out = model(cv2.imread("metaphase.jpg"))  # BGR uint8
-        out["boxes"], out["classes"], out["scores"], out["class_scores"]
+        out["boxes"], out["classes"], out["scores"], out["class_scores"], out["top1"]
     """
 
     def __init__(self, path: str):
@@ -125,6 +125,10 @@ class KaryotypeTorchScript:
         boxes = outputs["pred_boxes"].numpy().copy()
         boxes[:, 0::2] *= w / nw
         boxes[:, 1::2] *= h / nh
-        return {"boxes": boxes, "classes": outputs["pred_classes"].numpy(),
-                "scores": outputs["scores"].numpy(),
-                "class_scores": outputs["class_scores"].numpy()}
+        result = {"boxes": boxes, "classes": outputs["pred_classes"].numpy(),
+                  "scores": outputs["scores"].numpy(),
+                  "class_scores": outputs["class_scores"].numpy()}
+        for subset in ("top1", "all_classes"):  # which detections the metrics use
+            if subset in outputs:
+                result[subset] = outputs[subset].numpy().astype(bool)
+        return result

@@ -30,7 +30,8 @@ def test_trace_one_size_run_another(tmp_path, config):
     model = build_model(cfg).eval()
     path = str(tmp_path / "model.ts")
     info = export_torchscript(model, torch.rand(3, 160, 224) * 255, path, cfg)
-    assert info["outputs"] == ["class_scores", "pred_boxes", "pred_classes", "scores"]
+    assert info["outputs"] == ["all_classes", "class_scores", "pred_boxes", "pred_classes",
+                               "scores", "top1"]
 
     exported = KaryotypeTorchScript(path)  # reloaded from disk
     image = torch.rand(3, 200, 256) * 255  # another size than traced
@@ -42,6 +43,7 @@ def test_trace_one_size_run_another(tmp_path, config):
     assert torch.allclose(got["scores"], want.scores, atol=1e-5)
     assert torch.equal(got["pred_classes"], want.pred_classes)
     assert torch.allclose(got["class_scores"], want.class_scores, atol=1e-5)
+    assert torch.equal(got["top1"], want.top1) and torch.equal(got["all_classes"], want.all_classes)
 
 
 def test_wrapper_resizes_like_detectron2_and_scales_boxes_back(tmp_path):
@@ -67,3 +69,4 @@ def test_wrapper_resizes_like_detectron2_and_scales_boxes_back(tmp_path):
     raw = dict(zip(exported.info["outputs"], raw))
     assert np.allclose(out["boxes"], raw["pred_boxes"].numpy() / 1.6, atol=1e-4)
     assert out["class_scores"].shape[1] == 24
+    assert out["top1"].dtype == bool and out["top1"].shape == out["scores"].shape

@@ -6,6 +6,8 @@ How often a model's karyotype call is exactly right, on synthetic cells of known
 
     python tools/karyotype_benchmark.py --config-file C --weights W --num-cells 60 \\
         --out output/karyotype_benchmark
+    python tools/karyotype_benchmark.py --oracle ...   # the true boxes as the detections:
+                                                       # checks the karyotype step alone
 """
 import argparse
 import csv
@@ -19,7 +21,9 @@ import numpy as np
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config-file", required=True)
-    p.add_argument("--weights", required=True)
+    p.add_argument("--weights", default="")
+    p.add_argument("--oracle", action="store_true",
+                   help="use the true boxes and classes (score 1) instead of the model")
     p.add_argument("--num-cells", type=int, default=60)
     p.add_argument("--abnormality-scale", type=float, default=6.0,
                    help="multiplies the generator's default abnormal-karyotype rates")
@@ -34,15 +38,19 @@ def main():
     from detectron2.engine import DefaultPredictor
     from PIL import Image
 
+    import torch
+    from detectron2.structures import Boxes, Instances
+
+    from deepacc_d2.classes import NUM_CLASSES, class_index
     from deepacc_d2.engine import build_cfg
     from deepacc_d2.karyotype.cell import ReviewRules
     from deepacc_d2.karyotype.run import karyotype_cell
     from deepacc_d2.synth.karyotype import DEFAULT_ABNORMALITY_RATES
     from deepacc_d2.synth.render import SynthConfig
-    from deepacc_d2.synth.writer import generate_image
+    from deepacc_d2.synth.writer import box_edges, generate_image
 
     cfg = build_cfg(args.config_file, args.opts, args.weights)
-    predictor = DefaultPredictor(cfg)
+    predictor = None if args.oracle else DefaultPredictor(cfg)
     rules = ReviewRules.from_config(cfg)
     config = SynthConfig(image_size=tuple(args.image_size), abnormality_rates={
         a: r * args.abnormality_scale for a, r in DEFAULT_ABNORMALITY_RATES.items()})
@@ -51,7 +59,15 @@ def main():
     for i in range(args.num_cells):
         drawn = generate_image(args.seed, i, i % config.num_batches, config)
         rgb = np.repeat(drawn.image[:, :, None], 3, axis=2)
-        instances = predictor(np.ascontiguousarray(rgb[:, :, ::-1]))["instances"].to("cpu")
+        if args.oracle:
+            classes = torch.tensor([class_index(x["category"]) for x in drawn.instances])
+            instances = Instances(rgb.shape[:2], scores=torch.ones(len(classes)),
+                                  pred_classes=classes, pred_boxes=Boxes(torch.tensor(
+                                      [box_edges(x["bbox"]) for x in drawn.instances],
+                                      dtype=torch.float32)))
+            instances.class_scores = torch.nn.functional.one_hot(classes, NUM_CLASSES).float()
+        else:
+            instances = predictor(np.ascontiguousarray(rgb[:, :, ::-1]))["instances"].to("cpu")
         record, picture = karyotype_cell(rgb, instances, rules)
         if i < args.pictures:
             Image.fromarray(picture).save(os.path.join(args.out, f"cell{i:03d}_karyogram.png"))

@@ -193,15 +193,13 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
             list[Tensor]: N tensors (R_i, K + 1).
             list[Tensor]: N tensors (K,) bool, which classes use a local center (siamese only;
             empty list otherwise).
-            list[Tensor]: N tensors (K,) int64, the proposal chosen as each class's center
-            (siamese only).
         """
         class_outputs, _ = predictions
         num_per_image = [len(p) for p in proposals]
         if not self.margin_branch:
-            return list(class_outputs.split(num_per_image)), [], []
+            return list(class_outputs.split(num_per_image)), []
         if not self.siamese:
-            return list(self.margin_logits(class_outputs).split(num_per_image)), [], []
+            return list(self.margin_logits(class_outputs).split(num_per_image)), []
 
         features, cosine = class_outputs["features"], class_outputs["cosine"].detach()
         # L_CE trains the global centers W_M it uses (the fallback and background rows: they
@@ -209,20 +207,19 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
         # center_grad. The selection (argmax, > δ) has no gradient in any case.
         center_features = features if self.center_grad else features.detach()
         by_label = self.training and self.train_centers == "labelled"
-        logits, is_local, chosen = [], [], []
+        logits, is_local = [], []
         for i, (x_i, cx_i, cos_i) in enumerate(zip(
             features.split(num_per_image),
             center_features.split(num_per_image),
             cosine.split(num_per_image),
         )):  # Eq. 2 per image: never mix the proposals of two metaphases
             candidates = center_candidates(cos_i, proposals[i].gt_classes if by_label else None)
-            centers, local_i, best_i = local_class_centers(
+            centers, local_i, _ = local_class_centers(
                 cx_i, cos_i, self.cls_score.weight, self.siamese_delta, candidates
             )
             logits.append(siamese_logits(x_i, centers, self.inference_bias))
             is_local.append(local_i)
-            chosen.append(best_i)
-        return logits, is_local, chosen
+        return logits, is_local
 
     def losses(self, predictions, proposals: List[Instances]):
         """
@@ -251,7 +248,7 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
             "loss_aam": self.aam_loss_weight
             * aam_loss(class_outputs["cosine"], gt_classes, self.aam_scale, self.current_margin()),
         }
-        logits, is_local, _ = self.final_logits(predictions, proposals)
+        logits, _ = self.final_logits(predictions, proposals)
         logits = cat(logits, dim=0) if logits else self.margin_logits(class_outputs)
         if self.siamese:
             losses["loss_cls"] = self.ce_loss_weight * cross_entropy(
@@ -340,7 +337,7 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
         """
         if not self.margin_branch:
             return super().predict_probs(predictions, proposals)
-        logits, _, _ = self.final_logits(predictions, proposals)
+        logits, _ = self.final_logits(predictions, proposals)
         return [F.softmax(x, dim=-1) for x in logits]
 
     def inference(self, predictions: Tuple, proposals: List[Instances]):
@@ -394,6 +391,8 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
         result = Instances.cat([every, first[new]])
         kept = torch.cat([every_kept, first_kept[new]])
         result.class_scores = fg_scores[kept]  # R' x K
-        result.all_classes = torch.arange(len(result), device=kept.device) < len(every)
+        # built from tensors, not len(): a traced model must not bake the count in
+        result.all_classes = torch.cat([torch.ones_like(every_kept, dtype=torch.bool),
+                                        torch.zeros_like(first_kept[new], dtype=torch.bool)])
         result.top1 = torch.cat([torch.isin(every_key, first_key), new[new]])
         return result, torch.nonzero(valid).squeeze(1)[kept]
