@@ -235,14 +235,18 @@ _APPLIED = None
 
 def _quiet_jit_script_deprecation():
     """detectron2 0.6 decorates a few functions with ``torch.jit.script`` when imported, and
-    torch >= 2.10 warns that it is deprecated: nothing a user can act on. Only that message
-    is silenced."""
+    torch >= 2.10 warns that it is deprecated; its anchors call ``torch.meshgrid`` without
+    ``indexing``: nothing a user can act on. Only those two messages are silenced."""
     import torch
 
     if not hasattr(torch.jit, "script"):
         return False
     warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated",
                             category=FutureWarning)
+    # detectron2 0.6's anchor generator calls torch.meshgrid without `indexing` (its
+    # behaviour is the default, "ij"); torch warns on every first call.
+    warnings.filterwarnings("ignore", message="torch.meshgrid: in an upcoming release",
+                            category=UserWarning)
     return True
 
 
