@@ -217,6 +217,46 @@ def load_trusted_checkpoint(load_file):
     return _load_file
 
 
+class _SampleableSet(set):
+    """A set that ``random.sample`` accepts (Python >= 3.11 takes sequences only)."""
+
+    def __getitem__(self, i):
+        return sorted(self)[i]
+
+
+def _fix_map_dataset_retry():
+    """
+    detectron2 0.6's ``MapDataset`` draws a replacement for an item its mapper rejects
+    (``None``) with ``random.sample`` over a *set*, which Python >= 3.11 refuses (TypeError):
+    one unreadable image would end training. Its candidate set is made one that can be
+    sampled; what is drawn is unchanged.
+    """
+    import collections.abc
+    import random
+
+    from detectron2.data import common
+
+    try:
+        random.Random(0).sample({0}, k=1)
+        return False  # this Python still samples sets
+    except TypeError:
+        pass
+    if getattr(common.MapDataset.__init__, "_deepacc_fixed", False):
+        return True
+    collections.abc.Sequence.register(_SampleableSet)
+    original = common.MapDataset.__init__
+
+    @functools.wraps(original)
+    def __init__(self, dataset, map_func):
+        original(self, dataset, map_func)
+        if isinstance(getattr(self, "_fallback_candidates", None), set):
+            self._fallback_candidates = _SampleableSet(self._fallback_candidates)
+
+    __init__._deepacc_fixed = True
+    common.MapDataset.__init__ = __init__
+    return True
+
+
 def _fix_torch_load():
     if not _weights_only_is_default():
         return False
@@ -266,5 +306,6 @@ def apply():
             "detectron2_C": _fix_missing_extension(),
             "pkg_resources": _fix_pkg_resources(),
             "torch_load": _fix_torch_load(),
+            "map_dataset_retry": _fix_map_dataset_retry(),
         }
     return _APPLIED

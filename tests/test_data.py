@@ -75,16 +75,25 @@ def test_bad_voc_files_are_named_and_skipped(tmp_path, caplog):
         "b_broken": "<annotation><size>",
         "c_unknown": VOC_TEMPLATE.format(objects=OBJ.format(name="H7", x0=1, y0=1, x1=5, y1=5)),
         "d_empty_box": VOC_TEMPLATE.format(objects=OBJ.format(name="A1", x0=9, y0=1, x1=5, y1=5)),
+        # far outside the 100 x 80 image: a wrong label, never loaded as is
+        "e_outside": VOC_TEMPLATE.format(objects=OBJ.format(name="A1", x0=9, y0=1, x1=99999,
+                                                            y1=5)),
+        # 1 px past the border (labelling tools round): clipped
+        "f_border": VOC_TEMPLATE.format(objects=OBJ.format(name="B4", x0=90, y0=70, x1=101,
+                                                           y1=81)),
     })
     with caplog.at_level(logging.WARNING):
         dicts = load_cil24_voc(root, "all", dataset_name="toy")
-    assert [d["image_id"] for d in dicts] == ["a_good"]
+    assert [d["image_id"] for d in dicts] == ["a_good", "f_border"]
+    assert dicts[1]["annotations"][0]["bbox"] == [89.0, 69.0, 100.0, 80.0]
     assert dicts[0]["annotations"][0]["bbox"] == [10.0, 20.0, 30.0, 40.0]
     assert dicts[0]["annotations"][0]["category_id"] == 22
-    assert "skipped 3" in caplog.text
+    assert "skipped 4" in caplog.text
     assert "b_broken.xml: not a readable XML" in caplog.text
     assert "c_unknown.xml: object 0 has unknown class name 'H7'" in caplog.text
-    assert "d_empty_box.xml: object 0 (A1) has an empty box" in caplog.text
+    assert "d_empty_box.xml: object 0 (A1): empty box" in caplog.text
+    assert "e_outside.xml: object 0 (A1): box [8.0, 0.0, 99999.0, 5.0] lies outside the " \
+        "100x80 image" in caplog.text
 
 
 def test_coco_json_maps_categories_by_name(tmp_path):
@@ -106,3 +115,57 @@ def test_coco_json_maps_categories_by_name(tmp_path):
     assert d["file_name"] == "/imgs/a.png" and d["karyotype"] == "47,XY,+21"
     assert [(a["bbox"], a["category_id"]) for a in d["annotations"]] == [
         ([1, 2, 11, 22], 20), ([3, 4, 8, 10], 23), ([0, 0, 2, 2], 6)]
+
+
+def test_coco_bad_annotation_skips_its_image(tmp_path, caplog):
+    # An unusable annotation would leave its chromosome labelled background: the image goes.
+    data = {
+        "images": [{"id": 1, "file_name": "good.png", "width": 50, "height": 40},
+                   {"id": 2, "file_name": "far.png", "width": 50, "height": 40},
+                   {"id": 3, "file_name": "dup.png", "width": 50, "height": 40},
+                   {"id": 3, "file_name": "dup2.png", "width": 50, "height": 40}],
+        "categories": [{"id": 1, "name": "1"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 10, 20]},
+            {"id": 2, "image_id": 2, "category_id": 1, "bbox": [1, 2, 10, 20]},
+            {"id": 3, "image_id": 2, "category_id": 1, "bbox": [1, 2, 99999, 20]},
+            {"id": 4, "image_id": 3, "category_id": 1, "bbox": [1, 2, 10, 20]},
+        ],
+    }
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(data))
+    with caplog.at_level(logging.WARNING):
+        dicts = load_karyotype_coco_json(str(path), "/imgs", dataset_name="toy")
+    assert [d["file_name"] for d in dicts] == ["/imgs/good.png"]
+    assert "image far.png, annotation 3: box" in caplog.text and "outside" in caplog.text
+    assert "image id 3 appears twice" in caplog.text
+
+
+def test_training_loader_skips_a_truncated_image_by_name(tmp_path, caplog):
+    # An overnight run must not die in a loader worker on one bad file: the mapper names it
+    # and detectron2's MapDataset draws another image instead.
+    from detectron2.config import get_cfg
+    from detectron2.data.common import MapDataset
+
+    from deepacc_d2 import add_deepacc_config
+    from deepacc_d2.synth.dataset import SynthDatasetMapper
+
+    obj = OBJ.format(name="X", x0=11, y0=21, x1=30, y1=40)
+    root = _voc_folder(tmp_path, {f"good{i}": VOC_TEMPLATE.format(objects=obj) for i in range(3)})
+    good = (tmp_path / "JPEGImages" / "good0.jpg").read_bytes()
+    (tmp_path / "JPEGImages" / "trunc.jpg").write_bytes(good[: len(good) // 2])
+    (tmp_path / "Annotations" / "trunc.xml").write_text(VOC_TEMPLATE.format(objects=obj))
+    dicts = load_cil24_voc(root, "all")
+    assert [d["image_id"] for d in dicts] == ["good0", "good1", "good2", "trunc"]
+    cfg = get_cfg()
+    add_deepacc_config(cfg)
+    cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN = (80,), 100
+    mapper = SynthDatasetMapper(cfg, is_train=True)
+    with caplog.at_level(logging.ERROR):
+        assert mapper(dicts[3]) is None
+    assert "trunc.jpg: cannot read image" in caplog.text
+    mapped = MapDataset(dicts, mapper)[3]  # another image stands in
+    assert mapped["image_id"].startswith("good") and len(mapped["instances"]) == 1
+    # at test time the same file is an error that names it
+    with pytest.raises(ValueError, match="trunc.jpg"):
+        SynthDatasetMapper(cfg, is_train=False)(dicts[3])

@@ -62,6 +62,26 @@ def _report(bad: List[str], dataset_name: Optional[str]):
         )
 
 
+#: A box may overshoot its image by this share of the image's side (labelling tools round
+#: to the border); it is then clipped. Farther out, the file is not trusted and is skipped.
+BOX_OVERSHOOT = 0.02
+
+
+def checked_box(box: List[float], width: int, height: int, where: str) -> List[float]:
+    """
+    An XYXY box clipped to its image, or an error naming the file when it is empty or lies
+    farther outside the image than ``BOX_OVERSHOOT`` (a wrong label, never kept silently).
+    """
+    x0, y0, x1, y1 = (float(v) for v in box)
+    if not (x1 > x0 and y1 > y0):
+        raise DatasetFileError(f"{where}: empty box {[x0, y0, x1, y1]}")
+    slack_x, slack_y = BOX_OVERSHOOT * width, BOX_OVERSHOOT * height
+    if x0 < -slack_x or y0 < -slack_y or x1 > width + slack_x or y1 > height + slack_y:
+        raise DatasetFileError(f"{where}: box {[x0, y0, x1, y1]} lies outside the "
+                               f"{width}x{height} image")
+    return [max(x0, 0.0), max(y0, 0.0), min(x1, float(width)), min(y1, float(height))]
+
+
 # ---------------------------------------------------------------- Pascal VOC (CIL)
 def parse_voc_xml(xml_path: str, image_path: str) -> Dict:
     """
@@ -96,11 +116,9 @@ def parse_voc_xml(xml_path: str, image_path: str) -> Dict:
                               ("xmin", "ymin", "xmax", "ymax"))
         except (TypeError, ValueError):
             raise DatasetFileError(f"{xml_path}: object {k} ({name}) has no valid <bndbox>")
-        x0, y0 = x0 - 1.0, y0 - 1.0
-        if not (x1 > x0 and y1 > y0):
-            raise DatasetFileError(
-                f"{xml_path}: object {k} ({name}) has an empty box {[x0 + 1, y0 + 1, x1, y1]}")
-        annos.append({"bbox": [x0, y0, x1, y1], "bbox_mode": BoxMode.XYXY_ABS,
+        box = checked_box([x0 - 1.0, y0 - 1.0, x1, y1], width, height,
+                          f"{xml_path}: object {k} ({name})")
+        annos.append({"bbox": box, "bbox_mode": BoxMode.XYXY_ABS,
                       "category_id": category})
     image_id = os.path.splitext(os.path.basename(xml_path))[0]
     return {"file_name": image_path, "image_id": image_id, "height": height, "width": width,
@@ -184,25 +202,40 @@ def load_karyotype_coco_json(json_file: str, image_root: str,
             id_map[c["id"]] = class_index(c["name"])
         except (KeyError, ValueError) as e:
             raise DatasetFileError(f"{json_file}: category {c}: {e}") from e
-    per_image: Dict = {img["id"]: [] for img in data["images"]}
-    bad = []
+    per_image: Dict = {}
+    bad, broken = [], set()  # an image with one unusable annotation is skipped whole
+    for img in data["images"]:
+        if img.get("id") in per_image:
+            bad.append(f"{json_file}: image id {img.get('id')} appears twice")
+            broken.add(img.get("id"))
+        per_image[img.get("id")] = []
+    images = {img.get("id"): img for img in data["images"]}
     for a in data["annotations"]:
         if a.get("image_id") not in per_image:
             bad.append(f"{json_file}: annotation {a.get('id')} refers to unknown image "
                        f"{a.get('image_id')}")
             continue
-        x, y, w, h = a["bbox"]
-        if w <= 0 or h <= 0 or a.get("category_id") not in id_map:
-            bad.append(f"{json_file}: annotation {a.get('id')} has an empty box or unknown "
-                       f"category {a.get('category_id')}")
+        img = images[a["image_id"]]
+        where = f"{json_file}: image {img.get('file_name')}, annotation {a.get('id')}"
+        try:
+            if a.get("category_id") not in id_map:
+                raise DatasetFileError(f"{where}: unknown category {a.get('category_id')}")
+            x, y, w, h = a["bbox"]
+            box = checked_box([x, y, x + w, y + h], img.get("width", 1e9),
+                              img.get("height", 1e9), where)
+        except (DatasetFileError, KeyError, TypeError, ValueError) as e:
+            bad.append(str(e) if isinstance(e, DatasetFileError) else f"{where}: {e!r}")
+            broken.add(a["image_id"])
             continue
-        obj = {"bbox": [x, y, x + w, y + h], "bbox_mode": BoxMode.XYXY_ABS,
+        obj = {"bbox": box, "bbox_mode": BoxMode.XYXY_ABS,
                "category_id": id_map[a["category_id"]], "iscrowd": a.get("iscrowd", 0)}
         if a.get("segmentation"):
             obj["segmentation"] = a["segmentation"]
         per_image[a["image_id"]].append(obj)
     dicts = []
     for img in data["images"]:
+        if img.get("id") in broken:
+            continue
         d = {k: v for k, v in img.items() if k not in ("id", "file_name")}
         d.update(file_name=os.path.join(image_root, img["file_name"]), image_id=img["id"],
                  annotations=per_image[img["id"]])

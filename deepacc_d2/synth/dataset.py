@@ -10,6 +10,7 @@ Synthetic datasets in detectron2's catalogs.
   them, image i is drawn in the i-th of the remaining batches in turn.
 """
 import copy
+import logging
 import os
 from dataclasses import replace
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -17,12 +18,16 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog
+from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import BoxMode
 
 from ..classes import CLASS_NAMES, class_index
+from ..data.images import read_metaphase
 from .render import SynthConfig
 from .writer import box_edges, generate_image, polygons_of_mask
+
+logger = logging.getLogger(__name__)
 
 
 def register_synth_datasets(root: str) -> List[str]:
@@ -118,20 +123,36 @@ def synth_annotations(image, use_instance_mask: bool = True) -> List[Dict]:
 
 class SynthDatasetMapper(DatasetMapper):
     """
-    DatasetMapper that draws an on-the-fly synthetic image instead of reading a file; the
-    augmentations and annotation handling are DatasetMapper's. Dicts without "synth" are
-    mapped as usual, so one mapper serves mixed datasets.
+    DatasetMapper that draws an on-the-fly synthetic image instead of reading a file, and
+    reads files with :func:`deepacc_d2.data.images.read_metaphase` (16-bit, float, RGBA, ...);
+    the augmentations and annotation handling are DatasetMapper's. In training, a file that
+    cannot be read is named in the log and another image is drawn in its place (detectron2's
+    ``MapDataset`` retries on ``None``): one bad file never stops a long run. At test time it
+    raises, naming the file.
     """
 
     def __call__(self, dataset_dict):
-        if "synth" not in dataset_dict:
-            return super().__call__(dataset_dict)
         dataset_dict = copy.deepcopy(dataset_dict)
-        seed, index, batch_id, config = dataset_dict.pop("synth")
-        drawn = generate_image(seed, index, batch_id, config)
-        dataset_dict.update(karyotype=drawn.karyotype, batch_id=batch_id)
-        image = np.repeat(drawn.image[:, :, None], 3, axis=2)  # gray -> 3 equal channels
-        dataset_dict["annotations"] = synth_annotations(drawn, self.use_instance_mask)
+        if "synth" in dataset_dict:
+            seed, index, batch_id, config = dataset_dict.pop("synth")
+            drawn = generate_image(seed, index, batch_id, config)
+            dataset_dict.update(karyotype=drawn.karyotype, batch_id=batch_id)
+            image = np.repeat(drawn.image[:, :, None], 3, axis=2)  # gray -> 3 equal channels
+            dataset_dict["annotations"] = synth_annotations(drawn, self.use_instance_mask)
+        else:
+            try:
+                image = read_metaphase(dataset_dict["file_name"])  # BGR
+                if self.image_format == "RGB":
+                    image = image[:, :, ::-1]
+                utils.check_image_size(dataset_dict, image)
+            except ValueError as e:  # unreadable, tiny, or not the size its labels say
+                message = str(e)
+                if dataset_dict["file_name"] not in message:
+                    message = f"{dataset_dict['file_name']}: {message}"
+                if not self.is_train:
+                    raise ValueError(message) from e
+                logger.error(f"{message}; skipped, training goes on with another image")
+                return None
 
         aug_input = T.AugInput(image)
         transforms = self.augmentations(aug_input)
