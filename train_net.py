@@ -19,11 +19,19 @@ from detectron2.utils.logger import setup_logger
 from detectron2.data import build_detection_train_loader
 
 from deepacc_d2 import KaryotypeEvaluator, add_deepacc_config
+from deepacc_d2.checkpoint import AtomicCheckpointer
 from deepacc_d2.engine import resolve_device, resolve_schedule
 from deepacc_d2.synth.dataset import SynthDatasetMapper
 
 
 class Trainer(DefaultTrainer):
+    def build_hooks(self):
+        # before detectron2 builds the hooks that save with it
+        self.checkpointer = AtomicCheckpointer(
+            self.checkpointer.model, self.checkpointer.save_dir,
+            **self.checkpointer.checkpointables)
+        return super().build_hooks()
+
     @classmethod
     def build_train_loader(cls, cfg):
         # reads files as DatasetMapper does; draws on-the-fly synthetic images

@@ -1,0 +1,54 @@
+"""
+Checkpoints that survive an interrupted run: written to a temporary file and renamed (a
+crash while writing never leaves a truncated ``model_*.pth``), and, when the last checkpoint
+cannot be loaded anyway (a disk filled up, a copy cut short), resuming falls back to the
+newest one that loads, with a message naming the file it skipped.
+"""
+import logging
+import os
+
+from detectron2.checkpoint import DetectionCheckpointer
+
+logger = logging.getLogger(__name__)
+
+_PARTIAL = ".partial"
+
+
+class AtomicCheckpointer(DetectionCheckpointer):
+    """:class:`DetectionCheckpointer` with atomic saves and a fallback when resuming."""
+
+    def save(self, name: str, **kwargs):
+        if not self.save_dir or not self.save_to_disk:
+            return
+        super().save(name + _PARTIAL, **kwargs)  # tags it last only once fully written
+        os.replace(os.path.join(self.save_dir, f"{name}{_PARTIAL}.pth"),
+                   os.path.join(self.save_dir, f"{name}.pth"))
+        self.tag_last_checkpoint(f"{name}.pth")
+
+    def _checkpoints_newest_first(self):
+        files = [os.path.join(self.save_dir, f) for f in os.listdir(self.save_dir)
+                 if f.endswith(".pth") and not f.endswith(_PARTIAL + ".pth")]
+        return sorted(files, key=os.path.getmtime, reverse=True)
+
+    def resume_or_load(self, path: str, *, resume: bool = True):
+        if not (resume and self.has_checkpoint()):
+            return super().resume_or_load(path, resume=resume)
+        last = self.get_checkpoint_file()
+        try:
+            return self.load(last)
+        except Exception as e:  # truncated, corrupt or missing: try the ones before it
+            logger.warning(f"cannot resume from {last} ({type(e).__name__}: {e})")
+            failed = {os.path.abspath(last)}
+        for candidate in self._checkpoints_newest_first():
+            if os.path.abspath(candidate) in failed:
+                continue
+            try:
+                checkpoint = self.load(candidate)
+            except Exception as e:
+                logger.warning(f"cannot resume from {candidate} ({type(e).__name__}: {e})")
+                failed.add(os.path.abspath(candidate))
+                continue
+            logger.warning(f"resumed from {candidate} instead")
+            self.tag_last_checkpoint(os.path.basename(candidate))
+            return checkpoint
+        raise RuntimeError(f"no checkpoint in {self.save_dir} can be loaded to resume from")

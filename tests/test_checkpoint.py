@@ -1,0 +1,50 @@
+"""Checkpoints of an interrupted run: atomic saves, resume past a truncated last file, and a
+NaN loss that stops training with the iteration and the loss terms."""
+import logging
+import os
+
+import deepacc_d2  # noqa: F401
+import pytest
+import torch
+from detectron2.engine import SimpleTrainer
+from torch import nn
+
+from deepacc_d2.checkpoint import AtomicCheckpointer
+
+
+def test_atomic_save_and_resume_past_a_truncated_checkpoint(tmp_path, caplog):
+    model = nn.Linear(3, 2)
+    checkpointer = AtomicCheckpointer(model, str(tmp_path), save_to_disk=True)
+    for iteration in (9, 19):
+        with torch.no_grad():
+            model.weight.fill_(float(iteration))
+        checkpointer.save(f"model_{iteration:07d}", iteration=iteration)
+    assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_0000009.pth",
+                                            "model_0000019.pth"]  # no partial file left
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000019.pth"
+    # The last file is cut short (a full disk, a copy interrupted).
+    last = tmp_path / "model_0000019.pth"
+    last.write_bytes(last.read_bytes()[:100])
+    fresh = nn.Linear(3, 2)
+    with caplog.at_level(logging.WARNING):
+        loaded = AtomicCheckpointer(fresh, str(tmp_path)).resume_or_load("", resume=True)
+    assert loaded["iteration"] == 9 and torch.all(fresh.weight == 9.0)
+    assert "cannot resume from" in caplog.text and "model_0000019.pth" in caplog.text
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000009.pth"
+
+
+class _NaNModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(()))
+
+    def forward(self, batch):
+        return {"loss_fine": self.w * 1.0, "loss_broken": self.w * float("nan")}
+
+
+def test_nan_loss_stops_training_naming_iteration_and_term():
+    model = _NaNModel()
+    trainer = SimpleTrainer(model, iter([None] * 4), torch.optim.SGD(model.parameters(), 0.1))
+    with pytest.raises(FloatingPointError) as info:
+        trainer.train(0, 2)
+    assert "iteration=0" in str(info.value) and "loss_broken" in str(info.value)
