@@ -20,6 +20,7 @@ from detectron2.data import build_detection_train_loader
 
 from deepacc_d2 import KaryotypeEvaluator, add_deepacc_config
 from deepacc_d2.checkpoint import AtomicCheckpointer
+from deepacc_d2.data.images import build_eval_loader
 from deepacc_d2.engine import resolve_device, resolve_schedule
 from deepacc_d2.synth.dataset import SynthDatasetMapper
 
@@ -36,6 +37,11 @@ class Trainer(DefaultTrainer):
     def build_train_loader(cls, cfg):
         # reads files as DatasetMapper does; draws on-the-fly synthetic images
         return build_detection_train_loader(cfg, mapper=SynthDatasetMapper(cfg, is_train=True))
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        # unreadable images are named and left out; the others are evaluated
+        return build_eval_loader(cfg, dataset_name)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

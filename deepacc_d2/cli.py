@@ -31,9 +31,9 @@ def _model_args(p):
 
 def _eval(args):
     from detectron2.evaluation import inference_on_dataset
-    from detectron2.data import build_detection_test_loader
 
     from . import KaryotypeEvaluator
+    from .data.images import build_eval_loader
     from .engine import build_cfg
     from .inference import draw_dataset_predictions, load_model
 
@@ -41,7 +41,7 @@ def _eval(args):
     dataset = args.dataset or cfg.DATASETS.TEST[0]
     model = load_model(cfg)
     evaluator = KaryotypeEvaluator.from_config(cfg, dataset, args.output)
-    results = inference_on_dataset(model, build_detection_test_loader(cfg, dataset), evaluator)
+    results = inference_on_dataset(model, build_eval_loader(cfg, dataset), evaluator)
     os.makedirs(args.output, exist_ok=True)
     with open(os.path.join(args.output, "metrics.json"), "w") as f:
         json.dump(results, f, indent=1)

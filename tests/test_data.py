@@ -169,3 +169,26 @@ def test_training_loader_skips_a_truncated_image_by_name(tmp_path, caplog):
     # at test time the same file is an error that names it
     with pytest.raises(ValueError, match="trunc.jpg"):
         SynthDatasetMapper(cfg, is_train=False)(dicts[3])
+
+
+def test_evaluation_leaves_out_an_unreadable_image_by_name(tmp_path, caplog):
+    from detectron2.config import get_cfg
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from deepacc_d2 import add_deepacc_config
+    from deepacc_d2.data.images import build_eval_loader
+
+    obj = OBJ.format(name="X", x0=11, y0=21, x1=30, y1=40)
+    root = _voc_folder(tmp_path, {f"good{i}": VOC_TEMPLATE.format(objects=obj) for i in range(2)})
+    good = (tmp_path / "JPEGImages" / "good0.jpg").read_bytes()
+    (tmp_path / "JPEGImages" / "trunc.jpg").write_bytes(good[: len(good) // 2])
+    (tmp_path / "Annotations" / "trunc.xml").write_text(VOC_TEMPLATE.format(objects=obj))
+    name = "toy_eval_with_a_bad_image"
+    DatasetCatalog.register(name, lambda: load_cil24_voc(root, "all"))
+    MetadataCatalog.get(name).set(thing_classes=list(CLASS_NAMES))
+    cfg = get_cfg()
+    add_deepacc_config(cfg)
+    with caplog.at_level(logging.WARNING):
+        ids = [x["image_id"] for batch in build_eval_loader(cfg, name) for x in batch]
+    assert ids == ["good0", "good1"]
+    assert "1 image(s) cannot be read" in caplog.text and "trunc.jpg" in caplog.text
