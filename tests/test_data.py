@@ -141,6 +141,17 @@ def test_coco_bad_annotation_skips_its_image(tmp_path, caplog):
     assert "image id 3 appears twice" in caplog.text
 
 
+def _voc_with_a_truncated_image(tmp_path, num_good):
+    """good0..good<n-1> and trunc, whose JPEG is cut in half; one chromosome X each."""
+    obj = OBJ.format(name="X", x0=11, y0=21, x1=30, y1=40)
+    root = _voc_folder(tmp_path, {f"good{i}": VOC_TEMPLATE.format(objects=obj)
+                                  for i in range(num_good)})
+    good = (tmp_path / "JPEGImages" / "good0.jpg").read_bytes()
+    (tmp_path / "JPEGImages" / "trunc.jpg").write_bytes(good[: len(good) // 2])
+    (tmp_path / "Annotations" / "trunc.xml").write_text(VOC_TEMPLATE.format(objects=obj))
+    return root
+
+
 def test_training_loader_skips_a_truncated_image_by_name(tmp_path, caplog):
     # An overnight run must not die in a loader worker on one bad file: the mapper names it
     # and detectron2's MapDataset draws another image instead.
@@ -150,12 +161,7 @@ def test_training_loader_skips_a_truncated_image_by_name(tmp_path, caplog):
     from deepacc_d2 import add_deepacc_config
     from deepacc_d2.synth.dataset import SynthDatasetMapper
 
-    obj = OBJ.format(name="X", x0=11, y0=21, x1=30, y1=40)
-    root = _voc_folder(tmp_path, {f"good{i}": VOC_TEMPLATE.format(objects=obj) for i in range(3)})
-    good = (tmp_path / "JPEGImages" / "good0.jpg").read_bytes()
-    (tmp_path / "JPEGImages" / "trunc.jpg").write_bytes(good[: len(good) // 2])
-    (tmp_path / "Annotations" / "trunc.xml").write_text(VOC_TEMPLATE.format(objects=obj))
-    dicts = load_cil24_voc(root, "all")
+    dicts = load_cil24_voc(_voc_with_a_truncated_image(tmp_path, 3), "all")
     assert [d["image_id"] for d in dicts] == ["good0", "good1", "good2", "trunc"]
     cfg = get_cfg()
     add_deepacc_config(cfg)
@@ -178,11 +184,7 @@ def test_evaluation_leaves_out_an_unreadable_image_by_name(tmp_path, caplog):
     from deepacc_d2 import add_deepacc_config
     from deepacc_d2.data.images import build_eval_loader
 
-    obj = OBJ.format(name="X", x0=11, y0=21, x1=30, y1=40)
-    root = _voc_folder(tmp_path, {f"good{i}": VOC_TEMPLATE.format(objects=obj) for i in range(2)})
-    good = (tmp_path / "JPEGImages" / "good0.jpg").read_bytes()
-    (tmp_path / "JPEGImages" / "trunc.jpg").write_bytes(good[: len(good) // 2])
-    (tmp_path / "Annotations" / "trunc.xml").write_text(VOC_TEMPLATE.format(objects=obj))
+    root = _voc_with_a_truncated_image(tmp_path, 2)
     name = "toy_eval_with_a_bad_image"
     DatasetCatalog.register(name, lambda: load_cil24_voc(root, "all"))
     MetadataCatalog.get(name).set(thing_classes=list(CLASS_NAMES))
