@@ -9,6 +9,8 @@ Train and evaluate DeepACC (or the baselines) with detectron2.
 import logging
 import os
 
+import torch
+
 import deepacc_d2  # noqa: F401  (compat fixes, registrations) before detectron2
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
@@ -21,11 +23,20 @@ from detectron2.data import build_detection_train_loader
 from deepacc_d2 import KaryotypeEvaluator, add_deepacc_config
 from deepacc_d2.checkpoint import AtomicCheckpointer
 from deepacc_d2.data.images import build_eval_loader
-from deepacc_d2.engine import resolve_device, resolve_schedule
+from deepacc_d2.engine import resolve_device, resolve_schedule, use_cpu_bf16
 from deepacc_d2.synth.dataset import SynthDatasetMapper
 
 
 class Trainer(DefaultTrainer):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.cpu_bf16 = use_cpu_bf16(cfg)
+
+    def run_step(self):
+        # forward, backward and update of one iteration; matmuls and convolutions in bf16
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cpu_bf16):
+            super().run_step()
+
     def build_hooks(self):
         # before detectron2 builds the hooks that save with it
         self.checkpointer = AtomicCheckpointer(

@@ -85,4 +85,7 @@ def add_deepacc_config(cfg):
     # train_net.py converts them to MAX_ITER / STEPS from the training set's size and
     # SOLVER.IMS_PER_BATCH; 0 keeps MAX_ITER / STEPS as written.
     _C.SOLVER.EPOCHS = 0
+    # Training on the CPU under bfloat16 autocast: "on", "off", or "auto" (on where the CPU has
+    # bf16 instructions: avx512_bf16 or AMX). detectron2's AMP (SOLVER.AMP) is CUDA-only.
+    _C.SOLVER.CPU_BF16 = "off"
     _C.SOLVER.EPOCH_STEPS = (16, 22)

@@ -46,6 +46,30 @@ def resolve_schedule(cfg):
     cfg.SOLVER.MAX_ITER, cfg.SOLVER.STEPS = max_iter, steps
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bfloat16 instructions (avx512_bf16 or AMX), from /proc/cpuinfo;
+    False where that file does not exist."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(f.read().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def use_cpu_bf16(cfg) -> bool:
+    """``cfg.SOLVER.CPU_BF16`` resolved for this machine (logged)."""
+    mode = str(cfg.SOLVER.CPU_BF16).lower()
+    if mode not in ("on", "off", "auto"):
+        raise ValueError(f"SOLVER.CPU_BF16 must be on, off or auto, not {cfg.SOLVER.CPU_BF16!r}")
+    if not cfg.MODEL.DEVICE.startswith("cpu") or mode == "off":
+        return False
+    on = mode == "on" or cpu_has_bf16()
+    logger.info(f"CPU training under bfloat16 autocast: {'yes' if on else 'no'} "
+                f"(SOLVER.CPU_BF16={mode}, bf16 instructions: {cpu_has_bf16()})")
+    return on
+
+
 def resolve_device(cfg):
     """Fall back to the CPU when the config asks for CUDA and none is available."""
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():

@@ -164,7 +164,10 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
             reg_x = torch.flatten(reg_x, start_dim=1)
         if not self.margin_branch:
             return self.cls_score(cls_x), self.bbox_pred(reg_x)
-        cosine = cosine_similarity_matrix(cls_x, self.cls_score.weight)  # R x (K + 1)
+        # float32 whatever autocast does elsewhere: s·cos θ with s = 64 needs the digits
+        with torch.autocast(device_type=cls_x.device.type, enabled=False):
+            cls_x = cls_x.float()
+            cosine = cosine_similarity_matrix(cls_x, self.cls_score.weight.float())  # R x (K+1)
         return {"cosine": cosine, "features": cls_x}, self.bbox_pred(reg_x)
 
     def margin_logits(self, class_outputs: Dict[str, torch.Tensor]) -> torch.Tensor:
