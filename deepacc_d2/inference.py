@@ -15,7 +15,7 @@ from detectron2.engine import DefaultPredictor
 from detectron2.modeling import build_model
 
 from .classes import CLASS_NAMES
-from .data.images import read_metaphase  # noqa: F401  (part of this module's API)
+from .data.images import read_metaphase
 from .visualize import draw_comparison
 
 logger = logging.getLogger(__name__)
@@ -66,33 +66,52 @@ def list_images(inputs: Sequence[str]) -> List[str]:
     return files
 
 
-def predict_files(cfg, inputs: Sequence[str], output_dir: str, score_thresh: float = 0.5):
+def predict_each(cfg, inputs: Sequence[str], output_dir: str, errors: Dict[str, str]):
     """
-    Predict every image, write ``<name>.png`` (picture) per image and ``predictions.json``,
-    the latter rewritten after each image (an interrupted run keeps what was done). An
-    image that cannot be read (:func:`read_metaphase`) is reported by name and skipped; the
-    others are still processed. Output names are unique (:func:`output_stems`).
+    Run the model on every image of ``inputs`` (files or folders), one at a time, so that the
+    caller can write each result as soon as it exists.
 
-    Returns:
-        tuple[dict, dict]: (file -> records, file -> error message)
+    Args:
+        errors (dict): file -> message; an image that cannot be read (:func:`read_metaphase`)
+            or predicted is recorded there (and logged) and the others still go through.
+
+    Yields:
+        (path, name, image, instances): the file, its unique output name (:func:`output_stems`),
+        the (H, W, 3) uint8 BGR image and the model's ``Instances`` on the CPU; image and
+        instances are None for a file that failed.
     """
     predictor = DefaultPredictor(cfg)
     os.makedirs(output_dir, exist_ok=True)
     paths = list_images(inputs)
     names = output_stems(paths)
-    results, errors = {}, {}
     for path in paths:
         try:
             image = read_metaphase(path)
-        except ValueError as e:  # name it, go on with the batch
-            errors[path] = str(e)
-            logger.error(errors[path])
-        else:
             instances = predictor(image)["instances"].to("cpu")
+        except Exception as e:  # name it, go on with the batch
+            errors[path] = str(e) if str(e).startswith(path) else \
+                f"{path}: {type(e).__name__}: {e}"
+            logger.error(errors[path])
+            yield path, names[path], None, None
+            continue
+        yield path, names[path], image, instances
+
+
+def predict_files(cfg, inputs: Sequence[str], output_dir: str, score_thresh: float = 0.5):
+    """
+    Predict every image (:func:`predict_each`), write ``<name>.png`` (picture) per image and
+    ``predictions.json``, the latter rewritten after each image (an interrupted run keeps what
+    was done).
+
+    Returns:
+        tuple[dict, dict]: (file -> records, file -> error message)
+    """
+    results, errors = {}, {}
+    for path, name, image, instances in predict_each(cfg, inputs, output_dir, errors):
+        if instances is not None:
             results[path] = instances_to_records(instances)
             picture = draw_comparison(image[:, :, ::-1], instances, score_thresh=score_thresh)
-            detection_utils.Image.fromarray(picture).save(
-                os.path.join(output_dir, names[path] + ".png"))
+            detection_utils.Image.fromarray(picture).save(os.path.join(output_dir, name + ".png"))
         with open(os.path.join(output_dir, "predictions.json"), "w") as f:
             json.dump({"predictions": results, "errors": errors}, f, indent=1)
     return results, errors

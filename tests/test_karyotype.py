@@ -13,7 +13,8 @@ from PIL import Image
 
 from deepacc_d2 import add_deepacc_config
 from deepacc_d2.classes import CLASS_NAMES, NUM_CLASSES
-from deepacc_d2.inference import output_stems, read_metaphase
+from deepacc_d2.data.images import read_metaphase
+from deepacc_d2.inference import output_stems
 from deepacc_d2.karyotype import case_karyotype, karyotype_counts, numerical_karyotype
 from deepacc_d2.karyotype.cell import ReviewRules, cell_record
 from deepacc_d2.karyotype.karyogram import draw_karyogram

@@ -98,33 +98,27 @@ def karyotype_files(cfg, inputs: Sequence[str], output_dir: str) -> Dict:
         dict: the case summary (:func:`case_summary`).
     """
     from detectron2.data import detection_utils
-    from detectron2.engine import DefaultPredictor
 
-    from ..inference import list_images, output_stems, read_metaphase
+    from ..inference import predict_each
 
-    predictor = DefaultPredictor(cfg)
     rules = ReviewRules.from_config(cfg)
-    os.makedirs(output_dir, exist_ok=True)
-    paths = list_images(inputs)
-    names = output_stems(paths)
     cells, errors = {}, {}
-    for path in paths:
-        try:
-            image_bgr = read_metaphase(path)
-            instances = predictor(image_bgr)["instances"].to("cpu")
-            record, picture = karyotype_cell(np.ascontiguousarray(image_bgr[:, :, ::-1]),
-                                             instances, rules)
-        except Exception as e:  # one bad cell never loses the rest of the case
-            message = str(e) if str(e).startswith(path) else f"{path}: {type(e).__name__}: {e}"
-            errors[path] = message
-            logger.error(message)
-            _write_summary(output_dir, cells, errors)
-            continue
-        record = {"file": path, **record}
-        stem = os.path.join(output_dir, names[path])
-        with open(stem + "_karyotype.json", "w") as f:
-            json.dump(record, f, indent=1)
-        detection_utils.Image.fromarray(picture).save(stem + "_karyogram.png")
-        cells[path] = record
-        _write_summary(output_dir, cells, errors)
-    return _write_summary(output_dir, cells, errors)
+    os.makedirs(output_dir, exist_ok=True)
+    summary = _write_summary(output_dir, cells, errors)  # an empty case has one too
+    for path, name, image_bgr, instances in predict_each(cfg, inputs, output_dir, errors):
+        if instances is not None:
+            try:
+                record, picture = karyotype_cell(np.ascontiguousarray(image_bgr[:, :, ::-1]),
+                                                 instances, rules)
+            except Exception as e:  # one bad cell never loses the rest of the case
+                errors[path] = f"{path}: {type(e).__name__}: {e}"
+                logger.error(errors[path])
+            else:
+                record = {"file": path, **record}
+                stem = os.path.join(output_dir, name)
+                with open(stem + "_karyotype.json", "w") as f:
+                    json.dump(record, f, indent=1)
+                detection_utils.Image.fromarray(picture).save(stem + "_karyogram.png")
+                cells[path] = record
+        summary = _write_summary(output_dir, cells, errors)
+    return summary
