@@ -46,7 +46,8 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        # reads files as DatasetMapper does; draws on-the-fly synthetic images
+        # reads files with read_metaphase, skipping unreadable ones; draws on-the-fly synthetic
+        # images
         return build_detection_train_loader(cfg, mapper=SynthDatasetMapper(cfg, is_train=True))
 
     @classmethod

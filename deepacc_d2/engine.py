@@ -64,9 +64,10 @@ def use_cpu_bf16(cfg) -> bool:
         raise ValueError(f"SOLVER.CPU_BF16 must be on, off or auto, not {cfg.SOLVER.CPU_BF16!r}")
     if not cfg.MODEL.DEVICE.startswith("cpu") or mode == "off":
         return False
-    on = mode == "on" or cpu_has_bf16()
+    has_bf16 = cpu_has_bf16()
+    on = mode == "on" or has_bf16
     logger.info(f"CPU training under bfloat16 autocast: {'yes' if on else 'no'} "
-                f"(SOLVER.CPU_BF16={mode}, bf16 instructions: {cpu_has_bf16()})")
+                f"(SOLVER.CPU_BF16={mode}, bf16 instructions: {has_bf16})")
     return on
 
 

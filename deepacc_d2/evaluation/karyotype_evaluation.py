@@ -290,7 +290,7 @@ def compute_karyotype_metrics(images: List[Dict], iou_thresh: float = 0.5,
     count_error = np.array([r["num_pred"] - r["num_gt"] for r in per_image])
 
     if coco_check:
-        coco = coco_average_precision(images, K)
+        coco = coco_average_precision(images, K, subset="all_classes")
     else:
         coco = {"AP": np.nan, "AP50": np.nan, "AP75": np.nan,
                 "AP50_per_class": np.full(K, np.nan)}
@@ -346,10 +346,14 @@ def compute_karyotype_metrics(images: List[Dict], iou_thresh: float = 0.5,
     return m, details
 
 
-def coco_average_precision(images: List[Dict], num_classes: int) -> Dict:
+def coco_average_precision(images: List[Dict], num_classes: int,
+                           subset: Optional[str] = None) -> Dict:
     """
     pycocotools' bbox AP (IoU 0.50:0.95), AP50 and AP75 of the same detections, with the
     default parameters (101 recall points, maxDets 100 per image and class, area "all").
+
+    Args:
+        subset (str or None): as in :func:`.metrics.per_class_average_precision`.
 
     Returns:
         dict: "AP", "AP50", "AP75" in [0, 1] (NaN without ground truth) and
@@ -366,7 +370,7 @@ def coco_average_precision(images: List[Dict], num_classes: int) -> Dict:
             gt_annotations.append({"id": len(gt_annotations) + 1, "image_id": image_id,
                                    "category_id": int(k) + 1, "bbox": xywh,
                                    "area": xywh[2] * xywh[3], "iscrowd": 0})
-        keep = np.asarray(im.get("all_classes", np.ones(len(im["classes"]), bool)), bool)
+        keep = np.asarray(im[subset], bool) if subset else np.ones(len(im["classes"]), bool)
         for box, k, s in zip(np.asarray(im["boxes"]).reshape(-1, 4)[keep],
                              np.asarray(im["classes"])[keep], np.asarray(im["scores"])[keep]):
             detections.append({"image_id": image_id, "category_id": int(k) + 1,
