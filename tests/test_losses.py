@@ -181,7 +181,7 @@ def test_local_class_centers_are_chosen_per_image():
     features = torch.cat([IMAGE_A, IMAGE_B])  # one batch, two images of two proposals
     predictions = predictor(features)
     predictor.eval()  # test-time centers, by prediction
-    logits, is_local = predictor.final_logits(predictions, _proposals(2, 2))
+    logits, is_local, _ = predictor.final_logits(predictions, _proposals(2, 2))
     assert [x.tolist() for x in is_local] == [[True, True], [True, False]]
     # Image A's class-0 center is A's own best 0, (2, 0.2)/|.|, not B's (3, 1), though B's
     # (3, 1) is the more confident 0 of the batch.
@@ -204,7 +204,7 @@ def test_center_gradients_switch():
             predictor.cls_score.weight.copy_(GLOBAL)
         features = torch.cat([IMAGE_A, IMAGE_B]).requires_grad_(True)
         predictor.eval()  # test-time centers: image B's class 1 uses the global W_M,1
-        logits, _ = predictor.final_logits(predictor(features), _proposals(2, 2))
+        logits, _, _ = predictor.final_logits(predictor(features), _proposals(2, 2))
         torch.nn.functional.cross_entropy(torch.cat(logits), torch.tensor([0, 1, 0, 1])).backward()
         # L_CE always trains the global centers it uses, and the bias.
         assert predictor.cls_score.weight.grad.abs().sum() > 0

@@ -15,7 +15,7 @@ margin branch; with a margin branch it is a dict ``{"cosine": (R, K + 1), "featu
 because the siamese scores can only be formed per image, in ``losses`` / ``inference``, where
 the proposals say which rows belong to which image.
 """
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from detectron2.config import configurable
@@ -188,41 +188,51 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
         progress = min(1.0, get_event_storage().iter / self.margin_warmup_iters)
         return self.aam_margin * progress
 
-    def final_logits(self, predictions, proposals: List[Instances]):
+    def final_logits(self, predictions, proposals: List[Instances],
+                     by_label: Optional[bool] = None):
         """
         The logits whose softmax is the model's score, per image.
+
+        Args:
+            by_label (bool or None): choose local centers among the proposals labelled with
+                their class (True) or by prediction (False, the test-time rule); None: by label
+                in training when ``train_centers`` is "labelled".
 
         Returns:
             list[Tensor]: N tensors (R_i, K + 1).
             list[Tensor]: N tensors (K,) bool, which classes use a local center (siamese only;
             empty list otherwise).
+            list[Tensor]: N tensors (K,) int64, the proposal chosen for each class (R_i where
+            none; siamese only).
         """
         class_outputs, _ = predictions
         num_per_image = [len(p) for p in proposals]
         if not self.margin_branch:
-            return list(class_outputs.split(num_per_image)), []
+            return list(class_outputs.split(num_per_image)), [], []
         if not self.siamese:
-            return list(self.margin_logits(class_outputs).split(num_per_image)), []
+            return list(self.margin_logits(class_outputs).split(num_per_image)), [], []
 
         features, cosine = class_outputs["features"], class_outputs["cosine"].detach()
         # L_CE trains the global centers W_M it uses (the fallback and background rows: they
         # are the margin branch's weights); into the chosen proposals' features only with
         # center_grad. The selection (argmax, > δ) has no gradient in any case.
         center_features = features if self.center_grad else features.detach()
-        by_label = self.training and self.train_centers == "labelled"
-        logits, is_local = [], []
+        if by_label is None:
+            by_label = self.training and self.train_centers == "labelled"
+        logits, is_local, chosen = [], [], []
         for i, (x_i, cx_i, cos_i) in enumerate(zip(
             features.split(num_per_image),
             center_features.split(num_per_image),
             cosine.split(num_per_image),
         )):  # Eq. 2 per image: never mix the proposals of two metaphases
             candidates = center_candidates(cos_i, proposals[i].gt_classes if by_label else None)
-            centers, local_i, _ = local_class_centers(
+            centers, local_i, best_i = local_class_centers(
                 cx_i, cos_i, self.cls_score.weight, self.siamese_delta, candidates
             )
             logits.append(siamese_logits(x_i, centers, self.inference_bias))
             is_local.append(local_i)
-        return logits, is_local
+            chosen.append(best_i)
+        return logits, is_local, chosen
 
     def losses(self, predictions, proposals: List[Instances]):
         """
@@ -251,7 +261,7 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
             "loss_aam": self.aam_loss_weight
             * aam_loss(class_outputs["cosine"], gt_classes, self.aam_scale, self.current_margin()),
         }
-        logits, _ = self.final_logits(predictions, proposals)
+        logits, _, _ = self.final_logits(predictions, proposals)
         logits = cat(logits, dim=0) if logits else self.margin_logits(class_outputs)
         if self.siamese:
             losses["loss_cls"] = self.ce_loss_weight * cross_entropy(
@@ -265,7 +275,7 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
                 self.group_adjacency,
             )
         self._log_metrics(logits, gt_classes)
-        self._log_branch_metrics(class_outputs, gt_classes, proposals)
+        self._log_branch_metrics(predictions, gt_classes, proposals)
         return losses
 
     def _box_reg_loss(self, proposal_deltas, proposals: List[Instances], gt_classes):
@@ -298,7 +308,7 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
                                (fg_pred == self.num_classes).float().mean().item())
 
     @torch.no_grad()
-    def _log_branch_metrics(self, class_outputs, gt_classes, proposals: List[Instances]):
+    def _log_branch_metrics(self, predictions, gt_classes, proposals: List[Instances]):
         """
         Statistics that tell the branches apart (``deepacc/``): the margin branch's own
         accuracies, the mean feature norm ‖x‖, and for the siamese branch, under the
@@ -306,21 +316,16 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
         (image, class) pairs with a local center and the label purity of those centers.
         """
         storage = get_event_storage()
-        features = class_outputs["features"]
-        storage.put_scalar("deepacc/feature_norm", features.norm(dim=1).mean().item())
+        class_outputs, _ = predictions
+        storage.put_scalar("deepacc/feature_norm",
+                           class_outputs["features"].norm(dim=1).mean().item())
         self._log_metrics(self.margin_logits(class_outputs), gt_classes, prefix="deepacc/margin")
         if not self.siamese or not gt_classes.numel():
             return
-        num_per_image = [len(p) for p in proposals]
-        is_local, pure, logits = [], [], []
-        for x_i, cos_i, gt_i in zip(features.split(num_per_image),
-                                    class_outputs["cosine"].split(num_per_image),
-                                    gt_classes.split(num_per_image)):
-            centers, local_i, best_i = local_class_centers(
-                x_i, cos_i, self.cls_score.weight, self.siamese_delta, center_candidates(cos_i)
-            )
-            logits.append(siamese_logits(x_i, centers, self.inference_bias))
-            is_local.append(local_i)
+        logits, is_local, chosen = self.final_logits(predictions, proposals, by_label=False)
+        pure = []
+        for gt_i, local_i, best_i in zip(gt_classes.split([len(p) for p in proposals]),
+                                         is_local, chosen):
             labels = torch.cat([gt_i, gt_i.new_full((1,), -1)])[best_i]  # K
             pure.append(labels[local_i] == torch.nonzero(local_i).squeeze(1))
         # The final scores as inference forms them (centers by prediction, not by label).
@@ -340,7 +345,7 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
         """
         if not self.margin_branch:
             return super().predict_probs(predictions, proposals)
-        logits, _ = self.final_logits(predictions, proposals)
+        logits, _, _ = self.final_logits(predictions, proposals)
         return [F.softmax(x, dim=-1) for x in logits]
 
     def inference(self, predictions: Tuple, proposals: List[Instances]):
