@@ -89,3 +89,7 @@ def add_deepacc_config(cfg):
     # bf16 instructions: avx512_bf16 or AMX). detectron2's AMP (SOLVER.AMP) is CUDA-only.
     _C.SOLVER.CPU_BF16 = "off"
     _C.SOLVER.EPOCH_STEPS = (16, 22)
+
+    # Training augmentations beyond detectron2's resize and flip (deepacc_d2.data.augment).
+    _C.INPUT.ROTATE_90 = False  # rotate by a random multiple of 90 degrees: True / False
+    _C.INPUT.INTENSITY_JITTER = 0.0  # brightness and contrast x U[1 - j, 1 + j], j in [0, 1)

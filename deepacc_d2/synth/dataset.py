@@ -23,6 +23,7 @@ from detectron2.data import transforms as T
 from detectron2.structures import BoxMode
 
 from ..classes import CLASS_NAMES, class_index
+from ..data.augment import build_augmentation
 from ..data.images import read_metaphase
 from .render import SynthConfig
 from .writer import box_edges, generate_image, polygons_of_mask
@@ -130,6 +131,13 @@ class SynthDatasetMapper(DatasetMapper):
     ``MapDataset`` retries on ``None``): one bad file never stops a long run. At test time it
     raises, naming the file.
     """
+
+    @classmethod
+    def from_config(cls, cfg, is_train: bool = True):
+        ret = super().from_config(cfg, is_train)
+        crop = ret["augmentations"][:1] if cfg.INPUT.CROP.ENABLED and is_train else []
+        ret["augmentations"] = crop + build_augmentation(cfg, is_train)
+        return ret
 
     def __call__(self, dataset_dict):
         dataset_dict = copy.deepcopy(dataset_dict)
