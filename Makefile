@@ -1,6 +1,7 @@
 # make demo : set up .venv, generate synthetic metaphases, train a small model on CPU,
 #             evaluate it and draw its predictions into output/demo/.
-# make test : set up .venv, run the test suite (this is what .ci/run calls).
+# make test : set up .venv, check formatting and lint, run the test suite (what .ci/run calls).
+# make cil  : the CPU recipe on the real CIL metaphases (~2 h on 2 cores; docs/cil.md).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -8,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # The real CIL images, when they lie beside the repository (as in CI).
 CIL24  ?= $(wildcard ../shared/data/cil24)
 
-.PHONY: install test demo datasets clean
+.PHONY: install test lint demo cil datasets clean
 
 install: $(STAMP)
 
@@ -23,11 +24,18 @@ datasets:
 	@if [ -n "$(CIL24)" ] && [ ! -e datasets/cil24 ]; then \
 		ln -s "$$(cd $(CIL24) && pwd)" datasets/cil24 && echo "linked datasets/cil24 -> $(CIL24)"; fi
 
-test: install datasets
+test: install datasets lint
 	$(PY) -m pytest tests -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 demo: install datasets
 	$(PY) tools/demo.py
+
+cil: install datasets
+	$(PY) tools/cil_recipe.py $(CIL_ARGS)
 
 clean:
 	rm -rf output

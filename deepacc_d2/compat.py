@@ -308,4 +308,6 @@ def apply():
             "torch_load": _fix_torch_load(),
             "map_dataset_retry": _fix_map_dataset_retry(),
         }
+        done = [name for name, what in _APPLIED.items() if what]
+        logger.debug(f"compatibility fixes applied: {', '.join(done) or 'none'}")
     return _APPLIED

@@ -8,12 +8,10 @@ model at TEST.DETECTIONS_PER_IMAGE = 100.
 """
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import deepacc_d2  # noqa: E402,F401
 from deepacc_d2.classes import NUM_CLASSES  # noqa: E402

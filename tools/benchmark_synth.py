@@ -6,11 +6,9 @@ Synthetic-metaphase generation speed: draw + PNG-encode images, print images/s.
 """
 import argparse
 import os
-import sys
 import time
 from multiprocessing import get_context
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import cv2  # noqa: E402
 

@@ -9,10 +9,8 @@ Real images are read from $CIL24_ROOT (default: ../shared/data/cil24 from the re
 """
 import argparse
 import os
-import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402

@@ -43,15 +43,8 @@ class DatasetFileError(ValueError):
 
 
 def datasets_root() -> str:
-    """``$DETECTRON2_DATASETS``; unset: ``./datasets`` if it exists, else the ``datasets/``
-    folder of this repository (so commands work from any directory of a source checkout)."""
-    if "DETECTRON2_DATASETS" in os.environ:
-        return os.path.expanduser(os.environ["DETECTRON2_DATASETS"])
-    if os.path.isdir("datasets"):
-        return "datasets"
-    repo_datasets = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__)))), "datasets")
-    return repo_datasets if os.path.isdir(repo_datasets) else "datasets"
+    """Where datasets live: ``$DETECTRON2_DATASETS``, else ``datasets/`` (as detectron2)."""
+    return os.path.expanduser(os.environ.get("DETECTRON2_DATASETS", "datasets"))
 
 
 def _report(bad: List[str], dataset_name: Optional[str]):

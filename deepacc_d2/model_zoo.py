@@ -1,0 +1,53 @@
+"""
+Trained models shipped in the repository, by short name (``MODEL_ZOO.md`` has their cards).
+
+    config_file, weights = resolve_model("cil-r18-deepacc")
+"""
+import hashlib
+import os
+from typing import Optional, Tuple
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# name -> (config file, weights file, sha256 of the weights file), paths relative to REPO
+MODELS = {}
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def resolve_model(weights: str, config_file: Optional[str] = None) -> Tuple[str, str]:
+    """
+    Args:
+        weights (str): a model name of :data:`MODELS` or the path of a checkpoint.
+        config_file (str): the model's YAML; optional for a named model (default: its own).
+
+    Returns:
+        tuple[str, str]: (config file, weights file), both existing files.
+    """
+    if weights in MODELS:
+        own_config, path, digest = (
+            os.path.join(REPO, MODELS[weights][0]), os.path.join(REPO, MODELS[weights][1]),
+            MODELS[weights][2])
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"model {weights!r}: {path} is missing (the model zoo's files "
+                                    f"live in the repository checkout)")
+        if _sha256(path) != digest:
+            raise ValueError(f"model {weights!r}: {path} is not the published file (sha256 "
+                             f"differs from MODEL_ZOO.md; a git-lfs pointer or a modified copy?)")
+        config_file = config_file or own_config
+    elif not os.path.isfile(weights):
+        known = ", ".join(sorted(MODELS)) or "none"
+        raise FileNotFoundError(f"--weights {weights}: no such file and no such model "
+                                f"(model names: {known})")
+    if not config_file:
+        raise ValueError(f"--weights {weights}: give --config-file (only a named model knows "
+                         f"its own)")
+    if not os.path.isfile(config_file):
+        raise FileNotFoundError(f"{config_file}: no such config file")
+    return config_file, weights if weights not in MODELS else path

@@ -1,0 +1,206 @@
+#!/usr/bin/env python
+"""
+The CPU recipe on real metaphases, end to end: optional synthetic pre-training, training on
+``cil24_train``, evaluation on ``cil24_val``, the metric table, the learning curve, and
+(``--ship``) the half-precision weights file of the model zoo.
+
+    python tools/cil_recipe.py                      # `make cil`: ~2 h on 2 CPU cores
+    python tools/cil_recipe.py --synth-iters 1000   # pre-train on on-the-fly synthetic images
+    python tools/cil_recipe.py --config configs/table1/f_deepacc.yaml --device cuda \\
+        --iters 0 --out output/cil_r101            # the paper's R101 recipe (24 epochs) on a GPU
+
+Each step is skipped when its result exists (a second call only re-evaluates); ``--fresh``
+starts over. Written under ``--out``: ``model/`` (training), ``eval/`` (metrics, pictures),
+``learning_curve.png``, ``summary.json``.
+"""
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join("configs", "cpu", "f_deepacc_cil.yaml")
+PRETRAIN_CONFIG = os.path.join("configs", "cpu", "f_deepacc_cpu.yaml")
+TABLE = ["mAP", "mAPmax", "COCO_AP50", "Acc", "AER"]
+
+
+def run(cmd):
+    print("+", " ".join(cmd), flush=True)
+    start = time.time()
+    subprocess.check_call(cmd, cwd=REPO)
+    return time.time() - start
+
+
+def device_opts(device):
+    return ["MODEL.DEVICE", device] + (["SOLVER.CPU_BF16", "off"] if device != "cpu" else [])
+
+
+def pretrain(args, out_dir):
+    """Train on on-the-fly synthetic metaphases (never the same image twice)."""
+    return run([sys.executable, "train_net.py", "--config-file", PRETRAIN_CONFIG,
+                "DATASETS.TRAIN", "('synth_onthefly_train',)", "DATASETS.TEST", "()",
+                "SOLVER.MAX_ITER", str(args.synth_iters),
+                "SOLVER.STEPS", f"({int(args.synth_iters * 0.8)},)",
+                "SOLVER.CPU_BF16", "auto", "SEED", str(args.seed), "OUTPUT_DIR", out_dir]
+               + device_opts(args.device))
+
+
+def train(args, out_dir, init_weights):
+    cmd = [sys.executable, "train_net.py", "--config-file", args.config, "SEED", str(args.seed),
+           "OUTPUT_DIR", out_dir] + device_opts(args.device) + args.opts
+    if args.iters:
+        cmd += ["SOLVER.MAX_ITER", str(args.iters)]
+    if init_weights:
+        cmd += ["MODEL.WEIGHTS", init_weights]
+    return run(cmd)
+
+
+def evaluate(args, weights, out_dir):
+    run([sys.executable, "-m", "deepacc_d2.cli", "eval", "--config-file", args.config,
+         "--weights", weights, "--dataset", args.dataset, "--output", out_dir,
+         "--visualize", str(args.visualize), "--opts"] + device_opts(args.device))
+    with open(os.path.join(out_dir, "metrics.json")) as f:
+        return json.load(f)["karyotype"]
+
+
+def read_metrics_log(model_dir):
+    """detectron2's metrics.json (one json per line) -> list of dicts."""
+    rows = []
+    path = os.path.join(model_dir, "metrics.json")
+    if os.path.isfile(path):
+        with open(path) as f:
+            for line in f:
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+    return rows
+
+
+def logged_training_seconds(model_dir):
+    """detectron2's "Total training time: H:MM:SS" from the training log (None if absent)."""
+    path = os.path.join(model_dir, "log.txt")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        found = re.findall(r"Total training time: (?:(\d+) days?, )?(\d+):(\d+):(\d+)", f.read())
+    if not found:
+        return None
+    d, h, m, s = found[-1]
+    return ((int(d or 0) * 24 + int(h)) * 60 + int(m)) * 60 + int(s)
+
+
+def plot_learning_curve(rows, final, final_iter, path):
+    """Training fg accuracy and the periodic val metrics against the iteration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    train = [(r["iteration"], r["fast_rcnn/fg_cls_accuracy"]) for r in rows
+             if "fast_rcnn/fg_cls_accuracy" in r]
+    if train:
+        its, acc = zip(*train)
+        ax1.plot(its, [100 * a for a in acc], lw=0.8)
+    ax1.set(title="training: fg classification accuracy (%)", xlabel="iteration", ylim=(0, 100))
+    evals = [(r["iteration"], r) for r in rows if "karyotype/mAP" in r]
+    points = [(i, {k: r.get(f"karyotype/{k}") for k in TABLE}) for i, r in evals]
+    if final and (not points or points[-1][0] < final_iter - 1):
+        points.append((final_iter, final))
+    for k, style in zip(TABLE, ["o-", "s-", "^-", "D-", "v--"]):
+        xs = [i for i, m in points if m.get(k) is not None]
+        ax2.plot(xs, [m[k] for i, m in points if m.get(k) is not None], style, label=k)
+    ax2.set(title="cil24_val", xlabel="iteration", ylim=(0, 100))
+    ax2.legend(fontsize=8)
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def ship(weights, path):
+    """Model weights only (no optimizer, no scheduler), floats stored as float16."""
+    import torch
+
+    state = torch.load(weights, map_location="cpu", weights_only=False)["model"]
+    state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    torch.save({"model": state}, path)
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    return digest, os.path.getsize(path)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="output/cil")
+    p.add_argument("--config", default=CONFIG)
+    p.add_argument("--iters", type=int, default=0, help="training iterations (0: the config's)")
+    p.add_argument("--synth-iters", type=int, default=0,
+                   help="synthetic pre-training iterations before CIL (0: none)")
+    p.add_argument("--dataset", default="cil24_val", help="evaluation dataset")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--visualize", type=int, default=4, help="pictures of this many images")
+    p.add_argument("--ship", metavar="PATH", help="write the float16 model-zoo weights here")
+    p.add_argument("--fresh", action="store_true", help="delete --out and start over")
+    p.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
+                   help="training config overrides")
+    args = p.parse_args()
+
+    os.chdir(REPO)
+    if args.fresh:
+        shutil.rmtree(args.out, ignore_errors=True)
+    model_dir = os.path.join(args.out, "model")
+    weights = os.path.join(model_dir, "model_final.pth")
+    summary_path = os.path.join(args.out, "summary.json")
+    summary = {}
+    if os.path.isfile(summary_path):
+        with open(summary_path) as f:
+            summary = json.load(f)
+    summary.update(config=args.config, dataset=args.dataset, synth_iters=args.synth_iters)
+
+    init = ""
+    if args.synth_iters:
+        pre_dir = os.path.join(args.out, "pretrain")
+        init = os.path.join(pre_dir, "model_final.pth")
+        if not os.path.isfile(init):
+            summary["pretrain_s"] = pretrain(args, pre_dir)
+    if not os.path.isfile(weights):
+        summary["train_s"] = train(args, model_dir, init)
+    else:
+        print(f"reusing trained model {weights}")
+        summary.setdefault("train_s", logged_training_seconds(model_dir))
+
+    metrics = evaluate(args, weights, os.path.join(args.out, "eval"))
+    rows = read_metrics_log(model_dir)
+    final_iter = max((r["iteration"] for r in rows), default=0) + 1
+    plot_learning_curve(rows, metrics, final_iter, os.path.join(args.out, "learning_curve.png"))
+    summary.update(iterations=final_iter, metrics={k: metrics[k] for k in TABLE if k in metrics})
+    if args.ship:
+        digest, size = ship(weights, args.ship)
+        summary.update(shipped=args.ship, sha256=digest, size_mb=round(size / 2**20, 1))
+    with open(summary_path, "w") as f:
+        json.dump(summary, f, indent=1)
+
+    hours = (summary.get("pretrain_s", 0) + (summary.get("train_s") or 0)) / 3600
+    print(f"\n{args.config} on {args.dataset}, {final_iter} iterations"
+          + (f" after {args.synth_iters} synthetic" if args.synth_iters else "")
+          + (f", training {hours:.2f} h" if hours else ""))
+    print("| " + " | ".join(TABLE) + " |\n" + "|---" * len(TABLE) + "|")
+    print("| " + " | ".join(f"{metrics.get(k, float('nan')):.1f}" for k in TABLE) + " |")
+    print(f"learning curve: {os.path.join(args.out, 'learning_curve.png')}; "
+          f"pictures: {os.path.join(args.out, 'eval')}")
+    if args.ship:
+        print(f"shipped {args.ship}: {summary['size_mb']} MB, sha256 {summary['sha256']}")
+
+
+if __name__ == "__main__":
+    main()
