@@ -21,6 +21,24 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
+def save_half_weights(checkpoint: str, path: str) -> Tuple[str, int]:
+    """
+    Write a checkpoint's model weights alone (no optimizer, no scheduler), floating-point
+    tensors as float16: half the size, and detectron2's checkpointer loads them into a float32
+    model as they are.
+
+    Returns:
+        tuple[str, int]: the written file's sha256 and size in bytes.
+    """
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
+    state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    torch.save({"model": state}, path)
+    return _sha256(path), os.path.getsize(path)
+
+
 def resolve_model(weights: str, config_file: Optional[str] = None) -> Tuple[str, str]:
     """
     Args:

@@ -14,7 +14,6 @@ starts over. Written under ``--out``: ``model/`` (training), ``eval/`` (metrics,
 ``learning_curve.png``, ``summary.json``.
 """
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -125,19 +124,6 @@ def plot_learning_curve(rows, final, final_iter, path):
     plt.close(fig)
 
 
-def ship(weights, path):
-    """Model weights only (no optimizer, no scheduler), floats stored as float16."""
-    import torch
-
-    state = torch.load(weights, map_location="cpu", weights_only=False)["model"]
-    state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    torch.save({"model": state}, path)
-    with open(path, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
-    return digest, os.path.getsize(path)
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="output/cil")
@@ -185,7 +171,9 @@ def main():
     plot_learning_curve(rows, metrics, final_iter, os.path.join(args.out, "learning_curve.png"))
     summary.update(iterations=final_iter, metrics={k: metrics[k] for k in TABLE if k in metrics})
     if args.ship:
-        digest, size = ship(weights, args.ship)
+        from deepacc_d2.model_zoo import save_half_weights
+
+        digest, size = save_half_weights(weights, args.ship)
         summary.update(shipped=args.ship, sha256=digest, size_mb=round(size / 2**20, 1))
     with open(summary_path, "w") as f:
         json.dump(summary, f, indent=1)

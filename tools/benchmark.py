@@ -1,0 +1,250 @@
+#!/usr/bin/env python
+"""
+Speed of the models against this machine's floor: per config, the FLOPs of one inference
+(fvcore), this device's measured matmul rate, training seconds per step and images per second,
+inference seconds per image (eager fp32, eager bf16 + channels_last on a CPU with bf16,
+TorchScript), each over the floor (FLOPs / rate), and the peak memory. Prints a table and
+writes it with the machine, the versions and the command to ``--out``.
+
+    python tools/benchmark.py                                   # the CPU models, 512 px
+    python tools/benchmark.py --paper                           # + R101-FPN at 1600x1200
+    python tools/benchmark.py --device cuda --out docs/benchmarks_gpu.md
+
+A training step's FLOPs are taken as 3x the inference FLOPs (forward + backward); its floor is
+stated with that approximation.
+"""
+import argparse
+import contextlib
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+import deepacc_d2  # noqa: F401  (compat fixes, registrations)
+from deepacc_d2.config import setup_cfg
+from deepacc_d2.config import cpu_has_bf16
+
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances
+from detectron2.utils.analysis import FlopCountAnalysis
+
+CPU_CONFIGS = ["configs/cpu/a_faster_rcnn_cpu.yaml", "configs/cpu/f_deepacc_cil.yaml"]
+PAPER_CONFIGS = ["configs/table1/f_deepacc.yaml"]
+
+
+def matmul_rate(dtype, device, n=2048, repeat=10):
+    """Measured multiply-add throughput of an n x n matmul, in GFLOP/s (2 n^3 per product)."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    for _ in range(2):
+        a @ b
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(repeat):
+        a @ b
+    _sync(device)
+    return 2 * n**3 * repeat / (time.perf_counter() - start) / 1e9
+
+
+def _sync(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def sample_batch(size, num_images, device, seed=0):
+    """Synthetic-looking inputs of the model's input size with 46 boxes each (timing only)."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    batch = []
+    for _ in range(num_images):
+        image = torch.as_tensor(rng.integers(0, 255, (3, h, w), dtype=np.uint8))
+        xy = rng.uniform(0, [w - 80, h - 80], size=(46, 2))
+        wh = rng.uniform(15, 70, size=(46, 2))
+        inst = Instances((h, w), gt_boxes=Boxes(torch.as_tensor(np.hstack([xy, xy + wh]),
+                                                                  dtype=torch.float32)),
+                         gt_classes=torch.as_tensor(rng.integers(0, 24, 46)))
+        batch.append({"image": image.to(device), "height": h, "width": w, "instances": inst})
+    return batch
+
+
+def timed(fn, warmup, repeat, device):
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - start) / repeat
+
+
+def bf16_context(on, device):
+    if not on:
+        return contextlib.nullcontext()
+    return torch.autocast(device.split(":")[0], dtype=torch.bfloat16)
+
+
+def measure(config, size, args):
+    """One config: FLOPs, train s/step (fp32, bf16), inference s/image (fp32, bf16, TorchScript)."""
+    cfg = setup_cfg(config, ["MODEL.DEVICE", args.device, "MODEL.WEIGHTS", ""])
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    device = args.device
+    row = {"config": os.path.basename(config), "size": f"{size[0]}x{size[1]}"}
+    model.eval()
+    one = [{k: v for k, v in sample_batch(size, 1, device)[0].items() if k != "instances"}]
+    with torch.no_grad():
+        flops = FlopCountAnalysis(model, one)
+        flops.unsupported_ops_warnings(False)
+        flops.uncalled_modules_warnings(False)
+        row["GFLOPs"] = flops.total() / 1e9  # fvcore counts one multiply-add as one flop
+    row["GFLOPs"] *= 2  # as multiply + add, the unit of the matmul rate
+    bf16 = args.bf16
+    with torch.no_grad():
+        row["infer fp32 s"] = timed(lambda: model(one), 1, args.repeat, device)
+        if bf16:
+            model_cl = model.to(memory_format=torch.channels_last)
+            with bf16_context(True, device):
+                row["infer bf16 s"] = timed(lambda: model_cl(one), 1, args.repeat, device)
+            model.to(memory_format=torch.contiguous_format)
+        row["infer TorchScript s"] = torchscript_time(model, one, args)
+    if not args.no_train:
+        model.train()
+        opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+        batch = sample_batch(size, args.batch, device)
+
+        def step(on):
+            with bf16_context(on, device):
+                losses = sum(model(batch).values())
+            opt.zero_grad()
+            losses.backward()
+            opt.step()
+
+        row["train fp32 s/step"] = timed(lambda: step(False), 1, args.repeat, device)
+        if bf16:
+            row["train bf16 s/step"] = timed(lambda: step(True), 1, args.repeat, device)
+    row["peak RSS GB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return row
+
+
+def torchscript_time(model, one, args):
+    from deepacc_d2.export import export_torchscript
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.ts")
+        export_torchscript(model, one[0]["image"].float(), path)
+        traced = torch.jit.load(path, map_location=args.device)
+        image = one[0]["image"].float()
+        return timed(lambda: traced(image), 1, args.repeat, args.device)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--configs", nargs="+", default=CPU_CONFIGS)
+    p.add_argument("--size", type=int, nargs=2, default=(512, 688), metavar=("H", "W"))
+    p.add_argument("--paper", action="store_true",
+                   help="also the paper's R101-FPN (f) at 1200x1600, inference only")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch", type=int, default=2, help="training images per step")
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--no-train", action="store_true")
+    p.add_argument("--out", default="docs/benchmarks.md")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    args.bf16 = cpu_has_bf16() if args.device == "cpu" else args.device.startswith("cuda")
+
+    if args.child:  # one config per process, so that peak memory is its own
+        config, h, w, no_train = args.child.split(",")
+        args.no_train = no_train == "1"
+        print(repr(measure(config, (int(h), int(w)), args)))
+        return
+
+    torch.set_grad_enabled(True)
+    rates = {"fp32": matmul_rate(torch.float32, args.device)}
+    if args.bf16:
+        rates["bf16"] = matmul_rate(torch.bfloat16, args.device)
+    jobs = [(c, args.size, args.no_train) for c in args.configs]
+    if args.paper:
+        jobs += [(c, (1200, 1600), True) for c in PAPER_CONFIGS]
+    rows = []
+    for config, (h, w), no_train in jobs:
+        cmd = [sys.executable, __file__, "--child", f"{config},{h},{w},{int(no_train)}",
+               "--device", args.device, "--batch", str(args.batch), "--repeat", str(args.repeat)]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode:
+            print(out.stderr[-3000:], file=sys.stderr)
+            raise SystemExit(f"{config}: benchmark failed")
+        rows.append(eval(out.stdout.strip().splitlines()[-1]))  # noqa: S307 (our own repr)
+
+    lines = table(rows, rates, args)
+    text = "\n".join(lines)
+    print(text)
+    header = [
+        "# Benchmarks",
+        "",
+        f"Made by `python tools/benchmark.py {' '.join(sys.argv[1:])}`.",
+        "",
+        f"Machine: {cpu_name()}, {os.cpu_count()} cores, "
+        f"{'bf16 instructions' if args.bf16 and args.device == 'cpu' else 'no CPU bf16'}; "
+        f"device {args.device}; Python {platform.python_version()}, torch {torch.__version__}.",
+        f"Measured matmul rate: {', '.join(f'{k} {v:.0f} GFLOP/s' for k, v in rates.items())}.",
+        "",
+        "GFLOPs: one inference on one image, fvcore's count x 2 (multiply + add). Floor = GFLOPs "
+        "/ matmul rate (training: 3 x GFLOPs per image); x floor = measured / floor. Random "
+        "inputs with 46 boxes per image; times are means over the repeats after one warm-up.",
+        "",
+    ]
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write("\n".join(header) + text + "\n")
+    print(f"written to {args.out}")
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def table(rows, rates, args):
+    fp32, bf16 = rates["fp32"], rates.get("bf16")
+    cols = ["config", "input", "GFLOPs", "infer fp32 s (x floor)"]
+    if bf16:
+        cols.append("infer bf16+CL s (x floor)")
+    cols += ["infer TorchScript s", f"train fp32 s/step (img/s)"]
+    if bf16:
+        cols.append("train bf16 s/step (img/s)")
+    cols.append("peak RSS GB")
+    lines = ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
+    for r in rows:
+        g = r["GFLOPs"]
+        cells = [r["config"], r["size"], f"{g:.1f}",
+                 f"{r['infer fp32 s']:.3f} ({r['infer fp32 s'] / (g / fp32):.1f})"]
+        if bf16:
+            cells.append(f"{r['infer bf16 s']:.3f} ({r['infer bf16 s'] / (g / bf16):.1f})"
+                         if "infer bf16 s" in r else "–")
+        cells.append(f"{r['infer TorchScript s']:.3f}")
+        for key in ["train fp32 s/step"] + (["train bf16 s/step"] if bf16 else []):
+            cells.append(f"{r[key]:.2f} ({args.batch / r[key]:.2f})" if key in r else "–")
+        cells.append(f"{r['peak RSS GB']:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    if len(rows) >= 2 and rows[0]["size"] == rows[1]["size"]:
+        ratio = rows[1]["infer fp32 s"] / rows[0]["infer fp32 s"]
+        lines += ["", f"Head cost: {rows[1]['config']} / {rows[0]['config']} inference time "
+                      f"(fp32, same trunk and input) = {ratio:.2f}."]
+    return lines
+
+
+if __name__ == "__main__":
+    main()
