@@ -12,10 +12,14 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog, detection_utils
 from detectron2.engine import DefaultPredictor
+from detectron2.evaluation import inference_on_dataset
+from detectron2.evaluation.evaluator import inference_context
 from detectron2.modeling import build_model
+from detectron2.utils import comm
 
 from .classes import CLASS_NAMES
-from .data.images import read_metaphase
+from .data.images import build_eval_loader, read_metaphase
+from .evaluation import KaryotypeEvaluator
 from .visualize import draw_comparison
 
 logger = logging.getLogger(__name__)
@@ -27,6 +31,36 @@ def load_model(cfg):
     model = build_model(cfg)
     DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     return model.eval()
+
+
+def evaluate(cfg, model, dataset_name: str, output_dir: str, visualize: int = 0,
+             score_thresh: float = 0.5):
+    """
+    The karyotype metrics of a model on a registered dataset: what ``deepacc eval``,
+    ``train_net.py --eval-only`` and the evaluation during training all run.
+
+    Writes into ``output_dir``: ``metrics.json`` (the returned results) and the evaluator's
+    files (:class:`KaryotypeEvaluator`); with ``visualize``, ground truth beside predictions
+    for the first images (:func:`draw_dataset_predictions`).
+
+    Args:
+        visualize (int): how many images to draw.
+        score_thresh (float): the pictures' score threshold (the metrics use the config's).
+
+    Returns:
+        OrderedDict: {"karyotype": {metric: value}} on the main process, {} on the others.
+    """
+    evaluator = KaryotypeEvaluator.from_config(cfg, dataset_name, output_dir)
+    results = inference_on_dataset(model, build_eval_loader(cfg, dataset_name), evaluator)
+    if comm.is_main_process():
+        os.makedirs(output_dir, exist_ok=True)
+        with open(os.path.join(output_dir, "metrics.json"), "w") as f:
+            json.dump(results, f, indent=1)
+        if visualize:
+            with inference_context(model):
+                draw_dataset_predictions(model, dataset_name, output_dir, visualize,
+                                         score_thresh=score_thresh, cfg=cfg)
+    return results
 
 
 def instances_to_records(instances) -> List[Dict]:
