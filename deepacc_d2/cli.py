@@ -99,12 +99,15 @@ def main(argv=None):
     p.add_argument("--dataset", help="registered dataset (default: the config's DATASETS.TEST)")
     p.add_argument("--output", default="output/eval")
     p.add_argument("--visualize", type=int, default=0, help="draw this many images")
-    p.add_argument("--score-thresh", type=float, default=0.5,
-                   help="pictures: draw top-1 detections scoring at least this")
+    p.add_argument("--score-thresh", type=float,
+                   help="pictures: draw top-1 detections scoring at least this (default: the "
+                        "config's TEST.KARYOTYPE.SCORE_THRESH; the metrics always use that)")
     _model_args(p)
     p = sub.add_parser("predict", help="detect and name chromosomes on image files")
     p.add_argument("--output", default="output/predict")
-    p.add_argument("--score-thresh", type=float, default=0.5)
+    p.add_argument("--score-thresh", type=float,
+                   help="pictures: draw top-1 detections scoring at least this (default: the "
+                        "config's TEST.KARYOTYPE.SCORE_THRESH)")
     p.add_argument("inputs", nargs="+", help="images or folders of images")
     _model_args(p)
     p = sub.add_parser("export", help="TorchScript (traced) model for deployment")

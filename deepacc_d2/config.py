@@ -83,8 +83,10 @@ def add_deepacc_config(cfg):
     # Karyotype metrics (§3.1), used by KaryotypeEvaluator.
     _C.TEST.KARYOTYPE = CN()
     _C.TEST.KARYOTYPE.IOU_THRESH = 0.5  # a detection matches a ground truth at IoU >= this
-    _C.TEST.KARYOTYPE.SCORE_THRESH = 0.5  # Acc/AER keep top-1 detections with score >= p
-    _C.TEST.KARYOTYPE.NMS_THRESH = 0.7  # class-agnostic NMS before Acc/AER
+    # Acc/AER, karyotype calls and pictures keep top-1 detections with score >= p, then
+    # apply class-agnostic NMS at NMS_THRESH (evaluation.metrics.select_for_counting).
+    _C.TEST.KARYOTYPE.SCORE_THRESH = 0.5  # p, in [0, 1]
+    _C.TEST.KARYOTYPE.NMS_THRESH = 0.7  # IoU above which the lower-scoring box goes
     # Review flags of a cell's karyotype (deepacc_d2.karyotype.cell.review_flags):
     _C.TEST.KARYOTYPE.REVIEW_LOW_SCORE = 0.8  # a counted call below this is low-confidence
     _C.TEST.KARYOTYPE.REVIEW_LOW_SCORE_SHARE = 0.1  # flag when more than this share is low

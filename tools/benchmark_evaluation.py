@@ -16,7 +16,10 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import deepacc_d2  # noqa: E402,F401
+from detectron2.config import get_cfg  # noqa: E402
+
 from deepacc_d2.classes import NUM_CLASSES  # noqa: E402
+from deepacc_d2.config import add_deepacc_config  # noqa: E402
 from deepacc_d2.evaluation import coco_average_precision, compute_karyotype_metrics  # noqa: E402
 from deepacc_d2.evaluation.metrics import top1_mask  # noqa: E402
 
@@ -41,12 +44,16 @@ def main():
     parser.add_argument("--num-images", type=int, nargs="+", default=[100])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    cfg = get_cfg()
+    add_deepacc_config(cfg)
+    k = cfg.TEST.KARYOTYPE  # the default thresholds
     rows = []
     for n in args.num_images:
         rng = np.random.default_rng(args.seed)
         images = [synthetic_image(rng) for _ in range(n)]
         start = time.perf_counter()
-        metrics, _ = compute_karyotype_metrics(images, coco_check=False)
+        metrics, _ = compute_karyotype_metrics(images, k.IOU_THRESH, k.SCORE_THRESH,
+                                               k.NMS_THRESH, coco_check=False)
         ours_s = time.perf_counter() - start
         start = time.perf_counter()
         coco = coco_average_precision(images, NUM_CLASSES)

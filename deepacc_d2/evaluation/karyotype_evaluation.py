@@ -7,7 +7,8 @@ labelled with the canonical 24 classes.
   heads' outputs; every detection of another model). Matching: see :mod:`.metrics`.
 - mAPmax: the same on the top-1 class of each proposal, selected before NMS (``top1`` of the
   DeepACC heads' outputs; else :func:`.metrics.top1_mask`: ``class_scores``, or equal boxes).
-- Acc and AER: top-1 detections, score >= p (0.5), class-agnostic NMS (0.7), then
+- Acc and AER: top-1 detections, score >= p (``TEST.KARYOTYPE.SCORE_THRESH``),
+  class-agnostic NMS (``NMS_THRESH``), then
   :func:`.metrics.match_karyotype`. Acc = TP / predictions; AER = (FP + FN) / ground truths,
   where FN is a ground truth that no kept prediction was matched to, one to one (a TP, or a
   wrong-class prediction on its box). A right box with the wrong class is one FP and no FN.
@@ -85,8 +86,8 @@ class KaryotypeEvaluator(DatasetEvaluator):
     mappers drop annotations); with ``dataset_name=None``, from each input's "annotations".
     """
 
-    def __init__(self, dataset_name: Optional[str], output_dir: Optional[str] = None,
-                 iou_thresh: float = 0.5, score_thresh: float = 0.5, nms_thresh: float = 0.7,
+    def __init__(self, dataset_name: Optional[str], output_dir: Optional[str] = None, *,
+                 iou_thresh: float, score_thresh: float, nms_thresh: float,
                  distributed: bool = True):
         """
         Args:
@@ -97,6 +98,7 @@ class KaryotypeEvaluator(DatasetEvaluator):
             iou_thresh (float): IoU for a match, in every metric.
             score_thresh (float): Acc/AER keep top-1 detections with score >= this (p).
             nms_thresh (float): class-agnostic NMS IoU before Acc/AER.
+                The three come from ``cfg.TEST.KARYOTYPE`` in :meth:`from_config`.
             distributed (bool): gather the results of all processes to the main one.
         """
         self._dataset_name = dataset_name
@@ -209,9 +211,9 @@ def detection_subsets(instances) -> Tuple[np.ndarray, np.ndarray]:
     return top1, np.ones(len(instances), dtype=bool)
 
 
-def evaluate_predictions(pairs: Iterable, output_dir: Optional[str] = None,
-                         iou_thresh: float = 0.5, score_thresh: float = 0.5,
-                         nms_thresh: float = 0.7) -> "OrderedDict":
+def evaluate_predictions(pairs: Iterable, output_dir: Optional[str] = None, *,
+                         iou_thresh: float, score_thresh: float,
+                         nms_thresh: float) -> "OrderedDict":
     """
     Evaluate predictions made elsewhere, one process.
 
@@ -219,19 +221,21 @@ def evaluate_predictions(pairs: Iterable, output_dir: Optional[str] = None,
         pairs (iterable): (dataset_dict, instances) per image; the dict holds the
             ground truth ("annotations" with "bbox", "bbox_mode", "category_id"),
             ``instances`` is a detectron2 ``Instances`` as a model returns it.
+        output_dir, iou_thresh, score_thresh, nms_thresh: see :class:`KaryotypeEvaluator`.
 
     Returns:
         OrderedDict: {"karyotype": {metric: value}}, as :meth:`KaryotypeEvaluator.evaluate`.
     """
-    evaluator = KaryotypeEvaluator(None, output_dir, iou_thresh, score_thresh, nms_thresh,
+    evaluator = KaryotypeEvaluator(None, output_dir, iou_thresh=iou_thresh,
+                                   score_thresh=score_thresh, nms_thresh=nms_thresh,
                                    distributed=False)
     for dataset_dict, instances in pairs:
         evaluator.process([dataset_dict], [{"instances": instances}])
     return evaluator.evaluate()
 
 
-def compute_karyotype_metrics(images: List[Dict], iou_thresh: float = 0.5,
-                              score_thresh: float = 0.5, nms_thresh: float = 0.7,
+def compute_karyotype_metrics(images: List[Dict], iou_thresh: float, score_thresh: float,
+                              nms_thresh: float,
                               coco_check: bool = True) -> Tuple["OrderedDict", Dict]:
     """
     Args:

@@ -146,7 +146,7 @@ def average_precision(recall: np.ndarray, precision: np.ndarray,
     raise ValueError(f"interpolation must be 'all' or 'coco101', got {interpolation!r}")
 
 
-def per_class_average_precision(images, num_classes: int, iou_thresh: float = 0.5,
+def per_class_average_precision(images, num_classes: int, iou_thresh: float,
                                 subset: Optional[str] = None,
                                 interpolations=("all",)) -> Dict[str, np.ndarray]:
     """
@@ -255,10 +255,10 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_thresh: float) -> np.ndarray:
 
 
 def select_for_counting(boxes: np.ndarray, scores: np.ndarray, top1: np.ndarray,
-                        score_thresh: float = 0.5, nms_thresh: float = 0.7) -> np.ndarray:
+                        score_thresh: float, nms_thresh: float) -> np.ndarray:
     """
-    The predictions that Acc and AER judge (§3.1): top-1 detections with score >= p,
-    then class-agnostic NMS.
+    The predictions that Acc and AER judge (§3.1): top-1 detections with score >=
+    ``score_thresh`` (p), then class-agnostic NMS at ``nms_thresh``.
 
     Returns:
         ndarray: indices into the detections, highest score first.
@@ -269,7 +269,7 @@ def select_for_counting(boxes: np.ndarray, scores: np.ndarray, top1: np.ndarray,
 
 
 def match_karyotype(gt_boxes: np.ndarray, gt_classes: np.ndarray, boxes: np.ndarray,
-                    scores: np.ndarray, classes: np.ndarray, iou_thresh: float = 0.5,
+                    scores: np.ndarray, classes: np.ndarray, iou_thresh: float,
                     num_classes: int = 24) -> Dict[str, np.ndarray]:
     """
     Judge the kept predictions of one image (from :func:`select_for_counting`).
