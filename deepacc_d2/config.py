@@ -10,7 +10,6 @@ import logging
 import math
 
 import torch
-
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 

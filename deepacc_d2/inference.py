@@ -8,7 +8,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog, detection_utils
 from detectron2.engine import DefaultPredictor

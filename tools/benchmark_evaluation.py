@@ -16,10 +16,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import deepacc_d2  # noqa: E402,F401
-from detectron2.config import get_cfg  # noqa: E402
-
 from deepacc_d2.classes import NUM_CLASSES  # noqa: E402
-from deepacc_d2.config import add_deepacc_config  # noqa: E402
 from deepacc_d2.evaluation import coco_average_precision, compute_karyotype_metrics  # noqa: E402
 from deepacc_d2.evaluation.metrics import top1_mask  # noqa: E402
 
@@ -44,6 +41,10 @@ def main():
     parser.add_argument("--num-images", type=int, nargs="+", default=[100])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    from detectron2.config import get_cfg
+
+    from deepacc_d2.config import add_deepacc_config
+
     cfg = get_cfg()
     add_deepacc_config(cfg)
     k = cfg.TEST.KARYOTYPE  # the default thresholds

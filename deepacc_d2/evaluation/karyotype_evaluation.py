@@ -37,7 +37,6 @@ from collections import OrderedDict
 from typing import Dict, Iterable, Optional, Tuple
 
 import numpy as np
-
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.structures import BoxMode

@@ -10,10 +10,9 @@ from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-from tabulate import tabulate
-
 from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import create_small_table
+from tabulate import tabulate
 
 from ..classes import CLASS_NAMES, DENVER_GROUPS, NUM_CLASSES, denver_group_of
 
