@@ -13,17 +13,15 @@ import torch
 
 import deepacc_d2  # noqa: F401  (compat fixes, registrations) before detectron2
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
+from detectron2.data import build_detection_train_loader
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from detectron2.data import build_detection_train_loader
-
-from deepacc_d2 import KaryotypeEvaluator, add_deepacc_config
 from deepacc_d2.checkpoint import AtomicCheckpointer
-from deepacc_d2.data.images import build_eval_loader
-from deepacc_d2.engine import resolve_device, resolve_schedule, use_cpu_bf16
+from deepacc_d2.config import setup_cfg
+from deepacc_d2.cpu import use_cpu_bf16
+from deepacc_d2.inference import evaluate
 from deepacc_d2.synth.dataset import SynthDatasetMapper
 
 
@@ -51,25 +49,17 @@ class Trainer(DefaultTrainer):
         return build_detection_train_loader(cfg, mapper=SynthDatasetMapper(cfg, is_train=True))
 
     @classmethod
-    def build_test_loader(cls, cfg, dataset_name):
-        # unreadable images are named and left out; the others are evaluated
-        return build_eval_loader(cfg, dataset_name)
-
-    @classmethod
-    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
-        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return KaryotypeEvaluator.from_config(cfg, dataset_name, output_folder)
+    def test(cls, cfg, model):
+        # the evaluation during training and --eval-only write what `deepacc eval` writes
+        results = {name: evaluate(cfg, model, name,
+                                  os.path.join(cfg.OUTPUT_DIR, "inference", name))
+                   for name in cfg.DATASETS.TEST}
+        # one dataset: its results unnested, as DefaultTrainer.test returns them
+        return next(iter(results.values())) if len(results) == 1 else results
 
 
 def setup(args):
-    cfg = get_cfg()
-    add_deepacc_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    resolve_device(cfg)
-    if not args.eval_only:
-        resolve_schedule(cfg)
-    cfg.freeze()
+    cfg = setup_cfg(args.config_file, args.opts, training=not args.eval_only)
     default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="deepacc_d2",
                  abbrev_name="deepacc")

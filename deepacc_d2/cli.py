@@ -13,9 +13,7 @@ Config overrides go after ``--opts`` (``--opts MODEL.DEVICE cpu TEST.DETECTIONS_
 Training is ``python train_net.py --config-file C`` (detectron2's own launcher).
 """
 import argparse
-import json
 import logging
-import os
 import sys
 
 import numpy as np
@@ -30,32 +28,19 @@ def _model_args(p):
 
 
 def _eval(args):
-    from detectron2.evaluation import inference_on_dataset
+    from .config import setup_cfg
+    from .inference import evaluate, load_model
 
-    from . import KaryotypeEvaluator
-    from .data.images import build_eval_loader
-    from .engine import build_cfg
-    from .inference import draw_dataset_predictions, load_model
-
-    cfg = build_cfg(args.config_file, args.opts, args.weights)
-    dataset = args.dataset or cfg.DATASETS.TEST[0]
-    model = load_model(cfg)
-    evaluator = KaryotypeEvaluator.from_config(cfg, dataset, args.output)
-    results = inference_on_dataset(model, build_eval_loader(cfg, dataset), evaluator)
-    os.makedirs(args.output, exist_ok=True)
-    with open(os.path.join(args.output, "metrics.json"), "w") as f:
-        json.dump(results, f, indent=1)
-    if args.visualize:
-        draw_dataset_predictions(model, dataset, args.output, args.visualize,
-                                 score_thresh=args.score_thresh, cfg=cfg)
-    return results
+    cfg = setup_cfg(args.config_file, args.opts, args.weights)
+    return evaluate(cfg, load_model(cfg), args.dataset or cfg.DATASETS.TEST[0], args.output,
+                    args.visualize, args.score_thresh)
 
 
 def _predict(args):
-    from .engine import build_cfg
+    from .config import setup_cfg
     from .inference import predict_files
 
-    cfg = build_cfg(args.config_file, args.opts, args.weights)
+    cfg = setup_cfg(args.config_file, args.opts, args.weights)
     results, errors = predict_files(cfg, args.inputs, args.output, args.score_thresh)
     print(f"{len(results)} image(s) predicted into {args.output}; {len(errors)} skipped")
     for msg in errors.values():
@@ -67,11 +52,11 @@ def _export(args):
     from detectron2.data import detection_utils
     from detectron2.data import transforms as T
 
-    from .engine import build_cfg
+    from .config import setup_cfg
     from .export import export_torchscript
     from .inference import load_model
 
-    cfg = build_cfg(args.config_file, args.opts, args.weights)
+    cfg = setup_cfg(args.config_file, args.opts, args.weights)
     if args.sample:
         image = detection_utils.read_image(args.sample, format=cfg.INPUT.FORMAT)
     else:  # one synthetic metaphase as the tracing sample
@@ -89,10 +74,10 @@ def _export(args):
 
 
 def _karyotype(args):
-    from .engine import build_cfg
+    from .config import setup_cfg
     from .karyotype.run import karyotype_files, summary_text
 
-    cfg = build_cfg(args.config_file, args.opts, args.weights)
+    cfg = setup_cfg(args.config_file, args.opts, args.weights)
     summary = karyotype_files(cfg, args.inputs, args.output)
     print(summary_text(summary), end="")
     print(f"written to {args.output} (case.json, case.txt, <cell>_karyogram.png, "
@@ -114,12 +99,15 @@ def main(argv=None):
     p.add_argument("--dataset", help="registered dataset (default: the config's DATASETS.TEST)")
     p.add_argument("--output", default="output/eval")
     p.add_argument("--visualize", type=int, default=0, help="draw this many images")
-    p.add_argument("--score-thresh", type=float, default=0.5,
-                   help="pictures: draw top-1 detections scoring at least this")
+    p.add_argument("--score-thresh", type=float,
+                   help="pictures: draw top-1 detections scoring at least this (default: the "
+                        "config's TEST.KARYOTYPE.SCORE_THRESH; the metrics always use that)")
     _model_args(p)
     p = sub.add_parser("predict", help="detect and name chromosomes on image files")
     p.add_argument("--output", default="output/predict")
-    p.add_argument("--score-thresh", type=float, default=0.5)
+    p.add_argument("--score-thresh", type=float,
+                   help="pictures: draw top-1 detections scoring at least this (default: the "
+                        "config's TEST.KARYOTYPE.SCORE_THRESH)")
     p.add_argument("inputs", nargs="+", help="images or folders of images")
     _model_args(p)
     p = sub.add_parser("export", help="TorchScript (traced) model for deployment")

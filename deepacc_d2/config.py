@@ -1,10 +1,19 @@
 """
 ``add_deepacc_config(cfg)``: the keys DeepACC adds to a fresh ``get_cfg()``.
+``setup_cfg(...)``: the one way to build a config, for ``train_net.py`` and every
+``deepacc`` command.
 
 Every key says what it means and, where the paper names it, its symbol (DeepACC, MICCAI;
 equations referenced by number).
 """
+import logging
+import math
+
+import torch
 from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
+
+logger = logging.getLogger(__name__)
 
 
 def add_deepacc_config(cfg):
@@ -73,8 +82,10 @@ def add_deepacc_config(cfg):
     # Karyotype metrics (§3.1), used by KaryotypeEvaluator.
     _C.TEST.KARYOTYPE = CN()
     _C.TEST.KARYOTYPE.IOU_THRESH = 0.5  # a detection matches a ground truth at IoU >= this
-    _C.TEST.KARYOTYPE.SCORE_THRESH = 0.5  # Acc/AER keep top-1 detections with score >= p
-    _C.TEST.KARYOTYPE.NMS_THRESH = 0.7  # class-agnostic NMS before Acc/AER
+    # Acc/AER, karyotype calls and pictures keep top-1 detections with score >= p, then
+    # apply class-agnostic NMS at NMS_THRESH (evaluation.metrics.select_for_counting).
+    _C.TEST.KARYOTYPE.SCORE_THRESH = 0.5  # p, in [0, 1]
+    _C.TEST.KARYOTYPE.NMS_THRESH = 0.7  # IoU above which the lower-scoring box goes
     # Review flags of a cell's karyotype (deepacc_d2.karyotype.cell.review_flags):
     _C.TEST.KARYOTYPE.REVIEW_LOW_SCORE = 0.8  # a counted call below this is low-confidence
     _C.TEST.KARYOTYPE.REVIEW_LOW_SCORE_SHARE = 0.1  # flag when more than this share is low
@@ -93,3 +104,76 @@ def add_deepacc_config(cfg):
     # Training augmentations beyond detectron2's resize and flip (deepacc_d2.data.augment).
     _C.INPUT.ROTATE_90 = False  # rotate by a random multiple of 90 degrees: True / False
     _C.INPUT.INTENSITY_JITTER = 0.0  # brightness and contrast x U[1 - j, 1 + j], j in [0, 1)
+
+
+def setup_cfg(config_file: str, opts=(), weights: str = None, training: bool = False):
+    """
+    The frozen config of a run: ``get_cfg()`` with the DeepACC keys, the YAML file, the
+    command line's overrides, resolved for this machine.
+
+    Args:
+        config_file (str): a YAML under ``configs/``.
+        opts (sequence[str]): KEY VALUE overrides, as ``cfg.merge_from_list`` takes them.
+        weights (str or None): a checkpoint for MODEL.WEIGHTS; None keeps the config's.
+        training (bool): also convert SOLVER.EPOCHS into MAX_ITER / STEPS
+            (:func:`resolve_schedule`), which reads the training set.
+
+    Returns:
+        CfgNode: frozen.
+    """
+    cfg = get_cfg()
+    add_deepacc_config(cfg)
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    if weights:
+        cfg.MODEL.WEIGHTS = weights
+    resolve_device(cfg)
+    if training:
+        resolve_schedule(cfg)
+    cfg.freeze()
+    return cfg
+
+
+def resolve_device(cfg):
+    """Fall back to the CPU when the config asks for CUDA and none is available (cfg must
+    not be frozen)."""
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logger.warning(f"MODEL.DEVICE={cfg.MODEL.DEVICE} but CUDA is unavailable: using cpu")
+        cfg.MODEL.DEVICE = "cpu"
+
+
+def epoch_schedule(epochs: int, epoch_steps, num_images: int, ims_per_batch: int):
+    """
+    Convert the paper's schedule in epochs (§3.1: 24 epochs, LR x0.1 at 16 and 22) into
+    detectron2's iterations.
+
+    Args:
+        epochs (int): E, epochs to train.
+        epoch_steps (tuple[int]): epochs after which the LR is multiplied by SOLVER.GAMMA.
+        num_images (int): images in the training set.
+        ims_per_batch (int): images per iteration (all GPUs together).
+
+    Returns:
+        tuple[int, tuple[int]]: (MAX_ITER, STEPS).
+    """
+    if epochs <= 0 or num_images <= 0 or ims_per_batch <= 0:
+        raise ValueError(f"need positive epochs/images/batch, got {epochs}/{num_images}/"
+                         f"{ims_per_batch}")
+    iters_per_epoch = math.ceil(num_images / ims_per_batch)
+    steps = tuple(int(e * iters_per_epoch) for e in epoch_steps if e < epochs)
+    return epochs * iters_per_epoch, steps
+
+
+def resolve_schedule(cfg):
+    """When ``cfg.SOLVER.EPOCHS > 0``, set MAX_ITER and STEPS from the training set's size
+    (cfg must not be frozen)."""
+    if cfg.SOLVER.EPOCHS <= 0:
+        return
+    from detectron2.data import DatasetCatalog
+
+    num_images = sum(len(DatasetCatalog.get(name)) for name in cfg.DATASETS.TRAIN)
+    max_iter, steps = epoch_schedule(cfg.SOLVER.EPOCHS, cfg.SOLVER.EPOCH_STEPS, num_images,
+                                     cfg.SOLVER.IMS_PER_BATCH)
+    logger.info(f"{cfg.SOLVER.EPOCHS} epochs of {num_images} images: MAX_ITER={max_iter}, "
+                f"STEPS={steps}")
+    cfg.SOLVER.MAX_ITER, cfg.SOLVER.STEPS = max_iter, steps

@@ -4,18 +4,21 @@ Run a trained model: on a registered dataset (metrics + pictures) or on image fi
 import json
 import logging
 import os
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog, detection_utils
 from detectron2.engine import DefaultPredictor
+from detectron2.evaluation import inference_on_dataset
+from detectron2.evaluation.evaluator import inference_context
 from detectron2.modeling import build_model
+from detectron2.utils import comm
 
 from .classes import CLASS_NAMES
-from .data.images import read_metaphase
+from .data.images import build_eval_loader, read_metaphase
+from .evaluation import KaryotypeEvaluator
 from .visualize import draw_comparison
 
 logger = logging.getLogger(__name__)
@@ -27,6 +30,49 @@ def load_model(cfg):
     model = build_model(cfg)
     DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     return model.eval()
+
+
+def evaluate(cfg, model, dataset_name: str, output_dir: str, visualize: int = 0,
+             score_thresh: Optional[float] = None):
+    """
+    The karyotype metrics of a model on a registered dataset: what ``deepacc eval``,
+    ``train_net.py --eval-only`` and the evaluation during training all run.
+
+    Writes into ``output_dir``: ``metrics.json`` (the returned results) and the evaluator's
+    files (:class:`KaryotypeEvaluator`); with ``visualize``, ground truth beside predictions
+    for the first images (:func:`draw_dataset_predictions`).
+
+    Args:
+        visualize (int): how many images to draw.
+        score_thresh (float or None): the pictures' score threshold (:func:`picture_thresholds`);
+            the metrics use the config's.
+
+    Returns:
+        OrderedDict: {"karyotype": {metric: value}} on the main process, {} on the others.
+    """
+    evaluator = KaryotypeEvaluator.from_config(cfg, dataset_name, output_dir)
+    results = inference_on_dataset(model, build_eval_loader(cfg, dataset_name), evaluator)
+    if comm.is_main_process():
+        os.makedirs(output_dir, exist_ok=True)
+        with open(os.path.join(output_dir, "metrics.json"), "w") as f:
+            json.dump(results, f, indent=1)
+        if visualize:
+            with inference_context(model):
+                draw_dataset_predictions(cfg, model, dataset_name, output_dir, visualize,
+                                         score_thresh)
+    return results
+
+
+def picture_thresholds(cfg, score_thresh: Optional[float] = None) -> Tuple[float, float]:
+    """
+    The score and NMS thresholds of the pictures: the config's (``TEST.KARYOTYPE``), as for
+    Acc/AER, the score one replaced by ``score_thresh`` when given (``--score-thresh``).
+
+    Returns:
+        tuple[float, float]: (score_thresh, nms_thresh).
+    """
+    k = cfg.TEST.KARYOTYPE
+    return (k.SCORE_THRESH if score_thresh is None else score_thresh), k.NMS_THRESH
 
 
 def instances_to_records(instances) -> List[Dict]:
@@ -97,31 +143,48 @@ def predict_each(cfg, inputs: Sequence[str], output_dir: str, errors: Dict[str, 
         yield path, names[path], image, instances
 
 
-def predict_files(cfg, inputs: Sequence[str], output_dir: str, score_thresh: float = 0.5):
+def predict_files(cfg, inputs: Sequence[str], output_dir: str,
+                  score_thresh: Optional[float] = None):
     """
     Predict every image (:func:`predict_each`), write ``<name>.png`` (picture) per image and
     ``predictions.json``, the latter rewritten after each image (an interrupted run keeps what
     was done).
 
+    Args:
+        score_thresh (float or None): the pictures' score threshold (:func:`picture_thresholds`);
+            ``predictions.json`` holds every detection.
+
     Returns:
         tuple[dict, dict]: (file -> records, file -> error message)
     """
+    score_thresh, nms_thresh = picture_thresholds(cfg, score_thresh)
     results, errors = {}, {}
     for path, name, image, instances in predict_each(cfg, inputs, output_dir, errors):
         if instances is not None:
             results[path] = instances_to_records(instances)
-            picture = draw_comparison(image[:, :, ::-1], instances, score_thresh=score_thresh)
+            picture = draw_comparison(image[:, :, ::-1], instances, score_thresh=score_thresh,
+                                      nms_thresh=nms_thresh)
             detection_utils.Image.fromarray(picture).save(os.path.join(output_dir, name + ".png"))
         with open(os.path.join(output_dir, "predictions.json"), "w") as f:
             json.dump({"predictions": results, "errors": errors}, f, indent=1)
     return results, errors
 
 
-def draw_dataset_predictions(model, dataset_name: str, output_dir: str, num_images: int = 4,
-                             score_thresh: float = 0.5, cfg=None):
-    """Ground truth beside predictions for the first ``num_images`` images of a dataset."""
+def draw_dataset_predictions(cfg, model, dataset_name: str, output_dir: str, num_images: int,
+                             score_thresh: Optional[float] = None) -> List[str]:
+    """
+    Ground truth beside predictions for the first ``num_images`` images of a dataset, written
+    as ``<image>_pred.png``.
+
+    Args:
+        score_thresh (float or None): the pictures' score threshold (:func:`picture_thresholds`).
+
+    Returns:
+        list[str]: the pictures' paths.
+    """
     from detectron2.data import DatasetMapper
 
+    score_thresh, nms_thresh = picture_thresholds(cfg, score_thresh)
     mapper = DatasetMapper(cfg, is_train=False)
     os.makedirs(output_dir, exist_ok=True)
     paths = []
@@ -130,7 +193,8 @@ def draw_dataset_predictions(model, dataset_name: str, output_dir: str, num_imag
         with torch.no_grad():
             instances = model([inputs])[0]["instances"].to("cpu")
         image = detection_utils.read_image(d["file_name"], format="RGB")
-        picture = draw_comparison(np.asarray(image), instances, d, score_thresh)
+        picture = draw_comparison(np.asarray(image), instances, d, score_thresh=score_thresh,
+                                  nms_thresh=nms_thresh)
         path = os.path.join(output_dir, f"{os.path.splitext(os.path.basename(d['file_name']))[0]}"
                                          f"_pred.png")
         detection_utils.Image.fromarray(picture).save(path)

@@ -36,11 +36,12 @@ class _KaryotypeMetadata:
         return getattr(self, key, default)
 
 
-def select_for_display(instances, score_thresh: float = 0.5, nms_thresh: float = 0.7):
+def select_for_display(instances, score_thresh: float, nms_thresh: float):
     """
     What a cytologist reads, one name per chromosome: the top-1 class of each proposal,
     score >= ``score_thresh``, class-agnostic NMS at ``nms_thresh`` — the detections that
-    Acc and AER judge (:func:`deepacc_d2.evaluation.metrics.select_for_counting`).
+    Acc and AER judge (:func:`deepacc_d2.evaluation.metrics.select_for_counting`), at the
+    thresholds of :func:`deepacc_d2.inference.picture_thresholds`.
     """
     from .evaluation.karyotype_evaluation import detection_subsets
     from .evaluation.metrics import select_for_counting
@@ -51,8 +52,8 @@ def select_for_display(instances, score_thresh: float = 0.5, nms_thresh: float =
     return instances[torch.as_tensor(keep, dtype=torch.long)]
 
 
-def draw_predictions(image_rgb: np.ndarray, instances, score_thresh: float = 0.5,
-                     scale: float = 1.0, nms_thresh: float = 0.7) -> np.ndarray:
+def draw_predictions(image_rgb: np.ndarray, instances, score_thresh: float,
+                     nms_thresh: float, scale: float = 1.0) -> np.ndarray:
     """
     Args:
         image_rgb (ndarray): (H, W, 3) uint8 RGB.
@@ -90,10 +91,11 @@ def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 8) -> np.ndarra
     return out
 
 
-def draw_comparison(image_rgb: np.ndarray, instances, dataset_dict: Optional[Dict] = None,
-                    score_thresh: float = 0.5, scale: float = 1.0) -> np.ndarray:
-    """Ground truth (left, when given) beside the predictions (right)."""
-    pred = draw_predictions(image_rgb, instances, score_thresh, scale)
+def draw_comparison(image_rgb: np.ndarray, instances, dataset_dict: Optional[Dict] = None, *,
+                    score_thresh: float, nms_thresh: float, scale: float = 1.0) -> np.ndarray:
+    """Ground truth (left, when given) beside the predictions (right; the detections of
+    :func:`select_for_display`)."""
+    pred = draw_predictions(image_rgb, instances, score_thresh, nms_thresh, scale)
     if dataset_dict is None or not dataset_dict.get("annotations"):
         return pred
     return side_by_side(draw_ground_truth(image_rgb, dataset_dict, scale), pred)

@@ -1,11 +1,15 @@
-"""Every YAML under configs/ loads (with _BASE_ chains) and builds its model on the CPU."""
+"""Every YAML under configs/ loads (with _BASE_ chains) and builds its model on the CPU;
+``setup_cfg`` and the schedule in epochs."""
 import glob
 import os
 
 import deepacc_d2  # noqa: F401  (compatibility fixes before detectron2)
 import pytest
+import torch
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
+
+from deepacc_d2.config import epoch_schedule, setup_cfg
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 ALL_CONFIGS = sorted(glob.glob(os.path.join(CONFIGS, "**", "*.yaml"), recursive=True))
@@ -82,3 +86,44 @@ def test_input_normalisation_matches_the_weights(path):
     fmt, std = matches[0]
     assert cfg.INPUT.FORMAT == fmt, path
     assert cfg.MODEL.PIXEL_STD == pytest.approx(std), path
+
+
+def test_setup_cfg_merges_resolves_and_freezes(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    path = os.path.join(CONFIGS, "cpu", "f_deepacc_cpu.yaml")
+    cfg = setup_cfg(path, ["MODEL.DEVICE", "cuda", "TEST.KARYOTYPE.NMS_THRESH", "0.6"],
+                    weights="model.pth")
+    assert cfg.is_frozen()
+    assert cfg.MODEL.DEEPACC.GIA.ENABLED  # the file's keys
+    assert cfg.TEST.KARYOTYPE.NMS_THRESH == 0.6  # the overrides
+    assert cfg.MODEL.WEIGHTS == "model.pth"
+    assert cfg.MODEL.DEVICE == "cpu"  # no CUDA here: the CPU
+    assert setup_cfg(path).MODEL.WEIGHTS == ""  # weights=None keeps the file's
+
+
+def test_setup_cfg_converts_epochs_only_for_training():
+    from detectron2.data import DatasetCatalog
+
+    name = "_test_setup_cfg_ten_images"
+    DatasetCatalog.register(name, lambda: [{}] * 10)
+    try:
+        opts = ["DATASETS.TRAIN", f"('{name}',)", "SOLVER.IMS_PER_BATCH", "2",
+                "SOLVER.EPOCHS", "4", "SOLVER.EPOCH_STEPS", "(3,)", "SOLVER.MAX_ITER", "7"]
+        path = os.path.join(CONFIGS, "cpu", "f_deepacc_cpu.yaml")
+        cfg = setup_cfg(path, opts, training=True)
+        # 10 images, batch 2: 5 iterations per epoch
+        assert (cfg.SOLVER.MAX_ITER, cfg.SOLVER.STEPS) == (20, (15,))
+        assert setup_cfg(path, opts).SOLVER.MAX_ITER == 7
+    finally:
+        DatasetCatalog.remove(name)
+
+
+def test_epoch_schedule_paper_recipe():
+    # 1500 images, batch 1: 1500 iters/epoch; 24 epochs; steps after epochs 16 and 22
+    assert epoch_schedule(24, (16, 22), 1500, 1) == (36000, (24000, 33000))
+    # 101 images, batch 2: ceil(50.5) = 51 iters/epoch
+    assert epoch_schedule(24, (16, 22), 101, 2) == (1224, (816, 1122))
+    # a step at or past the last epoch is dropped
+    assert epoch_schedule(10, (16, 22), 10, 1) == (100, ())
+    with pytest.raises(ValueError):
+        epoch_schedule(24, (16,), 0, 1)

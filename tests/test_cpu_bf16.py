@@ -11,7 +11,7 @@ from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
 from deepacc_d2 import add_deepacc_config
-from deepacc_d2.engine import cpu_has_bf16, use_cpu_bf16
+from deepacc_d2.cpu import cpu_has_bf16, use_cpu_bf16
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_roi_heads import metaphase, small_cfg  # noqa: E402

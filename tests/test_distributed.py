@@ -14,6 +14,7 @@ import torch.multiprocessing as mp
 from deepacc_d2.evaluation.karyotype_evaluation import KaryotypeEvaluator, evaluate_predictions
 
 WORLD = 2
+THRESHOLDS = dict(iou_thresh=0.5, score_thresh=0.5, nms_thresh=0.7)  # the config's defaults
 # Rods on a light 128 x 128 image, as in test_roi_heads; four images of different layouts.
 LAYOUTS = [
     ([(10, 10, 30, 60), (50, 20, 62, 70), (80, 80, 120, 95)], [0, 1, 5]),
@@ -79,7 +80,7 @@ def _worker(rank, init_file, out_dir):
     a, b = pair[0]["instances"], alone[0]["instances"]
     per_image = len(a) == len(b) > 0 and torch.allclose(a.scores, b.scores, atol=1e-4) and \
         torch.allclose(a.class_scores, b.class_scores, atol=1e-4)
-    evaluator = KaryotypeEvaluator(None, None, distributed=True)
+    evaluator = KaryotypeEvaluator(None, None, distributed=True, **THRESHOLDS)
     mine = [i for i in range(len(LAYOUTS)) if i % WORLD == rank]
     predictions = []
     with torch.no_grad():
@@ -102,7 +103,7 @@ def test_two_processes_train_and_gather_metrics(tmp_path):
     gathered = ranks[0]["metrics"]["karyotype"]
     # one process, the same predictions in the order gather returns them (rank 0, then 1)
     pairs = [(_image(i), inst) for r in ranks for i, inst in r["predictions"]]
-    single = evaluate_predictions(pairs)["karyotype"]
+    single = evaluate_predictions(pairs, **THRESHOLDS)["karyotype"]
     assert gathered["num_gt"] == sum(len(b) for b, _ in LAYOUTS) == single["num_gt"]
     for key, value in single.items():
         assert (value != value and gathered[key] != gathered[key]) or value == gathered[key], key

@@ -60,8 +60,12 @@ def image(gt, dets, class_scores=None, image_id="im"):
     }
 
 
+# The thresholds the hand-computed answers below assume (the config's defaults).
+THRESHOLDS = dict(iou_thresh=0.5, score_thresh=0.5, nms_thresh=0.7)
+
+
 def metrics_of(*images):
-    return compute_karyotype_metrics(list(images), 0.5, 0.5, 0.7)
+    return compute_karyotype_metrics(list(images), **THRESHOLDS)
 
 
 # ------------------------------------------------------------------ metric functions
@@ -356,7 +360,7 @@ def test_evaluator_on_registered_dataset(tmp_path):
 
 def test_evaluate_predictions_pairs():
     pairs = [(_dataset_dict("a", [(A, 0), (B, 1)]), _instances([(A, 0, 0.9), (B, 1, 0.8)]))]
-    results = evaluate_predictions(pairs)["karyotype"]
+    results = evaluate_predictions(pairs, **THRESHOLDS)["karyotype"]
     assert results["mAP"] == 100.0 and results["AER"] == 0.0
 
 
@@ -365,7 +369,7 @@ def test_evaluator_gathers_all_processes(monkeypatch):
     # Rank 0: A "1" found. Rank 1: B "2" called "3" -> FP, no FN. Acc 1/2, AER 1/2.
     from detectron2.utils import comm
 
-    ranks = [KaryotypeEvaluator(None), KaryotypeEvaluator(None)]
+    ranks = [KaryotypeEvaluator(None, **THRESHOLDS), KaryotypeEvaluator(None, **THRESHOLDS)]
     ranks[0].process([_dataset_dict("a", [(A, 0)])], [{"instances": _instances([(A, 0, 0.9)])}])
     ranks[1].process([_dataset_dict("b", [(B, 1)])], [{"instances": _instances([(B, 2, 0.9)])}])
     monkeypatch.setattr(comm, "gather", lambda data, dst=0: [r._images for r in ranks])
@@ -381,7 +385,7 @@ def test_evaluator_rejects_other_classes():
     MetadataCatalog.get(name).set(thing_classes=["chromosome"])
     try:
         with pytest.raises(ValueError, match="canonical"):
-            KaryotypeEvaluator(name)
+            KaryotypeEvaluator(name, **THRESHOLDS)
     finally:
         MetadataCatalog.remove(name)
 

@@ -9,7 +9,7 @@ import deepacc_d2  # noqa: F401
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 
-from deepacc_d2.engine import build_cfg
+from deepacc_d2.config import setup_cfg
 from deepacc_d2.export import KaryotypeTorchScript, export_torchscript
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,7 +24,7 @@ def _eager(model, image):
 def test_trace_one_size_run_another(tmp_path, config):
     torch.manual_seed(0)
     # score threshold 0 so that a random model still yields detections to compare
-    cfg = build_cfg(os.path.join(REPO, "configs", "cpu", config),
+    cfg = setup_cfg(os.path.join(REPO, "configs", "cpu", config),
                     ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "INPUT.MIN_SIZE_TEST", "200",
                      "INPUT.MAX_SIZE_TEST", "256"])
     model = build_model(cfg).eval()
@@ -48,7 +48,7 @@ def test_trace_one_size_run_another(tmp_path, config):
 
 def test_wrapper_resizes_like_detectron2_and_scales_boxes_back(tmp_path):
     torch.manual_seed(0)
-    cfg = build_cfg(os.path.join(REPO, "configs", "cpu", "f_deepacc_cpu.yaml"),
+    cfg = setup_cfg(os.path.join(REPO, "configs", "cpu", "f_deepacc_cpu.yaml"),
                     ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"])  # MIN 480, MAX 640
     model = build_model(cfg).eval()
     path = str(tmp_path / "model.ts")

@@ -147,7 +147,7 @@ def test_karyogram_puts_each_chromosome_in_its_slot():
     image, boxes = rods_image(names, gray_of)
     classes = np.array([CLASS_NAMES.index(n) for n in names])
     scores = np.array([0.99, 0.99, 0.99, 0.99, 0.99, 0.6, 0.99])
-    picture, slots = draw_karyogram(image, boxes, classes, scores)
+    picture, slots = draw_karyogram(image, boxes, classes, scores, low_score=0.8)
     gray = picture.astype(int).mean(axis=2)
     for name, level in gray_of.items():
         x0, y0, x1, y1 = slots[name]

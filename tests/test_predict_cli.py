@@ -10,7 +10,7 @@ from PIL import Image
 
 import deepacc_d2  # noqa: F401
 from deepacc_d2.cli import main
-from deepacc_d2.engine import build_cfg
+from deepacc_d2.config import setup_cfg
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "cpu", "f_deepacc_cpu.yaml")
@@ -21,7 +21,7 @@ def test_predict_skips_bad_file_and_keeps_the_batch(tmp_path):
     from detectron2.modeling import build_model
 
     torch.manual_seed(0)
-    cfg = build_cfg(CONFIG, [])
+    cfg = setup_cfg(CONFIG, [])
     weights = str(tmp_path / "model.pth")
     DetectionCheckpointer(build_model(cfg), save_dir=str(tmp_path)).save("model")
 

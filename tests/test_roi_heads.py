@@ -209,7 +209,7 @@ def test_deepacc_is_not_stuck_at_background():
         kept = select_for_display(model([metaphase()])[0]["instances"], 0.5, 0.7)
     judged = match_karyotype(torch.tensor(BOXES).numpy(), CLASSES,
                              kept.pred_boxes.tensor.numpy(), kept.scores.numpy(),
-                             kept.pred_classes.numpy())
+                             kept.pred_classes.numpy(), 0.5)
     assert judged["is_tp"].sum() >= 3, (kept.pred_classes.tolist(), kept.scores.tolist())
 
 

@@ -1,5 +1,6 @@
 """End to end, as a user runs it: synthetic data on disk -> train_net.py trains (loss goes
-down) -> checkpoint -> train_net.py --eval-only with the karyotype metrics and pictures."""
+down) -> checkpoint -> train_net.py --eval-only with the karyotype metrics and pictures, and
+`deepacc eval` writing the same."""
 import json
 import os
 import subprocess
@@ -51,6 +52,17 @@ def test_train_then_eval_on_synthetic(tmp_path):
     # one val image of a 45..47-chromosome cell: the ground-truth count is that cell's
     assert 45 <= metrics["num_gt"] <= 47
     assert os.path.isfile(inference / "karyotype_confusion.png")
+
+    # `deepacc eval` runs the same evaluation: the same files, the same numbers
+    cli_out = tmp_path / "cli_eval"
+    _run(["-m", "deepacc_d2.cli", "eval", "--config-file", "configs/cpu/f_deepacc_cpu.yaml",
+          "--weights", str(out / "model_final.pth"), "--output", str(cli_out),
+          "--opts"] + small, env)
+    assert sorted(os.listdir(cli_out)) == sorted(os.listdir(inference))
+    for name in ("metrics.json", "karyotype_details.json"):
+        # NaN (a class without ground truth) read as a string, which compares equal
+        texts = [(d / name).read_text() for d in (inference, cli_out)]
+        assert json.loads(texts[0], parse_constant=str) == json.loads(texts[1], parse_constant=str)
 
 
 def test_trainer_loader_draws_onthefly_images():

@@ -3,8 +3,11 @@ import numpy as np
 import torch
 
 import deepacc_d2  # noqa: F401
+from detectron2.config import get_cfg
 from detectron2.structures import Boxes, Instances
 
+from deepacc_d2 import add_deepacc_config
+from deepacc_d2.inference import picture_thresholds
 from deepacc_d2.visualize import GROUP_COLORS, class_colors, draw_comparison, select_for_display
 
 
@@ -23,11 +26,23 @@ def _instances():
 
 
 def test_select_for_display():
-    kept = select_for_display(_instances(), score_thresh=0.5)
+    kept = select_for_display(_instances(), score_thresh=0.5, nms_thresh=0.7)
     # row 1 is not its proposal's top-1; row 2 (IoU 35*20/(50*20) = 0.9 > 0.7 with row 0) is
     # suppressed by the class-agnostic NMS; row 3 scores below 0.5
     assert kept.pred_classes.tolist() == [0]
-    assert select_for_display(_instances(), score_thresh=0.2).pred_classes.tolist() == [0, 23]
+    assert select_for_display(_instances(), score_thresh=0.2,
+                              nms_thresh=0.7).pred_classes.tolist() == [0, 23]
+
+
+def test_pictures_take_the_configs_thresholds():
+    cfg = get_cfg()
+    add_deepacc_config(cfg)
+    cfg.TEST.KARYOTYPE.SCORE_THRESH, cfg.TEST.KARYOTYPE.NMS_THRESH = 0.2, 0.95
+    assert picture_thresholds(cfg) == (0.2, 0.95)
+    assert picture_thresholds(cfg, 0.6) == (0.6, 0.95)  # --score-thresh replaces p only
+    # at NMS 0.95 row 2 (IoU 0.9 with row 0) stays
+    kept = select_for_display(_instances(), *picture_thresholds(cfg))
+    assert kept.pred_classes.tolist() == [0, 2, 23]
 
 
 def test_colours_follow_denver_groups():
@@ -41,12 +56,13 @@ def test_comparison_picture_has_truth_and_prediction_panels():
     image = np.full((80, 100, 3), 200, np.uint8)
     truth = {"height": 80, "width": 100, "annotations": [
         {"bbox": [10, 10, 30, 60], "bbox_mode": 0, "category_id": 0}]}
-    picture = draw_comparison(image, _instances(), truth, score_thresh=0.5)
+    picture = draw_comparison(image, _instances(), truth, score_thresh=0.5, nms_thresh=0.7)
     assert picture.shape == (80, 208, 3)
     # group A is drawn red (230, 25, 75) on a gray image: both panels get red outlines ...
     rgb = picture.astype(int)
     red = rgb[..., 0] - rgb[..., 1] > 40
     assert red[:, :100].any() and red[:, 108:].any()
     # ... and nothing is drawn on the right when no detection passes the threshold
-    rgb = draw_comparison(image, _instances(), truth, score_thresh=0.95).astype(int)
+    rgb = draw_comparison(image, _instances(), truth, score_thresh=0.95,
+                          nms_thresh=0.7).astype(int)
     assert not (rgb[:, 108:, 0] - rgb[:, 108:, 1] > 40).any()

@@ -39,12 +39,20 @@ def main():
     parser.add_argument("--num-images", type=int, nargs="+", default=[100])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    from detectron2.config import get_cfg
+
+    from deepacc_d2.config import add_deepacc_config
+
+    cfg = get_cfg()
+    add_deepacc_config(cfg)
+    k = cfg.TEST.KARYOTYPE  # the default thresholds
     rows = []
     for n in args.num_images:
         rng = np.random.default_rng(args.seed)
         images = [synthetic_image(rng) for _ in range(n)]
         start = time.perf_counter()
-        metrics, _ = compute_karyotype_metrics(images, coco_check=False)
+        metrics, _ = compute_karyotype_metrics(images, k.IOU_THRESH, k.SCORE_THRESH,
+                                               k.NMS_THRESH, coco_check=False)
         ours_s = time.perf_counter() - start
         start = time.perf_counter()
         coco = coco_average_precision(images, NUM_CLASSES)

@@ -42,14 +42,14 @@ def main():
     from detectron2.structures import Boxes, Instances
 
     from deepacc_d2.classes import NUM_CLASSES, class_index
-    from deepacc_d2.engine import build_cfg
+    from deepacc_d2.config import setup_cfg
     from deepacc_d2.karyotype.cell import ReviewRules
     from deepacc_d2.karyotype.run import karyotype_cell
     from deepacc_d2.synth.karyotype import DEFAULT_ABNORMALITY_RATES
     from deepacc_d2.synth.render import SynthConfig
     from deepacc_d2.synth.writer import box_edges, generate_image
 
-    cfg = build_cfg(args.config_file, args.opts, args.weights)
+    cfg = setup_cfg(args.config_file, args.opts, args.weights)
     predictor = None if args.oracle else DefaultPredictor(cfg)
     rules = ReviewRules.from_config(cfg)
     config = SynthConfig(image_size=tuple(args.image_size), abnormality_rates={

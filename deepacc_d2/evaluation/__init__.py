@@ -1,10 +1,6 @@
 """Karyotype metrics of DeepACC §3.1: mAP, mAPmax, Acc, AER (see karyotype_evaluation.py)."""
-from .karyotype_evaluation import (
-    KaryotypeEvaluator,
-    coco_average_precision,
-    compute_karyotype_metrics,
-    evaluate_predictions,
-)
+from .karyotype_evaluation import KaryotypeEvaluator, evaluate_predictions
+from .metrics import coco_average_precision, compute_karyotype_metrics
 
 __all__ = [
     "KaryotypeEvaluator",

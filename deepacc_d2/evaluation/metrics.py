@@ -12,10 +12,25 @@ truth it overlaps most, at IoU >= the threshold. A ground truth is used once. Th
 rule of pycocotools' ``COCOeval.evaluateImg`` (the Pascal VOC devkit instead lets a detection
 whose best overlap is an already-matched ground truth become a false positive), chosen so
 that the AP here and pycocotools' AP50 see the same true positives.
+
+Over a dataset, :func:`compute_karyotype_metrics` turns these into the evaluator's numbers
+(their definitions: :mod:`.karyotype_evaluation`), and :func:`coco_average_precision` runs
+pycocotools on the same detections as a cross-check.
 """
-from typing import Dict, Optional, Tuple
+import contextlib
+import io
+from collections import OrderedDict
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+
+from ..classes import (
+    CLASS_NAMES,
+    DENVER_GROUPS,
+    NUM_CLASSES,
+    denver_group_of,
+    group_adjacency_matrix,
+)
 
 __all__ = [
     "box_iou",
@@ -27,6 +42,9 @@ __all__ = [
     "nms",
     "select_for_counting",
     "match_karyotype",
+    "karyotype_counts",
+    "compute_karyotype_metrics",
+    "coco_average_precision",
 ]
 
 
@@ -146,7 +164,7 @@ def average_precision(recall: np.ndarray, precision: np.ndarray,
     raise ValueError(f"interpolation must be 'all' or 'coco101', got {interpolation!r}")
 
 
-def per_class_average_precision(images, num_classes: int, iou_thresh: float = 0.5,
+def per_class_average_precision(images, num_classes: int, iou_thresh: float,
                                 subset: Optional[str] = None,
                                 interpolations=("all",)) -> Dict[str, np.ndarray]:
     """
@@ -255,10 +273,10 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_thresh: float) -> np.ndarray:
 
 
 def select_for_counting(boxes: np.ndarray, scores: np.ndarray, top1: np.ndarray,
-                        score_thresh: float = 0.5, nms_thresh: float = 0.7) -> np.ndarray:
+                        score_thresh: float, nms_thresh: float) -> np.ndarray:
     """
-    The predictions that Acc and AER judge (§3.1): top-1 detections with score >= p,
-    then class-agnostic NMS.
+    The predictions that Acc and AER judge (§3.1): top-1 detections with score >=
+    ``score_thresh`` (p), then class-agnostic NMS at ``nms_thresh``.
 
     Returns:
         ndarray: indices into the detections, highest score first.
@@ -269,7 +287,7 @@ def select_for_counting(boxes: np.ndarray, scores: np.ndarray, top1: np.ndarray,
 
 
 def match_karyotype(gt_boxes: np.ndarray, gt_classes: np.ndarray, boxes: np.ndarray,
-                    scores: np.ndarray, classes: np.ndarray, iou_thresh: float = 0.5,
+                    scores: np.ndarray, classes: np.ndarray, iou_thresh: float,
                     num_classes: int = 24) -> Dict[str, np.ndarray]:
     """
     Judge the kept predictions of one image (from :func:`select_for_counting`).
@@ -312,3 +330,223 @@ def match_karyotype(gt_boxes: np.ndarray, gt_classes: np.ndarray, boxes: np.ndar
     on_gt = gt_index >= 0
     np.add.at(confusion, (gt_classes[gt_index[on_gt]], classes[on_gt]), 1)
     return {"is_tp": is_tp, "is_fn": is_fn, "gt_index": gt_index, "confusion": confusion}
+
+
+# ------------------------------------------------------------------ over a dataset
+def compute_karyotype_metrics(images: List[Dict], iou_thresh: float, score_thresh: float,
+                              nms_thresh: float,
+                              coco_check: bool = True) -> Tuple["OrderedDict", Dict]:
+    """
+    Args:
+        images (list[dict]): per image "gt_boxes" (G, 4) XYXY, "gt_classes" (G,),
+            "boxes" (R, 4), "scores" (R,), "classes" (R,), "top1" (R,) bool and optionally
+            "all_classes" (R,) bool (the detections mAP uses; default all), "image_id",
+            "file_name".
+        iou_thresh, score_thresh, nms_thresh (float): see :class:`KaryotypeEvaluator`.
+        coco_check (bool): run pycocotools for COCO_AP* (most of the time taken); NaN if not.
+
+    Returns:
+        metrics (OrderedDict): flat name -> float (see :mod:`.karyotype_evaluation`).
+        details (dict): confusion matrix, per-class counts and per-image counts, for files.
+    """
+    images = [dict(im, all_classes=im.get("all_classes", np.ones(len(im["classes"]), bool)))
+              for im in images]
+    ap = per_class_average_precision(images, NUM_CLASSES, iou_thresh, subset="all_classes",
+                                     interpolations=("all", "coco101"))
+    ap_max = per_class_average_precision(images, NUM_CLASSES, iou_thresh, subset="top1")["all"]
+    counts = karyotype_counts(images, iou_thresh, score_thresh, nms_thresh)
+    if coco_check:
+        coco = coco_average_precision(images, NUM_CLASSES, subset="all_classes")
+    else:
+        coco = {"AP": np.nan, "AP50": np.nan, "AP75": np.nan,
+                "AP50_per_class": np.full(NUM_CLASSES, np.nan)}
+
+    metrics = _dataset_metrics(ap, ap_max, counts, coco)
+    metrics.update(_class_and_group_metrics(ap["all"], ap_max, counts))
+    details = {
+        "thresholds": {"iou": iou_thresh, "score": score_thresh, "nms": nms_thresh},
+        "class_names": list(CLASS_NAMES),
+        "confusion": counts["confusion"].tolist(),
+        "per_class": {
+            name: {key: int(counts[key][k]) for key in ("num_gt", "num_pred", "TP", "FP", "FN")}
+            for k, name in enumerate(CLASS_NAMES)
+        },
+        "per_image": counts["per_image"],
+        "coco_ap50_per_class": coco["AP50_per_class"].tolist(),
+    }
+    return metrics, details
+
+
+def karyotype_counts(images: List[Dict], iou_thresh: float, score_thresh: float,
+                     nms_thresh: float) -> Dict:
+    """
+    The counts behind Acc and AER: in each image the predictions of
+    :func:`select_for_counting`, judged by :func:`match_karyotype`.
+
+    Args:
+        images (list[dict]): as :func:`compute_karyotype_metrics` takes them.
+
+    Returns:
+        dict: (K,) int64 per class: "num_gt" and "FN" by true class, "num_pred", "TP" and
+        "FP" by predicted class; "confusion" (K, K), rows = true class; "per_image": a dict
+        per image (image_id, file_name, num_gt, num_pred, TP, FP, FN).
+    """
+    K = NUM_CLASSES
+    counts = {key: np.zeros(K, dtype=np.int64) for key in ("num_gt", "num_pred", "TP", "FN")}
+    confusion = np.zeros((K, K), dtype=np.int64)
+    per_image = []
+    for im in images:
+        keep = select_for_counting(im["boxes"], im["scores"], im["top1"],
+                                   score_thresh, nms_thresh)
+        classes = np.asarray(im["classes"], dtype=np.int64)[keep]
+        gt_classes = np.asarray(im["gt_classes"], dtype=np.int64)
+        judged = match_karyotype(im["gt_boxes"], gt_classes, np.asarray(im["boxes"])[keep],
+                                 np.asarray(im["scores"])[keep], classes, iou_thresh, K)
+        confusion += judged["confusion"]
+        counts["num_gt"] += np.bincount(gt_classes, minlength=K)
+        counts["num_pred"] += np.bincount(classes, minlength=K)
+        counts["TP"] += np.bincount(classes[judged["is_tp"]], minlength=K)
+        counts["FN"] += np.bincount(gt_classes[judged["is_fn"]], minlength=K)
+        tp = int(judged["is_tp"].sum())
+        per_image.append({
+            "image_id": str(im.get("image_id", "")),
+            "file_name": str(im.get("file_name", "")),
+            "num_gt": int(len(gt_classes)),
+            "num_pred": int(len(keep)),
+            "TP": tp,
+            "FP": int(len(keep)) - tp,
+            "FN": int(judged["is_fn"].sum()),
+        })
+    counts["FP"] = counts["num_pred"] - counts["TP"]
+    return dict(counts, confusion=confusion, per_image=per_image)
+
+
+def _dataset_metrics(ap: Dict, ap_max: np.ndarray, counts: Dict, coco: Dict) -> "OrderedDict":
+    """The numbers over all classes, in the order the tables and files show them."""
+    confusion = counts["confusion"]
+    misclassified = confusion - np.diag(np.diag(confusion))
+    same_group = group_adjacency_matrix() | np.eye(NUM_CLASSES, dtype=bool)
+    count_error = np.array([r["num_pred"] - r["num_gt"] for r in counts["per_image"]])
+    m = OrderedDict()
+    m["mAP"] = _percent(_nanmean(ap["all"]))
+    m["mAPmax"] = _percent(_nanmean(ap_max))
+    m["Acc"], m["AER"] = _acc_aer(counts, slice(None))
+    m["COCO_AP"] = _percent(coco["AP"])
+    m["COCO_AP50"] = _percent(coco["AP50"])
+    m["COCO_AP75"] = _percent(coco["AP75"])
+    m["mAP101"] = _percent(_nanmean(ap["coco101"]))
+    # Share of the misclassified boxes (off-diagonal) whose wrong class is in the true
+    # class's Denver group: the errors the GIA loss (Eq. 3) targets.
+    m["InGroupErr"] = _percent(_ratio(misclassified[same_group].sum(), misclassified.sum()))
+    m["CountExact"] = _percent(float(np.mean(count_error == 0)))
+    m["CountMAE"] = float(np.mean(np.abs(count_error)))
+    for key in ("TP", "FP", "FN", "num_gt", "num_pred"):
+        m[key] = float(counts[key].sum())
+    return m
+
+
+def _class_and_group_metrics(ap: np.ndarray, ap_max: np.ndarray,
+                             counts: Dict) -> "OrderedDict":
+    """AP, APmax, Acc and AER of each class ("AP-1", ...), then of each Denver group
+    ("AP-groupA", ...)."""
+    by_class = [_acc_aer(counts, [k]) for k in range(NUM_CLASSES)]
+    columns = (("AP", [_percent(v) for v in ap]), ("APmax", [_percent(v) for v in ap_max]),
+               ("Acc", [acc for acc, _ in by_class]), ("AER", [aer for _, aer in by_class]))
+    m = OrderedDict()
+    for metric, values in columns:
+        m.update((f"{metric}-{name}", value) for name, value in zip(CLASS_NAMES, values))
+    for g in DENVER_GROUPS:
+        members = np.array([denver_group_of(k) == g for k in range(NUM_CLASSES)])
+        m[f"AP-group{g}"] = _percent(_nanmean(ap[members]))
+        m[f"APmax-group{g}"] = _percent(_nanmean(ap_max[members]))
+        m[f"Acc-group{g}"], m[f"AER-group{g}"] = _acc_aer(counts, members)
+    return m
+
+
+def _acc_aer(counts: Dict, classes) -> Tuple[float, float]:
+    """Acc = TP / predictions and AER = (FP + FN) / ground truths (percents) over the classes
+    that ``classes`` indexes in the (K,) counts of :func:`karyotype_counts`."""
+    tp, num_pred = counts["TP"][classes].sum(), counts["num_pred"][classes].sum()
+    errors = counts["FP"][classes].sum() + counts["FN"][classes].sum()
+    return _percent(_ratio(tp, num_pred)), _percent(_ratio(errors, counts["num_gt"][classes].sum()))
+
+
+def coco_average_precision(images: List[Dict], num_classes: int,
+                           subset: Optional[str] = None) -> Dict:
+    """
+    pycocotools' bbox AP (IoU 0.50:0.95), AP50 and AP75 of the same detections, with the
+    default parameters (101 recall points, maxDets 100 per image and class, area "all").
+
+    Args:
+        subset (str or None): as in :func:`.metrics.per_class_average_precision`.
+
+    Returns:
+        dict: "AP", "AP50", "AP75" in [0, 1] (NaN without ground truth) and
+        "AP50_per_class" (K,) (NaN for a class without ground truth).
+    """
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    gt_annotations, detections = [], []
+    for image_id, im in enumerate(images):
+        for box, k in zip(np.asarray(im["gt_boxes"]).reshape(-1, 4), im["gt_classes"]):
+            xywh = _xyxy_to_xywh(box)
+            # ids start at 1: pycocotools reads id 0 as "unmatched".
+            gt_annotations.append({"id": len(gt_annotations) + 1, "image_id": image_id,
+                                   "category_id": int(k) + 1, "bbox": xywh,
+                                   "area": xywh[2] * xywh[3], "iscrowd": 0})
+        keep = np.asarray(im[subset], bool) if subset else np.ones(len(im["classes"]), bool)
+        for box, k, s in zip(np.asarray(im["boxes"]).reshape(-1, 4)[keep],
+                             np.asarray(im["classes"])[keep], np.asarray(im["scores"])[keep]):
+            detections.append({"image_id": image_id, "category_id": int(k) + 1,
+                               "bbox": _xyxy_to_xywh(box), "score": float(s)})
+
+    nan = float("nan")
+    result = {"AP": nan, "AP50": nan, "AP75": nan, "AP50_per_class": np.full(num_classes, nan)}
+    if not gt_annotations:
+        return result
+    has_gt = np.bincount([a["category_id"] - 1 for a in gt_annotations],
+                         minlength=num_classes) > 0
+    if not detections:
+        result.update(AP=0.0, AP50=0.0, AP75=0.0,
+                      AP50_per_class=np.where(has_gt, 0.0, nan))
+        return result
+
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        coco_gt = COCO()
+        coco_gt.dataset = {
+            "images": [{"id": i} for i in range(len(images))],
+            "categories": [{"id": k + 1, "name": CLASS_NAMES[k]} for k in range(num_classes)],
+            "annotations": gt_annotations,
+        }
+        coco_gt.createIndex()
+        coco_eval = COCOeval(coco_gt, coco_gt.loadRes(detections), "bbox")
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        coco_eval.summarize()
+    # precision: (T iou, R recall, K, A area, M maxDets); -1 where a class has no ground truth
+    precision = coco_eval.eval["precision"][0, :, :, 0, -1]
+    ap50_per_class = np.where(precision.min(axis=0) > -1, precision.mean(axis=0), nan)
+    stats = coco_eval.stats
+    result.update(AP=float(stats[0]), AP50=float(stats[1]), AP75=float(stats[2]),
+                  AP50_per_class=ap50_per_class)
+    return result
+
+
+def _xyxy_to_xywh(box) -> List[float]:
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return [x0, y0, x1 - x0, y1 - y0]
+
+
+def _ratio(numerator, denominator) -> float:
+    return float(numerator) / float(denominator) if denominator > 0 else float("nan")
+
+
+def _nanmean(values: np.ndarray) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if len(values) else float("nan")
+
+
+def _percent(value: float) -> float:
+    return 100.0 * float(value)

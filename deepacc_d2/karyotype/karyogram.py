@@ -111,13 +111,14 @@ def slot_counts(classes: np.ndarray) -> Dict[str, int]:
 
 
 def draw_karyogram(image: np.ndarray, boxes: np.ndarray, classes: np.ndarray,
-                   scores: np.ndarray, low_score: float = 0.8,
+                   scores: np.ndarray, low_score: float,
                    height: int = 110) -> Tuple[np.ndarray, Dict[str, Tuple[int, int, int, int]]]:
     """
     Args:
         image (ndarray): (H, W) or (H, W, 3) uint8 metaphase.
         boxes (ndarray): (N, 4) XYXY of the counted chromosomes; classes (N,), scores (N,).
-        low_score (float): calls below this get an orange frame.
+        low_score (float): calls below this get an orange frame
+            (``TEST.KARYOTYPE.REVIEW_LOW_SCORE``).
         height (int): pixels of the longest chromosome: the one common scale.
 
     Returns:

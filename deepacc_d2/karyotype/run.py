@@ -36,8 +36,8 @@ def karyotype_cell(image_rgb: np.ndarray, instances, rules: ReviewRules) -> Tupl
     karyogram, _ = draw_karyogram(image_rgb, detections["boxes"], detections["classes"],
                                   detections["scores"], rules.low_score)
     scale = karyogram.shape[0] / image_rgb.shape[0]
-    overlay = draw_predictions(image_rgb, instances, rules.score_thresh, scale=scale,
-                               nms_thresh=rules.nms_thresh)
+    overlay = draw_predictions(image_rgb, instances, rules.score_thresh, rules.nms_thresh,
+                               scale=scale)
     return record, side_by_side(overlay, karyogram)
 
 
