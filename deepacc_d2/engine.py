@@ -5,6 +5,10 @@ import logging
 import math
 
 import torch
+from detectron2.engine import HookBase
+from detectron2.utils import comm
+
+from .data.stream import derived_seed
 
 logger = logging.getLogger(__name__)
 
@@ -93,3 +97,18 @@ def build_cfg(config_file: str, opts=(), weights: str = None):
     resolve_device(cfg)
     cfg.freeze()
     return cfg
+
+
+class SeedEachIteration(HookBase):
+    """
+    Seeds torch's RNG (proposal sampling draws from it) before each iteration from (seed,
+    rank, iteration), so that iteration t samples alike in an uninterrupted and in a resumed
+    run, whatever ran between iterations (evaluation, a data loader starting). The data's
+    counterpart is :mod:`deepacc_d2.data.stream`.
+    """
+
+    def __init__(self, seed: int):
+        self.seed = int(seed)
+
+    def before_step(self):
+        torch.manual_seed(derived_seed(self.seed, comm.get_rank(), self.trainer.iter))
