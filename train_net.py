@@ -13,16 +13,23 @@ import torch
 
 import deepacc_d2  # noqa: F401  (compat fixes, registrations) before detectron2
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.data import build_detection_train_loader
-from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
+from detectron2.engine import (DefaultTrainer, TrainerBase, default_argument_parser,
+                               default_setup, launch)
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from deepacc_d2.checkpoint import AtomicCheckpointer
+from deepacc_d2.checkpoint import AtomicCheckpointer, SeedEachIteration
 from deepacc_d2.config import setup_cfg
 from deepacc_d2.cpu import use_cpu_bf16
+from deepacc_d2.data.stream import build_resumable_train_loader, training_seed
 from deepacc_d2.inference import evaluate
 from deepacc_d2.synth.dataset import SynthDatasetMapper
+
+
+# detectron2 0.6's DefaultTrainer leaves the optimizer out of its checkpoints, so a resumed run
+# lost its momentum and ran its first iteration at the LR of iteration 0; later versions save
+# it under "_trainer", which Trainer does on 0.6.
+_SAVES_OPTIMIZER = DefaultTrainer.state_dict is not TrainerBase.state_dict
 
 
 class Trainer(DefaultTrainer):
@@ -40,13 +47,25 @@ class Trainer(DefaultTrainer):
         self.checkpointer = AtomicCheckpointer(
             self.checkpointer.model, self.checkpointer.save_dir,
             **self.checkpointer.checkpointables)
-        return super().build_hooks()
+        # each iteration's sampling seeded by the iteration, so that --resume continues exactly
+        return [SeedEachIteration(training_seed(self.cfg))] + super().build_hooks()
+
+    def state_dict(self):
+        ret = super().state_dict()
+        if not _SAVES_OPTIMIZER:
+            ret["_trainer"] = {"iteration": self.iter, "optimizer": self.optimizer.state_dict()}
+        return ret
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        if not _SAVES_OPTIMIZER and "_trainer" in state_dict:
+            self.optimizer.load_state_dict(state_dict["_trainer"]["optimizer"])
 
     @classmethod
     def build_train_loader(cls, cfg):
         # reads files with read_metaphase, skipping unreadable ones; draws on-the-fly synthetic
-        # images
-        return build_detection_train_loader(cfg, mapper=SynthDatasetMapper(cfg, is_train=True))
+        # images; after --resume, continues with the batches the killed run would have seen
+        return build_resumable_train_loader(cfg, SynthDatasetMapper(cfg, is_train=True))
 
     @classmethod
     def test(cls, cfg, model):

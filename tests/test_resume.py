@@ -1,0 +1,146 @@
+"""A killed run resumed with --resume trains on the same batches, with the same augmentations,
+LR and sampling, as an uninterrupted run: its losses are the uninterrupted run's."""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import deepacc_d2  # noqa: F401
+import numpy as np
+from detectron2.data.common import AspectRatioGroupedDataset
+from detectron2.data.samplers import TrainingSampler
+from detectron2.utils.events import EventStorage
+
+from deepacc_d2.data.stream import ResumableTrainLoader
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Landscape (w > h) and portrait images; image 3 cannot be read.
+SIZES = [(320, 240), (240, 320), (320, 240), (320, 240), (240, 320), (320, 240), (240, 320)]
+BAD = 3
+
+
+def _dicts():
+    return [{"image_id": i, "width": w, "height": h} for i, (w, h) in enumerate(SIZES)]
+
+
+def _mapper(d):
+    if d["image_id"] == BAD:
+        return None
+    # np.random as detectron2's augmentations use it; the pid says which process mapped it
+    return {"image_id": d["image_id"], "landscape": d["width"] > d["height"],
+            "flip": int(np.random.randint(1 << 30)), "pid": os.getpid()}
+
+
+def _batches(num_workers, start, count):
+    loader = ResumableTrainLoader(_dicts(), _mapper, seed=3, batch_size=2,
+                                  aspect_ratio_grouping=True, num_workers=num_workers)
+    with EventStorage(start):  # as in detectron2's trainer at iteration `start`
+        stream = iter(loader)
+        return [next(stream) for _ in range(count)]
+
+
+def _without_pid(batches):
+    return [[{k: v for k, v in d.items() if k != "pid"} for d in b] for b in batches]
+
+
+def test_batches_depend_only_on_the_iteration():
+    numpy_state = np.random.get_state()[1].copy()
+    uninterrupted = _batches(num_workers=0, start=0, count=12)
+    assert np.array_equal(np.random.get_state()[1], numpy_state)  # the trainer's is untouched
+    resumed = _batches(num_workers=2, start=5, count=7)
+    assert len({d["pid"] for b in resumed for d in b} - {os.getpid()}) == 2  # two workers
+    assert _without_pid(resumed) == _without_pid(uninterrupted[5:])
+
+    for batch in uninterrupted:
+        assert len(batch) == 2 and batch[0]["landscape"] == batch[1]["landscape"]
+    ids = [d["image_id"] for b in uninterrupted for d in b]
+    assert set(ids) == set(range(len(SIZES))) - {BAD}
+    # an image seen twice is augmented anew each time
+    flips = {}
+    for d in (d for b in uninterrupted for d in b):
+        flips.setdefault(d["image_id"], set()).add(d["flip"])
+    assert any(len(f) > 1 for f in flips.values())
+
+
+def test_grouping_forms_detectron2s_batches():
+    # the index stream and aspect-ratio grouping of detectron2's loader with the same seed
+    loader = ResumableTrainLoader(_dicts(), _mapper, seed=3, batch_size=2,
+                                  aspect_ratio_grouping=True)
+    ours = loader.batches()
+    dicts = _dicts()
+    theirs = iter(AspectRatioGroupedDataset((dicts[i] for i in TrainingSampler(7, seed=3)), 2))
+    for _ in range(20):
+        assert [i for _, i in next(ours)] == [d["image_id"] for d in next(theirs)]
+
+
+# train_net.main, recording each iteration's losses and LR; SIGKILLs itself after the
+# iteration KILL_AT (not a checkpoint iteration: that iteration's work is lost).
+DRIVER = r"""
+import json, os, signal, sys
+import train_net
+from detectron2.engine import HookBase, default_argument_parser
+from deepacc_d2.synth.dataset import register_synth_onthefly
+
+log, kill_at = sys.argv[1], int(sys.argv[2])
+register_synth_onthefly("synth_resume_test", 6, seed=1, image_size=(160, 208))
+
+
+class Record(HookBase):
+    def after_step(self):
+        storage = self.trainer.storage
+        line = {k: storage.history(k).latest() for k in storage.histories()
+                if k.startswith("loss") or k in ("total_loss", "lr")}
+        with open(log, "a") as f:
+            f.write(json.dumps(dict(line, iter=self.trainer.iter)) + "\n")
+        if self.trainer.iter == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class RecordingTrainer(train_net.Trainer):
+    def build_hooks(self):
+        return super().build_hooks() + [Record()]
+
+
+train_net.Trainer = RecordingTrainer
+train_net.main(default_argument_parser().parse_args(sys.argv[3:]))
+"""
+MAX_ITER, KILL_AT = 7, 4  # checkpoints after iterations 1 and 3
+
+
+def _train(tmp_path, name, out, kill_at=-1, resume=False, num_workers=0):
+    log = tmp_path / f"{name}.jsonl"
+    args = ["--config-file", "configs/cpu/f_deepacc_cpu.yaml"] + (["--resume"] if resume else [])
+    opts = ["OUTPUT_DIR", str(out), "SEED", "4", "DATASETS.TRAIN", "('synth_resume_test',)",
+            "DATASETS.TEST", "()", "INPUT.MIN_SIZE_TRAIN", "(144, 160)",
+            "INPUT.MAX_SIZE_TRAIN", "224", "INPUT.ROTATE_90", "True",
+            "INPUT.INTENSITY_JITTER", "0.2", "MODEL.RPN.POST_NMS_TOPK_TRAIN", "100",
+            "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "64", "SOLVER.MAX_ITER", str(MAX_ITER),
+            "SOLVER.STEPS", "()", "SOLVER.WARMUP_ITERS", "10", "SOLVER.CHECKPOINT_PERIOD", "2",
+            "SOLVER.CPU_BF16", "off", "DATALOADER.NUM_WORKERS", str(num_workers)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", DRIVER, str(log), str(kill_at)] + args + opts,
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    with open(log) as f:
+        return proc, {r["iter"]: r for r in map(json.loads, f)}
+
+
+def test_killed_run_resumes_exactly(tmp_path):
+    proc, uninterrupted = _train(tmp_path, "uninterrupted", tmp_path / "a")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc, killed = _train(tmp_path, "killed", tmp_path / "b", kill_at=KILL_AT, num_workers=2)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    assert sorted(killed) == list(range(KILL_AT + 1))
+    assert (tmp_path / "b" / "last_checkpoint").read_text() == "model_0000003.pth"
+    proc, resumed = _train(tmp_path, "resumed", tmp_path / "b", resume=True, num_workers=1)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    assert sorted(uninterrupted) == list(range(MAX_ITER))
+    assert sorted(resumed) == list(range(KILL_AT, MAX_ITER))  # KILL_AT's step was lost
+    for it in range(KILL_AT + 1):  # the same run so far: the comparison below is meaningful
+        assert killed[it] == uninterrupted[it], it
+    for it in resumed:  # losses and LR
+        assert resumed[it] == uninterrupted[it], (it, resumed[it], uninterrupted[it])
+    # in warm-up the LR differs at every iteration: a schedule restarted at 0 would show
+    assert len({r["lr"] for r in uninterrupted.values()}) == MAX_ITER
