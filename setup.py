@@ -4,7 +4,7 @@ setup(
     name="deepacc_d2",
     version="0.1.0",
     description="DeepACC for detectron2: chromosome detection and classification on whole "
-                "G-banded metaphase images",
+    "G-banded metaphase images",
     packages=find_packages(include=["deepacc_d2", "deepacc_d2.*"]),
     python_requires=">=3.10",
     # detectron2 is not on PyPI: see README / tools/install_detectron2.py. The tested pins of

@@ -6,25 +6,30 @@ Train and evaluate DeepACC (or the baselines) with detectron2.
     python train_net.py --config-file configs/cpu/f_deepacc_cpu.yaml OUTPUT_DIR output/x
     python train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/x/model_final.pth
 """
+
 import logging
 import os
 
 import torch
 
 import deepacc_d2  # noqa: F401  (compat fixes, registrations) before detectron2
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.engine import (DefaultTrainer, TrainerBase, default_argument_parser,
-                               default_setup, launch)
-from detectron2.utils import comm
-from detectron2.utils.logger import setup_logger
-
 from deepacc_d2.checkpoint import AtomicCheckpointer, SeedEachIteration
 from deepacc_d2.config import setup_cfg
 from deepacc_d2.cpu import use_cpu_bf16
+from deepacc_d2.data.mapper import MetaphaseDatasetMapper
 from deepacc_d2.data.stream import build_resumable_train_loader, training_seed
 from deepacc_d2.inference import evaluate
-from deepacc_d2.synth.dataset import SynthDatasetMapper
 
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.engine import (
+    DefaultTrainer,
+    TrainerBase,
+    default_argument_parser,
+    default_setup,
+    launch,
+)
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 # detectron2 0.6's DefaultTrainer leaves the optimizer out of its checkpoints, so a resumed run
 # lost its momentum and ran its first iteration at the LR of iteration 0; later versions save
@@ -45,8 +50,8 @@ class Trainer(DefaultTrainer):
     def build_hooks(self):
         # before detectron2 builds the hooks that save with it
         self.checkpointer = AtomicCheckpointer(
-            self.checkpointer.model, self.checkpointer.save_dir,
-            **self.checkpointer.checkpointables)
+            self.checkpointer.model, self.checkpointer.save_dir, **self.checkpointer.checkpointables
+        )
         # each iteration's sampling seeded by the iteration, so that --resume continues exactly
         return [SeedEachIteration(training_seed(self.cfg))] + super().build_hooks()
 
@@ -65,14 +70,15 @@ class Trainer(DefaultTrainer):
     def build_train_loader(cls, cfg):
         # reads files with read_metaphase, skipping unreadable ones; draws on-the-fly synthetic
         # images; after --resume, continues with the batches the killed run would have seen
-        return build_resumable_train_loader(cfg, SynthDatasetMapper(cfg, is_train=True))
+        return build_resumable_train_loader(cfg, MetaphaseDatasetMapper(cfg, is_train=True))
 
     @classmethod
     def test(cls, cfg, model):
         # the evaluation during training and --eval-only write what `deepacc eval` writes
-        results = {name: evaluate(cfg, model, name,
-                                  os.path.join(cfg.OUTPUT_DIR, "inference", name))
-                   for name in cfg.DATASETS.TEST}
+        results = {
+            name: evaluate(cfg, model, name, os.path.join(cfg.OUTPUT_DIR, "inference", name))
+            for name in cfg.DATASETS.TEST
+        }
         # one dataset: its results unnested, as DefaultTrainer.test returns them
         return next(iter(results.values())) if len(results) == 1 else results
 
@@ -80,8 +86,9 @@ class Trainer(DefaultTrainer):
 def setup(args):
     cfg = setup_cfg(args.config_file, args.opts, training=not args.eval_only)
     default_setup(cfg, args)
-    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="deepacc_d2",
-                 abbrev_name="deepacc")
+    setup_logger(
+        cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="deepacc_d2", abbrev_name="deepacc"
+    )
     return cfg
 
 
@@ -90,7 +97,8 @@ def main(args):
     if args.eval_only:
         model = Trainer.build_model(cfg)
         DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume)
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
         return Trainer.test(cfg, model)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
@@ -100,5 +108,11 @@ def main(args):
 if __name__ == "__main__":
     args = default_argument_parser().parse_args()
     logging.getLogger(__name__).info(f"Command line arguments: {args}")
-    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-           dist_url=args.dist_url, args=(args,))
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )

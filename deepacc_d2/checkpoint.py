@@ -5,10 +5,12 @@ cannot be loaded anyway (a disk filled up, a copy cut short), resuming falls bac
 newest one that loads, with a message naming the file it skipped. And a hook that seeds
 each iteration, so that a resumed run samples as the uninterrupted one would have.
 """
+
 import logging
 import os
 
 import torch
+
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import HookBase
 from detectron2.utils import comm
@@ -27,13 +29,18 @@ class AtomicCheckpointer(DetectionCheckpointer):
         if not self.save_dir or not self.save_to_disk:
             return
         super().save(name + _PARTIAL, **kwargs)  # tags it last only once fully written
-        os.replace(os.path.join(self.save_dir, f"{name}{_PARTIAL}.pth"),
-                   os.path.join(self.save_dir, f"{name}.pth"))
+        os.replace(
+            os.path.join(self.save_dir, f"{name}{_PARTIAL}.pth"),
+            os.path.join(self.save_dir, f"{name}.pth"),
+        )
         self.tag_last_checkpoint(f"{name}.pth")
 
     def _checkpoints_newest_first(self):
-        files = [os.path.join(self.save_dir, f) for f in os.listdir(self.save_dir)
-                 if f.endswith(".pth") and not f.endswith(_PARTIAL + ".pth")]
+        files = [
+            os.path.join(self.save_dir, f)
+            for f in os.listdir(self.save_dir)
+            if f.endswith(".pth") and not f.endswith(_PARTIAL + ".pth")
+        ]
         return sorted(files, key=os.path.getmtime, reverse=True)
 
     def resume_or_load(self, path: str, *, resume: bool = True):

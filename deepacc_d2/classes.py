@@ -5,6 +5,7 @@ Class index k (0-based) is used everywhere: detectron2's ``thing_classes``, COCO
 ``category_id - 1``, the columns of every score vector. Index K = 24 is background
 inside the ROI heads, as in detectron2.
 """
+
 from typing import Dict, List
 
 import numpy as np

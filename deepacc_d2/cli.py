@@ -12,6 +12,7 @@ Config overrides go after ``--opts`` (``--opts MODEL.DEVICE cpu TEST.DETECTIONS_
 
 Training is ``python train_net.py --config-file C`` (detectron2's own launcher).
 """
+
 import argparse
 import logging
 import sys
@@ -23,8 +24,13 @@ import torch
 def _model_args(p):
     p.add_argument("--config-file", required=True, help="a YAML under configs/")
     p.add_argument("--weights", required=True, help="checkpoint (.pth) of a trained model")
-    p.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
-                   help="config overrides, e.g. --opts MODEL.DEVICE cpu")
+    p.add_argument(
+        "--opts",
+        nargs="+",
+        default=[],
+        metavar="KEY VALUE",
+        help="config overrides, e.g. --opts MODEL.DEVICE cpu",
+    )
 
 
 def _eval(args):
@@ -32,8 +38,14 @@ def _eval(args):
     from .inference import evaluate, load_model
 
     cfg = setup_cfg(args.config_file, args.opts, args.weights)
-    return evaluate(cfg, load_model(cfg), args.dataset or cfg.DATASETS.TEST[0], args.output,
-                    args.visualize, args.score_thresh)
+    return evaluate(
+        cfg,
+        load_model(cfg),
+        args.dataset or cfg.DATASETS.TEST[0],
+        args.output,
+        args.visualize,
+        args.score_thresh,
+    )
 
 
 def _predict(args):
@@ -80,8 +92,10 @@ def _karyotype(args):
     cfg = setup_cfg(args.config_file, args.opts, args.weights)
     summary = karyotype_files(cfg, args.inputs, args.output)
     print(summary_text(summary), end="")
-    print(f"written to {args.output} (case.json, case.txt, <cell>_karyogram.png, "
-          f"<cell>_karyotype.json)")
+    print(
+        f"written to {args.output} (case.json, case.txt, <cell>_karyogram.png, "
+        f"<cell>_karyotype.json)"
+    )
     return 1 if summary["failed"] else 0
 
 
@@ -99,29 +113,38 @@ def main(argv=None):
     p.add_argument("--dataset", help="registered dataset (default: the config's DATASETS.TEST)")
     p.add_argument("--output", default="output/eval")
     p.add_argument("--visualize", type=int, default=0, help="draw this many images")
-    p.add_argument("--score-thresh", type=float,
-                   help="pictures: draw top-1 detections scoring at least this (default: the "
-                        "config's TEST.KARYOTYPE.SCORE_THRESH; the metrics always use that)")
+    p.add_argument(
+        "--score-thresh",
+        type=float,
+        help="pictures: draw top-1 detections scoring at least this (default: the "
+        "config's TEST.KARYOTYPE.SCORE_THRESH; the metrics always use that)",
+    )
     _model_args(p)
     p = sub.add_parser("predict", help="detect and name chromosomes on image files")
     p.add_argument("--output", default="output/predict")
-    p.add_argument("--score-thresh", type=float,
-                   help="pictures: draw top-1 detections scoring at least this (default: the "
-                        "config's TEST.KARYOTYPE.SCORE_THRESH)")
+    p.add_argument(
+        "--score-thresh",
+        type=float,
+        help="pictures: draw top-1 detections scoring at least this (default: the "
+        "config's TEST.KARYOTYPE.SCORE_THRESH)",
+    )
     p.add_argument("inputs", nargs="+", help="images or folders of images")
     _model_args(p)
     p = sub.add_parser("export", help="TorchScript (traced) model for deployment")
     p.add_argument("--output", default="output/export/model.ts")
     p.add_argument("--sample", help="an image to trace with (default: a synthetic metaphase)")
     _model_args(p)
-    p = sub.add_parser("karyotype", help="karyogram, ISCN call and review flags per cell; "
-                                         "the case karyotype over all cells")
+    p = sub.add_parser(
+        "karyotype",
+        help="karyogram, ISCN call and review flags per cell; the case karyotype over all cells",
+    )
     p.add_argument("--output", default="output/karyotype")
     p.add_argument("inputs", nargs="+", help="images or folders of images (one case)")
     _model_args(p)
     args = parser.parse_args(argv)
 
     import deepacc_d2  # noqa: F401
+
     from detectron2.utils.logger import setup_logger
 
     setup_logger(name="deepacc_d2", abbrev_name="deepacc")

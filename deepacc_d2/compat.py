@@ -21,6 +21,7 @@ full source build of detectron2 (v0.6 or main) with a matching stack it changes 
    mode and only falls back to a full unpickle (the pre-2.6 behaviour detectron2 was
    written for) for a file that the safe mode rejects, with a warning.
 """
+
 import builtins
 import functools
 import importlib.util
@@ -36,8 +37,8 @@ logger = logging.getLogger(__name__)
 _FULL_BUILD_HINT = (
     "This detectron2 was installed without its C++/CUDA extension (detectron2._C), as "
     "`make install` does from the pb1-detectron2 sdist. Build detectron2 from source to use "
-    "it: `pip install --no-build-isolation 'git+https://github.com/facebookresearch/detectron2.git'` "
-    "(see README, 'Using a full detectron2 build')."
+    "it: `pip install --no-build-isolation "
+    "'git+https://github.com/facebookresearch/detectron2.git'` (docs/install.md)."
 )
 
 
@@ -103,7 +104,7 @@ def _define_missing_nms_rotated():
     import torch
 
     try:
-        torch.ops.detectron2.nms_rotated
+        torch.ops.detectron2.nms_rotated  # noqa: B018  (raises when the op is missing)
         return
     except (AttributeError, RuntimeError):
         pass
@@ -165,8 +166,12 @@ _ABSENT = object()
 
 
 # Each removed alias meant the builtin type, which is what detectron2 0.6 needs.
-_NUMPY_ALIASES = {"bool": builtins.bool, "int": builtins.int, "float": builtins.float,
-                  "object": builtins.object}
+_NUMPY_ALIASES = {
+    "bool": builtins.bool,
+    "int": builtins.int,
+    "float": builtins.float,
+    "object": builtins.object,
+}
 
 
 def _fix_numpy_aliases():
@@ -281,12 +286,14 @@ def _quiet_jit_script_deprecation():
 
     if not hasattr(torch.jit, "script"):
         return False
-    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated",
-                            category=FutureWarning)
+    warnings.filterwarnings(
+        "ignore", message="`torch.jit.script` is deprecated", category=FutureWarning
+    )
     # detectron2 0.6's anchor generator calls torch.meshgrid without `indexing` (its
     # behaviour is the default, "ij"); torch warns on every first call.
-    warnings.filterwarnings("ignore", message="torch.meshgrid: in an upcoming release",
-                            category=UserWarning)
+    warnings.filterwarnings(
+        "ignore", message="torch.meshgrid: in an upcoming release", category=UserWarning
+    )
     return True
 
 

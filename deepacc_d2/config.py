@@ -6,10 +6,12 @@
 Every key says what it means and, where the paper names it, its symbol (DeepACC, MICCAI;
 equations referenced by number).
 """
+
 import logging
 import math
 
 import torch
+
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
@@ -157,8 +159,9 @@ def epoch_schedule(epochs: int, epoch_steps, num_images: int, ims_per_batch: int
         tuple[int, tuple[int]]: (MAX_ITER, STEPS).
     """
     if epochs <= 0 or num_images <= 0 or ims_per_batch <= 0:
-        raise ValueError(f"need positive epochs/images/batch, got {epochs}/{num_images}/"
-                         f"{ims_per_batch}")
+        raise ValueError(
+            f"need positive epochs/images/batch, got {epochs}/{num_images}/{ims_per_batch}"
+        )
     iters_per_epoch = math.ceil(num_images / ims_per_batch)
     steps = tuple(int(e * iters_per_epoch) for e in epoch_steps if e < epochs)
     return epochs * iters_per_epoch, steps
@@ -172,8 +175,10 @@ def resolve_schedule(cfg):
     from detectron2.data import DatasetCatalog
 
     num_images = sum(len(DatasetCatalog.get(name)) for name in cfg.DATASETS.TRAIN)
-    max_iter, steps = epoch_schedule(cfg.SOLVER.EPOCHS, cfg.SOLVER.EPOCH_STEPS, num_images,
-                                     cfg.SOLVER.IMS_PER_BATCH)
-    logger.info(f"{cfg.SOLVER.EPOCHS} epochs of {num_images} images: MAX_ITER={max_iter}, "
-                f"STEPS={steps}")
+    max_iter, steps = epoch_schedule(
+        cfg.SOLVER.EPOCHS, cfg.SOLVER.EPOCH_STEPS, num_images, cfg.SOLVER.IMS_PER_BATCH
+    )
+    logger.info(
+        f"{cfg.SOLVER.EPOCHS} epochs of {num_images} images: MAX_ITER={max_iter}, STEPS={steps}"
+    )
     cfg.SOLVER.MAX_ITER, cfg.SOLVER.STEPS = max_iter, steps

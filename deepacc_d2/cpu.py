@@ -2,6 +2,7 @@
 Training on the CPU under bfloat16 autocast (``SOLVER.CPU_BF16``): whether this machine's CPU
 has the instructions, and whether a run uses it.
 """
+
 import logging
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,8 @@ def use_cpu_bf16(cfg) -> bool:
         return False
     has_bf16 = cpu_has_bf16()
     on = mode == "on" or has_bf16
-    logger.info(f"CPU training under bfloat16 autocast: {'yes' if on else 'no'} "
-                f"(SOLVER.CPU_BF16={mode}, bf16 instructions: {has_bf16})")
+    logger.info(
+        f"CPU training under bfloat16 autocast: {'yes' if on else 'no'} "
+        f"(SOLVER.CPU_BF16={mode}, bf16 instructions: {has_bf16})"
+    )
     return on

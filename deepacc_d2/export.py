@@ -13,6 +13,7 @@ say, and returns, in that resized image's coordinates:
 json written beside the model). ``KaryotypeTorchScript`` wraps the file and does the resize
 and the box scaling back to the original image.
 """
+
 import importlib
 import json
 import os
@@ -74,8 +75,11 @@ def export_torchscript(model, sample_image: torch.Tensor, output_path: str, cfg=
     names = sorted(instances.get_fields().keys())
     info = {"outputs": names, "format": "BGR", "min_size_test": None, "max_size_test": None}
     if cfg is not None:
-        info.update(format=cfg.INPUT.FORMAT, min_size_test=cfg.INPUT.MIN_SIZE_TEST,
-                    max_size_test=cfg.INPUT.MAX_SIZE_TEST)
+        info.update(
+            format=cfg.INPUT.FORMAT,
+            min_size_test=cfg.INPUT.MIN_SIZE_TEST,
+            max_size_test=cfg.INPUT.MAX_SIZE_TEST,
+        )
     os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
     traced.save(output_path)
     with open(output_path + ".json", "w") as f:
@@ -125,9 +129,12 @@ class KaryotypeTorchScript:
         boxes = outputs["pred_boxes"].numpy().copy()
         boxes[:, 0::2] *= w / nw
         boxes[:, 1::2] *= h / nh
-        result = {"boxes": boxes, "classes": outputs["pred_classes"].numpy(),
-                  "scores": outputs["scores"].numpy(),
-                  "class_scores": outputs["class_scores"].numpy()}
+        result = {
+            "boxes": boxes,
+            "classes": outputs["pred_classes"].numpy(),
+            "scores": outputs["scores"].numpy(),
+            "class_scores": outputs["class_scores"].numpy(),
+        }
         for subset in ("top1", "all_classes"):  # which detections the metrics use
             if subset in outputs:
                 result[subset] = outputs[subset].numpy().astype(bool)

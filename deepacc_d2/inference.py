@@ -1,6 +1,7 @@
 """
 Run a trained model: on a registered dataset (metrics + pictures) or on image files.
 """
+
 import json
 import logging
 import os
@@ -8,6 +9,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog, detection_utils
 from detectron2.engine import DefaultPredictor
@@ -32,8 +34,14 @@ def load_model(cfg):
     return model.eval()
 
 
-def evaluate(cfg, model, dataset_name: str, output_dir: str, visualize: int = 0,
-             score_thresh: Optional[float] = None):
+def evaluate(
+    cfg,
+    model,
+    dataset_name: str,
+    output_dir: str,
+    visualize: int = 0,
+    score_thresh: Optional[float] = None,
+):
     """
     The karyotype metrics of a model on a registered dataset: what ``deepacc eval``,
     ``train_net.py --eval-only`` and the evaluation during training all run.
@@ -58,8 +66,9 @@ def evaluate(cfg, model, dataset_name: str, output_dir: str, visualize: int = 0,
             json.dump(results, f, indent=1)
         if visualize:
             with inference_context(model):
-                draw_dataset_predictions(cfg, model, dataset_name, output_dir, visualize,
-                                         score_thresh)
+                draw_dataset_predictions(
+                    cfg, model, dataset_name, output_dir, visualize, score_thresh
+                )
     return results
 
 
@@ -78,9 +87,14 @@ def picture_thresholds(cfg, score_thresh: Optional[float] = None) -> Tuple[float
 def instances_to_records(instances) -> List[Dict]:
     """Detections as JSON-able records (class names, XYXY boxes, scores)."""
     boxes = instances.pred_boxes.tensor.tolist()
-    return [{"class": CLASS_NAMES[int(c)], "bbox_xyxy": [round(v, 2) for v in b],
-             "score": round(float(s), 4)}
-            for b, s, c in zip(boxes, instances.scores.tolist(), instances.pred_classes.tolist())]
+    return [
+        {
+            "class": CLASS_NAMES[int(c)],
+            "bbox_xyxy": [round(v, 2) for v in b],
+            "score": round(float(s), 4),
+        }
+        for b, s, c in zip(boxes, instances.scores.tolist(), instances.pred_classes.tolist())
+    ]
 
 
 def output_stems(paths: Sequence[str]) -> Dict[str, str]:
@@ -105,8 +119,9 @@ def list_images(inputs: Sequence[str]) -> List[str]:
     files = []
     for p in inputs:
         if os.path.isdir(p):
-            files += sorted(os.path.join(p, f) for f in os.listdir(p)
-                            if f.lower().endswith(IMAGE_EXTENSIONS))
+            files += sorted(
+                os.path.join(p, f) for f in os.listdir(p) if f.lower().endswith(IMAGE_EXTENSIONS)
+            )
         else:
             files.append(p)
     return files
@@ -135,16 +150,16 @@ def predict_each(cfg, inputs: Sequence[str], output_dir: str, errors: Dict[str, 
             image = read_metaphase(path)
             instances = predictor(image)["instances"].to("cpu")
         except Exception as e:  # name it, go on with the batch
-            errors[path] = str(e) if str(e).startswith(path) else \
-                f"{path}: {type(e).__name__}: {e}"
+            errors[path] = str(e) if str(e).startswith(path) else f"{path}: {type(e).__name__}: {e}"
             logger.error(errors[path])
             yield path, names[path], None, None
             continue
         yield path, names[path], image, instances
 
 
-def predict_files(cfg, inputs: Sequence[str], output_dir: str,
-                  score_thresh: Optional[float] = None):
+def predict_files(
+    cfg, inputs: Sequence[str], output_dir: str, score_thresh: Optional[float] = None
+):
     """
     Predict every image (:func:`predict_each`), write ``<name>.png`` (picture) per image and
     ``predictions.json``, the latter rewritten after each image (an interrupted run keeps what
@@ -162,16 +177,23 @@ def predict_files(cfg, inputs: Sequence[str], output_dir: str,
     for path, name, image, instances in predict_each(cfg, inputs, output_dir, errors):
         if instances is not None:
             results[path] = instances_to_records(instances)
-            picture = draw_comparison(image[:, :, ::-1], instances, score_thresh=score_thresh,
-                                      nms_thresh=nms_thresh)
+            picture = draw_comparison(
+                image[:, :, ::-1], instances, score_thresh=score_thresh, nms_thresh=nms_thresh
+            )
             detection_utils.Image.fromarray(picture).save(os.path.join(output_dir, name + ".png"))
         with open(os.path.join(output_dir, "predictions.json"), "w") as f:
             json.dump({"predictions": results, "errors": errors}, f, indent=1)
     return results, errors
 
 
-def draw_dataset_predictions(cfg, model, dataset_name: str, output_dir: str, num_images: int,
-                             score_thresh: Optional[float] = None) -> List[str]:
+def draw_dataset_predictions(
+    cfg,
+    model,
+    dataset_name: str,
+    output_dir: str,
+    num_images: int,
+    score_thresh: Optional[float] = None,
+) -> List[str]:
     """
     Ground truth beside predictions for the first ``num_images`` images of a dataset, written
     as ``<image>_pred.png``.
@@ -193,10 +215,12 @@ def draw_dataset_predictions(cfg, model, dataset_name: str, output_dir: str, num
         with torch.no_grad():
             instances = model([inputs])[0]["instances"].to("cpu")
         image = detection_utils.read_image(d["file_name"], format="RGB")
-        picture = draw_comparison(np.asarray(image), instances, d, score_thresh=score_thresh,
-                                  nms_thresh=nms_thresh)
-        path = os.path.join(output_dir, f"{os.path.splitext(os.path.basename(d['file_name']))[0]}"
-                                         f"_pred.png")
+        picture = draw_comparison(
+            np.asarray(image), instances, d, score_thresh=score_thresh, nms_thresh=nms_thresh
+        )
+        path = os.path.join(
+            output_dir, f"{os.path.splitext(os.path.basename(d['file_name']))[0]}_pred.png"
+        )
         detection_utils.Image.fromarray(picture).save(path)
         paths.append(path)
     return paths

@@ -3,6 +3,7 @@ Trained models shipped in the repository, by short name (``MODEL_ZOO.md`` has th
 
     config_file, weights = resolve_model("cil-r18-deepacc")
 """
+
 import hashlib
 import os
 from typing import Optional, Tuple
@@ -50,22 +51,30 @@ def resolve_model(weights: str, config_file: Optional[str] = None) -> Tuple[str,
     """
     if weights in MODELS:
         own_config, path, digest = (
-            os.path.join(REPO, MODELS[weights][0]), os.path.join(REPO, MODELS[weights][1]),
-            MODELS[weights][2])
+            os.path.join(REPO, MODELS[weights][0]),
+            os.path.join(REPO, MODELS[weights][1]),
+            MODELS[weights][2],
+        )
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"model {weights!r}: {path} is missing (the model zoo's files "
-                                    f"live in the repository checkout)")
+            raise FileNotFoundError(
+                f"model {weights!r}: {path} is missing (the model zoo's files "
+                f"live in the repository checkout)"
+            )
         if _sha256(path) != digest:
-            raise ValueError(f"model {weights!r}: {path} is not the published file (sha256 "
-                             f"differs from MODEL_ZOO.md; a git-lfs pointer or a modified copy?)")
+            raise ValueError(
+                f"model {weights!r}: {path} is not the published file (sha256 "
+                f"differs from MODEL_ZOO.md; a git-lfs pointer or a modified copy?)"
+            )
         config_file = config_file or own_config
     elif not os.path.isfile(weights):
         known = ", ".join(sorted(MODELS)) or "none"
-        raise FileNotFoundError(f"--weights {weights}: no such file and no such model "
-                                f"(model names: {known})")
+        raise FileNotFoundError(
+            f"--weights {weights}: no such file and no such model (model names: {known})"
+        )
     if not config_file:
-        raise ValueError(f"--weights {weights}: give --config-file (only a named model knows "
-                         f"its own)")
+        raise ValueError(
+            f"--weights {weights}: give --config-file (only a named model knows its own)"
+        )
     if not os.path.isfile(config_file):
         raise FileNotFoundError(f"{config_file}: no such config file")
     return config_file, weights if weights not in MODELS else path

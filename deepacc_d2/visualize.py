@@ -4,6 +4,7 @@ Pictures of what the model did, drawn with detectron2's ``Visualizer``.
 Boxes are coloured by Denver group, so a chromosome named with a class of the wrong group
 stands out at a glance.
 """
+
 from typing import Dict, Optional
 
 import numpy as np
@@ -15,8 +16,13 @@ from .classes import CLASS_NAMES, DENVER_GROUPS, NUM_CLASSES, denver_group_of
 
 # One colour per Denver group (RGB, 0..255).
 GROUP_COLORS = {
-    "A": (230, 25, 75), "B": (245, 130, 48), "C": (60, 180, 75), "D": (0, 130, 200),
-    "E": (145, 30, 180), "F": (240, 50, 230), "G": (128, 128, 0),
+    "A": (230, 25, 75),
+    "B": (245, 130, 48),
+    "C": (60, 180, 75),
+    "D": (0, 130, 200),
+    "E": (145, 30, 180),
+    "F": (240, 50, 230),
+    "G": (128, 128, 0),
 }
 assert set(GROUP_COLORS) == set(DENVER_GROUPS)
 
@@ -47,13 +53,19 @@ def select_for_display(instances, score_thresh: float, nms_thresh: float):
     from .evaluation.metrics import select_for_counting
 
     top1, _ = detection_subsets(instances)
-    keep = select_for_counting(instances.pred_boxes.tensor.numpy(), instances.scores.numpy(),
-                               top1, score_thresh, nms_thresh)
+    keep = select_for_counting(
+        instances.pred_boxes.tensor.numpy(),
+        instances.scores.numpy(),
+        top1,
+        score_thresh,
+        nms_thresh,
+    )
     return instances[torch.as_tensor(keep, dtype=torch.long)]
 
 
-def draw_predictions(image_rgb: np.ndarray, instances, score_thresh: float,
-                     nms_thresh: float, scale: float = 1.0) -> np.ndarray:
+def draw_predictions(
+    image_rgb: np.ndarray, instances, score_thresh: float, nms_thresh: float, scale: float = 1.0
+) -> np.ndarray:
     """
     Args:
         image_rgb (ndarray): (H, W, 3) uint8 RGB.
@@ -67,19 +79,27 @@ def draw_predictions(image_rgb: np.ndarray, instances, score_thresh: float,
     # keep only the fields Visualizer understands
     from detectron2.structures import Instances
 
-    slim = Instances(instances.image_size, pred_boxes=instances.pred_boxes,
-                     scores=instances.scores, pred_classes=instances.pred_classes)
-    v = Visualizer(image_rgb, _KaryotypeMetadata(), scale=scale,
-                   instance_mode=ColorMode.SEGMENTATION)  # the mode that uses thing_colors
+    slim = Instances(
+        instances.image_size,
+        pred_boxes=instances.pred_boxes,
+        scores=instances.scores,
+        pred_classes=instances.pred_classes,
+    )
+    v = Visualizer(
+        image_rgb, _KaryotypeMetadata(), scale=scale, instance_mode=ColorMode.SEGMENTATION
+    )  # the mode that uses thing_colors
     return v.draw_instance_predictions(slim).get_image()
 
 
 def draw_ground_truth(image_rgb: np.ndarray, dataset_dict: Dict, scale: float = 1.0) -> np.ndarray:
     d = {k: v for k, v in dataset_dict.items() if k != "file_name"}
-    d["annotations"] = [{k: v for k, v in a.items() if k != "segmentation"}
-                        for a in dataset_dict.get("annotations", [])]
-    v = Visualizer(image_rgb, _KaryotypeMetadata(), scale=scale,
-                   instance_mode=ColorMode.SEGMENTATION)
+    d["annotations"] = [
+        {k: v for k, v in a.items() if k != "segmentation"}
+        for a in dataset_dict.get("annotations", [])
+    ]
+    v = Visualizer(
+        image_rgb, _KaryotypeMetadata(), scale=scale, instance_mode=ColorMode.SEGMENTATION
+    )
     return v.draw_dataset_dict(d).get_image()
 
 
@@ -87,12 +107,19 @@ def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 8) -> np.ndarra
     h = max(left.shape[0], right.shape[0])
     out = np.full((h, left.shape[1] + gap + right.shape[1], 3), 255, np.uint8)
     out[: left.shape[0], : left.shape[1]] = left
-    out[: right.shape[0], left.shape[1] + gap:] = right
+    out[: right.shape[0], left.shape[1] + gap :] = right
     return out
 
 
-def draw_comparison(image_rgb: np.ndarray, instances, dataset_dict: Optional[Dict] = None, *,
-                    score_thresh: float, nms_thresh: float, scale: float = 1.0) -> np.ndarray:
+def draw_comparison(
+    image_rgb: np.ndarray,
+    instances,
+    dataset_dict: Optional[Dict] = None,
+    *,
+    score_thresh: float,
+    nms_thresh: float,
+    scale: float = 1.0,
+) -> np.ndarray:
     """Ground truth (left, when given) beside the predictions (right; the detections of
     :func:`select_for_display`)."""
     pred = draw_predictions(image_rgb, instances, score_thresh, nms_thresh, scale)

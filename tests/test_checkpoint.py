@@ -1,15 +1,17 @@
 """Checkpoints of an interrupted run: atomic saves, resume past a truncated last file, and a
 NaN loss that stops training with the iteration and the loss terms."""
+
 import logging
 import os
 
-import deepacc_d2  # noqa: F401
 import pytest
 import torch
-from detectron2.engine import SimpleTrainer
 from torch import nn
 
+import deepacc_d2  # noqa: F401
 from deepacc_d2.checkpoint import AtomicCheckpointer
+
+from detectron2.engine import SimpleTrainer
 
 
 def test_atomic_save_and_resume_past_a_truncated_checkpoint(tmp_path, caplog):
@@ -19,8 +21,11 @@ def test_atomic_save_and_resume_past_a_truncated_checkpoint(tmp_path, caplog):
         with torch.no_grad():
             model.weight.fill_(float(iteration))
         checkpointer.save(f"model_{iteration:07d}", iteration=iteration)
-    assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_0000009.pth",
-                                            "model_0000019.pth"]  # no partial file left
+    assert sorted(os.listdir(tmp_path)) == [
+        "last_checkpoint",
+        "model_0000009.pth",
+        "model_0000019.pth",
+    ]  # no partial file left
     assert (tmp_path / "last_checkpoint").read_text() == "model_0000019.pth"
     # The last file is cut short (a full disk, a copy interrupted).
     last = tmp_path / "model_0000019.pth"

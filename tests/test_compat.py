@@ -1,4 +1,5 @@
 """Each compatibility fix: does its job where needed, changes nothing where not."""
+
 import glob
 import logging
 import os
@@ -127,7 +128,11 @@ def test_deepacc_command_prints_no_jit_script_deprecation():
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "deepacc_d2.cli", "karyotype", "--help"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "deepacc_d2.cli", "karyotype", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0 and "usage: deepacc karyotype" in proc.stdout
     assert "torch.jit.script" not in proc.stderr, proc.stderr

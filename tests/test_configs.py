@@ -1,15 +1,17 @@
 """Every YAML under configs/ loads (with _BASE_ chains) and builds its model on the CPU;
 ``setup_cfg`` and the schedule in epochs."""
+
 import glob
 import os
 
-import deepacc_d2  # noqa: F401  (compatibility fixes before detectron2)
 import pytest
 import torch
+
+import deepacc_d2  # noqa: F401  (compatibility fixes before detectron2)
+from deepacc_d2.config import epoch_schedule, setup_cfg
+
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
-
-from deepacc_d2.config import epoch_schedule, setup_cfg
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 ALL_CONFIGS = sorted(glob.glob(os.path.join(CONFIGS, "**", "*.yaml"), recursive=True))
@@ -27,8 +29,14 @@ def load(path):
 
 def test_every_row_has_its_config():
     names = {os.path.relpath(p, CONFIGS) for p in ALL_CONFIGS}
-    for row in ["a_faster_rcnn", "b_faster_rcnn_sep", "c_aam", "d_siamese", "e_aam_siamese",
-                "f_deepacc"]:
+    for row in [
+        "a_faster_rcnn",
+        "b_faster_rcnn_sep",
+        "c_aam",
+        "d_siamese",
+        "e_aam_siamese",
+        "f_deepacc",
+    ]:
         assert f"table1/{row}.yaml" in names
     for row in ["retinanet_R101_FPN", "faster_rcnn_R101_FPN", "deepacc_R101_FPN"]:
         assert f"table2/{row}.yaml" in names
@@ -63,7 +71,6 @@ def test_config_builds(path):
         assert type(model.roi_heads).__name__ == cfg.MODEL.ROI_HEADS.NAME
 
 
-
 # The input convention of each family of detectron2 ImageNet weights (detectron2's
 # config/defaults.py and MODEL_ZOO.md): MSRA (caffe) models take BGR with std 1, FAIR and
 # torchvision models take RGB with ImageNet's std.
@@ -91,8 +98,9 @@ def test_input_normalisation_matches_the_weights(path):
 def test_setup_cfg_merges_resolves_and_freezes(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     path = os.path.join(CONFIGS, "cpu", "f_deepacc_cpu.yaml")
-    cfg = setup_cfg(path, ["MODEL.DEVICE", "cuda", "TEST.KARYOTYPE.NMS_THRESH", "0.6"],
-                    weights="model.pth")
+    cfg = setup_cfg(
+        path, ["MODEL.DEVICE", "cuda", "TEST.KARYOTYPE.NMS_THRESH", "0.6"], weights="model.pth"
+    )
     assert cfg.is_frozen()
     assert cfg.MODEL.DEEPACC.GIA.ENABLED  # the file's keys
     assert cfg.TEST.KARYOTYPE.NMS_THRESH == 0.6  # the overrides
@@ -107,8 +115,18 @@ def test_setup_cfg_converts_epochs_only_for_training():
     name = "_test_setup_cfg_ten_images"
     DatasetCatalog.register(name, lambda: [{}] * 10)
     try:
-        opts = ["DATASETS.TRAIN", f"('{name}',)", "SOLVER.IMS_PER_BATCH", "2",
-                "SOLVER.EPOCHS", "4", "SOLVER.EPOCH_STEPS", "(3,)", "SOLVER.MAX_ITER", "7"]
+        opts = [
+            "DATASETS.TRAIN",
+            f"('{name}',)",
+            "SOLVER.IMS_PER_BATCH",
+            "2",
+            "SOLVER.EPOCHS",
+            "4",
+            "SOLVER.EPOCH_STEPS",
+            "(3,)",
+            "SOLVER.MAX_ITER",
+            "7",
+        ]
         path = os.path.join(CONFIGS, "cpu", "f_deepacc_cpu.yaml")
         cfg = setup_cfg(path, opts, training=True)
         # 10 images, batch 2: 5 iterations per epoch

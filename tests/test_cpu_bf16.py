@@ -1,17 +1,19 @@
 """bfloat16 autocast on the CPU: when it is used, and that it computes the same losses as
 float32 within a stated tolerance."""
+
 import os
 import sys
 
-import deepacc_d2  # noqa: F401
 import pytest
 import torch
+
+import deepacc_d2  # noqa: F401
+from deepacc_d2 import add_deepacc_config
+from deepacc_d2.cpu import cpu_has_bf16, use_cpu_bf16
+
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
-
-from deepacc_d2 import add_deepacc_config
-from deepacc_d2.cpu import cpu_has_bf16, use_cpu_bf16
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_roi_heads import metaphase, small_cfg  # noqa: E402

@@ -1,4 +1,5 @@
 """Dataset loaders: the real CIL VOC files, COCO json by category name, bad files."""
+
 import json
 import logging
 import os
@@ -30,8 +31,10 @@ def test_canonical_classes_and_groups():
 def test_cil24_real_images(cil24):
     # Values read by hand from Annotations/103064.xml: 524x581, first object A1 with
     # xmin 237 ymin 274 xmax 303 ymax 393 (1-based VOC -> 236, 273 0-based).
-    d = parse_voc_xml(os.path.join(cil24, "Annotations", "103064.xml"),
-                      os.path.join(cil24, "JPEGImages", "103064.jpg"))
+    d = parse_voc_xml(
+        os.path.join(cil24, "Annotations", "103064.xml"),
+        os.path.join(cil24, "JPEGImages", "103064.jpg"),
+    )
     assert (d["width"], d["height"]) == (524, 581)
     first = d["annotations"][0]
     assert first["bbox"] == [236.0, 273.0, 303.0, 393.0] and first["category_id"] == 0
@@ -55,8 +58,10 @@ def test_cil24_real_images(cil24):
 
 VOC_TEMPLATE = """<annotation><size><width>100</width><height>80</height><depth>3</depth></size>
 {objects}</annotation>"""
-OBJ = ("<object><name>{name}</name><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax>"
-       "<ymax>{y1}</ymax></bndbox></object>")
+OBJ = (
+    "<object><name>{name}</name><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax>"
+    "<ymax>{y1}</ymax></bndbox></object>"
+)
 
 
 def _voc_folder(tmp_path, files):
@@ -70,18 +75,25 @@ def _voc_folder(tmp_path, files):
 
 def test_bad_voc_files_are_named_and_skipped(tmp_path, caplog):
     good = VOC_TEMPLATE.format(objects=OBJ.format(name="X", x0=11, y0=21, x1=30, y1=40))
-    root = _voc_folder(tmp_path, {
-        "a_good": good,
-        "b_broken": "<annotation><size>",
-        "c_unknown": VOC_TEMPLATE.format(objects=OBJ.format(name="H7", x0=1, y0=1, x1=5, y1=5)),
-        "d_empty_box": VOC_TEMPLATE.format(objects=OBJ.format(name="A1", x0=9, y0=1, x1=5, y1=5)),
-        # far outside the 100 x 80 image: a wrong label, never loaded as is
-        "e_outside": VOC_TEMPLATE.format(objects=OBJ.format(name="A1", x0=9, y0=1, x1=99999,
-                                                            y1=5)),
-        # 1 px past the border (labelling tools round): clipped
-        "f_border": VOC_TEMPLATE.format(objects=OBJ.format(name="B4", x0=90, y0=70, x1=101,
-                                                           y1=81)),
-    })
+    root = _voc_folder(
+        tmp_path,
+        {
+            "a_good": good,
+            "b_broken": "<annotation><size>",
+            "c_unknown": VOC_TEMPLATE.format(objects=OBJ.format(name="H7", x0=1, y0=1, x1=5, y1=5)),
+            "d_empty_box": VOC_TEMPLATE.format(
+                objects=OBJ.format(name="A1", x0=9, y0=1, x1=5, y1=5)
+            ),
+            # far outside the 100 x 80 image: a wrong label, never loaded as is
+            "e_outside": VOC_TEMPLATE.format(
+                objects=OBJ.format(name="A1", x0=9, y0=1, x1=99999, y1=5)
+            ),
+            # 1 px past the border (labelling tools round): clipped
+            "f_border": VOC_TEMPLATE.format(
+                objects=OBJ.format(name="B4", x0=90, y0=70, x1=101, y1=81)
+            ),
+        },
+    )
     with caplog.at_level(logging.WARNING):
         dicts = load_cil24_voc(root, "all", dataset_name="toy")
     assert [d["image_id"] for d in dicts] == ["a_good", "f_border"]
@@ -92,14 +104,17 @@ def test_bad_voc_files_are_named_and_skipped(tmp_path, caplog):
     assert "b_broken.xml: not a readable XML" in caplog.text
     assert "c_unknown.xml: object 0 has unknown class name 'H7'" in caplog.text
     assert "d_empty_box.xml: object 0 (A1): empty box" in caplog.text
-    assert "e_outside.xml: object 0 (A1): box [8.0, 0.0, 99999.0, 5.0] lies outside the " \
+    assert (
+        "e_outside.xml: object 0 (A1): box [8.0, 0.0, 99999.0, 5.0] lies outside the "
         "100x80 image" in caplog.text
+    )
 
 
 def test_coco_json_maps_categories_by_name(tmp_path):
     data = {
-        "images": [{"id": 7, "file_name": "a.png", "width": 50, "height": 40,
-                    "karyotype": "47,XY,+21"}],
+        "images": [
+            {"id": 7, "file_name": "a.png", "width": 50, "height": 40, "karyotype": "47,XY,+21"}
+        ],
         # ids in an order unlike ours: mapping must go by name
         "categories": [{"id": 1, "name": "Y"}, {"id": 5, "name": "21"}, {"id": 9, "name": "C7"}],
         "annotations": [
@@ -114,16 +129,21 @@ def test_coco_json_maps_categories_by_name(tmp_path):
     (d,) = load_karyotype_coco_json(str(path), "/imgs")
     assert d["file_name"] == "/imgs/a.png" and d["karyotype"] == "47,XY,+21"
     assert [(a["bbox"], a["category_id"]) for a in d["annotations"]] == [
-        ([1, 2, 11, 22], 20), ([3, 4, 8, 10], 23), ([0, 0, 2, 2], 6)]
+        ([1, 2, 11, 22], 20),
+        ([3, 4, 8, 10], 23),
+        ([0, 0, 2, 2], 6),
+    ]
 
 
 def test_coco_bad_annotation_skips_its_image(tmp_path, caplog):
     # An unusable annotation would leave its chromosome labelled background: the image goes.
     data = {
-        "images": [{"id": 1, "file_name": "good.png", "width": 50, "height": 40},
-                   {"id": 2, "file_name": "far.png", "width": 50, "height": 40},
-                   {"id": 3, "file_name": "dup.png", "width": 50, "height": 40},
-                   {"id": 3, "file_name": "dup2.png", "width": 50, "height": 40}],
+        "images": [
+            {"id": 1, "file_name": "good.png", "width": 50, "height": 40},
+            {"id": 2, "file_name": "far.png", "width": 50, "height": 40},
+            {"id": 3, "file_name": "dup.png", "width": 50, "height": 40},
+            {"id": 3, "file_name": "dup2.png", "width": 50, "height": 40},
+        ],
         "categories": [{"id": 1, "name": "1"}],
         "annotations": [
             {"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 10, 20]},
@@ -144,8 +164,9 @@ def test_coco_bad_annotation_skips_its_image(tmp_path, caplog):
 def _voc_with_a_truncated_image(tmp_path, num_good):
     """good0..good<n-1> and trunc, whose JPEG is cut in half; one chromosome X each."""
     obj = OBJ.format(name="X", x0=11, y0=21, x1=30, y1=40)
-    root = _voc_folder(tmp_path, {f"good{i}": VOC_TEMPLATE.format(objects=obj)
-                                  for i in range(num_good)})
+    root = _voc_folder(
+        tmp_path, {f"good{i}": VOC_TEMPLATE.format(objects=obj) for i in range(num_good)}
+    )
     good = (tmp_path / "JPEGImages" / "good0.jpg").read_bytes()
     (tmp_path / "JPEGImages" / "trunc.jpg").write_bytes(good[: len(good) // 2])
     (tmp_path / "Annotations" / "trunc.xml").write_text(VOC_TEMPLATE.format(objects=obj))
@@ -155,18 +176,18 @@ def _voc_with_a_truncated_image(tmp_path, num_good):
 def test_training_loader_skips_a_truncated_image_by_name(tmp_path, caplog):
     # An overnight run must not die in a loader worker on one bad file: the mapper names it
     # and detectron2's MapDataset draws another image instead.
+    from deepacc_d2 import add_deepacc_config
+    from deepacc_d2.data.mapper import MetaphaseDatasetMapper
+
     from detectron2.config import get_cfg
     from detectron2.data.common import MapDataset
-
-    from deepacc_d2 import add_deepacc_config
-    from deepacc_d2.synth.dataset import SynthDatasetMapper
 
     dicts = load_cil24_voc(_voc_with_a_truncated_image(tmp_path, 3), "all")
     assert [d["image_id"] for d in dicts] == ["good0", "good1", "good2", "trunc"]
     cfg = get_cfg()
     add_deepacc_config(cfg)
     cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN = (80,), 100
-    mapper = SynthDatasetMapper(cfg, is_train=True)
+    mapper = MetaphaseDatasetMapper(cfg, is_train=True)
     with caplog.at_level(logging.ERROR):
         assert mapper(dicts[3]) is None
     assert "trunc.jpg: cannot read image" in caplog.text
@@ -174,15 +195,15 @@ def test_training_loader_skips_a_truncated_image_by_name(tmp_path, caplog):
     assert mapped["image_id"].startswith("good") and len(mapped["instances"]) == 1
     # at test time the same file is an error that names it
     with pytest.raises(ValueError, match="trunc.jpg"):
-        SynthDatasetMapper(cfg, is_train=False)(dicts[3])
+        MetaphaseDatasetMapper(cfg, is_train=False)(dicts[3])
 
 
 def test_evaluation_leaves_out_an_unreadable_image_by_name(tmp_path, caplog):
-    from detectron2.config import get_cfg
-    from detectron2.data import DatasetCatalog, MetadataCatalog
-
     from deepacc_d2 import add_deepacc_config
     from deepacc_d2.data.images import build_eval_loader
+
+    from detectron2.config import get_cfg
+    from detectron2.data import DatasetCatalog, MetadataCatalog
 
     root = _voc_with_a_truncated_image(tmp_path, 2)
     name = "toy_eval_with_a_bad_image"

@@ -4,13 +4,14 @@ DistributedDataParallel, its siamese branch still takes each image's centers fro
 alone, and the evaluator's gathered metrics equal a one-process evaluation of the same
 predictions. (detectron2 0.6's ``launch`` is CUDA-only, so the processes are started here.)
 """
+
 import os
 
-import deepacc_d2  # noqa: F401
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+import deepacc_d2  # noqa: F401
 from deepacc_d2.evaluation.karyotype_evaluation import KaryotypeEvaluator, evaluate_predictions
 
 WORLD = 2
@@ -31,9 +32,16 @@ def _image(i):
     image = torch.full((3, 128, 128), 220.0)
     for x0, y0, x1, y1 in boxes:
         image[:, y0:y1, x0:x1] = 40.0
-    return {"image": image, "height": 128, "width": 128, "image_id": i,
-            "annotations": [{"bbox": list(b), "bbox_mode": BoxMode.XYXY_ABS, "category_id": c}
-                            for b, c in zip(boxes, classes)]}
+    return {
+        "image": image,
+        "height": 128,
+        "width": 128,
+        "image_id": i,
+        "annotations": [
+            {"bbox": list(b), "bbox_mode": BoxMode.XYXY_ABS, "category_id": c}
+            for b, c in zip(boxes, classes)
+        ],
+    }
 
 
 def _train_input(i):
@@ -41,7 +49,9 @@ def _train_input(i):
 
     d = _image(i)
     targets = Instances((128, 128))
-    targets.gt_boxes = Boxes(torch.tensor([a["bbox"] for a in d["annotations"]], dtype=torch.float32))
+    targets.gt_boxes = Boxes(
+        torch.tensor([a["bbox"] for a in d["annotations"]], dtype=torch.float32)
+    )
     targets.gt_classes = torch.tensor([a["category_id"] for a in d["annotations"]])
     return dict(d, instances=targets)
 
@@ -50,12 +60,12 @@ def _worker(rank, init_file, out_dir):
     import sys
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from detectron2.modeling import build_model
-    from detectron2.utils.events import EventStorage
     from test_roi_heads import small_cfg
 
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
-                            world_size=WORLD)
+    from detectron2.modeling import build_model
+    from detectron2.utils.events import EventStorage
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     torch.manual_seed(0)  # the same initial weights in both processes
     # δ below every cosine: each class with a candidate uses a local center, so centers
     # taken across the two images of a batch would change image 0's scores
@@ -78,8 +88,11 @@ def _worker(rank, init_file, out_dir):
         alone = model([_image(0)])
     # batched and single convolutions may differ in the last float bits, nothing more
     a, b = pair[0]["instances"], alone[0]["instances"]
-    per_image = len(a) == len(b) > 0 and torch.allclose(a.scores, b.scores, atol=1e-4) and \
-        torch.allclose(a.class_scores, b.class_scores, atol=1e-4)
+    per_image = (
+        len(a) == len(b) > 0
+        and torch.allclose(a.scores, b.scores, atol=1e-4)
+        and torch.allclose(a.class_scores, b.class_scores, atol=1e-4)
+    )
     evaluator = KaryotypeEvaluator(None, None, distributed=True, **THRESHOLDS)
     mine = [i for i in range(len(LAYOUTS)) if i % WORLD == rank]
     predictions = []
@@ -89,8 +102,10 @@ def _worker(rank, init_file, out_dir):
             evaluator.process([_image(i)], outputs)
             predictions.append((i, outputs[0]["instances"]))
     metrics = evaluator.evaluate()
-    torch.save({"predictions": predictions, "metrics": metrics, "sums": sums,
-                "per_image": per_image}, os.path.join(out_dir, f"rank{rank}.pt"))
+    torch.save(
+        {"predictions": predictions, "metrics": metrics, "sums": sums, "per_image": per_image},
+        os.path.join(out_dir, f"rank{rank}.pt"),
+    )
     dist.destroy_process_group()
 
 

@@ -5,6 +5,7 @@ are worked out in the comments, plus a cross-check against pycocotools on real C
 Boxes are XYXY; the unit square A = [0, 0, 10, 10] has area 100, and boxes on different
 "chromosomes" are placed far apart (IoU 0) unless a comment says otherwise.
 """
+
 import glob
 import math
 import os
@@ -14,10 +15,6 @@ import pytest
 import torch
 
 import deepacc_d2  # noqa: F401  (compatibility fixes before detectron2)
-from detectron2.config import get_cfg
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.structures import BoxMode, Boxes, Instances
-
 from deepacc_d2 import add_deepacc_config
 from deepacc_d2.classes import CLASS_NAMES, NUM_CLASSES
 from deepacc_d2.evaluation import (
@@ -35,6 +32,10 @@ from deepacc_d2.evaluation.metrics import (
     precision_recall,
     top1_mask,
 )
+
+from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.structures import Boxes, BoxMode, Instances
 
 
 def square(x, y=0.0, size=10.0):
@@ -91,7 +92,8 @@ def test_average_precision_known_curve():
     np.testing.assert_allclose(precision, [1, 1 / 2, 2 / 3, 1 / 2, 3 / 5, 1 / 2])
     assert average_precision(recall, precision, "all") == pytest.approx(0.25 * (1 + 2 / 3 + 3 / 5))
     assert average_precision(recall, precision, "coco101") == pytest.approx(
-        (26 + 50 / 3 + 15) / 101)
+        (26 + 50 / 3 + 15) / 101
+    )
     assert average_precision(np.zeros(0), np.zeros(0)) == 0.0
 
 
@@ -99,9 +101,17 @@ def test_ap_known_curve_end_to_end_and_pycocotools():
     # The same curve built from boxes: 4 ground truths of class "1", detections on
     # A (.9, TP), E-shifted nowhere (.8, FP), B (.7, TP), far (.6, FP), C (.5, TP), far (.4, FP).
     far = [square(1000.0 + 50 * i, 500.0) for i in range(3)]
-    im = image([(A, 0), (B, 0), (C, 0), (D, 0)],
-               [(A, 0, 0.9), (far[0], 0, 0.8), (B, 0, 0.7), (far[1], 0, 0.6), (C, 0, 0.5),
-                (far[2], 0, 0.4)])
+    im = image(
+        [(A, 0), (B, 0), (C, 0), (D, 0)],
+        [
+            (A, 0, 0.9),
+            (far[0], 0, 0.8),
+            (B, 0, 0.7),
+            (far[1], 0, 0.6),
+            (C, 0, 0.5),
+            (far[2], 0, 0.4),
+        ],
+    )
     m, _ = metrics_of(im)
     assert m["mAP"] == pytest.approx(100 * 0.25 * (1 + 2 / 3 + 3 / 5))
     assert m["mAP101"] == pytest.approx(100 * (26 + 50 / 3 + 15) / 101)
@@ -139,8 +149,16 @@ def test_perfect_detections():
     # Every chromosome found once with its class: everything 100, AER 0.
     gt = [(A, 0), (B, 1), (C, 23)]
     m, details = metrics_of(image(gt, [(box, k, 0.9) for box, k in gt]))
-    for key in ("mAP", "mAPmax", "Acc", "COCO_AP", "COCO_AP50", "COCO_AP75", "mAP101",
-                "CountExact"):
+    for key in (
+        "mAP",
+        "mAPmax",
+        "Acc",
+        "COCO_AP",
+        "COCO_AP50",
+        "COCO_AP75",
+        "mAP101",
+        "CountExact",
+    ):
         assert m[key] == pytest.approx(100.0), key
     assert m["AER"] == 0.0 and m["CountMAE"] == 0.0
     assert (m["TP"], m["FP"], m["FN"]) == (3, 0, 0)
@@ -222,8 +240,7 @@ def test_fn_is_a_truth_no_kept_prediction_was_matched_to():
 def test_low_score_box_dropped():
     # Kept for Acc/AER: A (.9, TP), B (.6, TP) and D (.5: >= p is kept, FP on nothing);
     # C (.3) is dropped. TP 2, FP 1, FN 0: Acc 2/3, AER 1/2 (with C: 2/4 and 2/2).
-    m, _ = metrics_of(image([(A, 0), (B, 1)],
-                            [(A, 0, 0.9), (B, 1, 0.6), (C, 5, 0.3), (D, 5, 0.5)]))
+    m, _ = metrics_of(image([(A, 0), (B, 1)], [(A, 0, 0.9), (B, 1, 0.6), (C, 5, 0.3), (D, 5, 0.5)]))
     assert (m["TP"], m["FP"], m["FN"], m["num_pred"]) == (2, 1, 0, 3)
     assert m["Acc"] == pytest.approx(200 / 3) and m["AER"] == 50.0
     assert m["mAP"] == 100.0  # class "6" has no truth; "1" and "2" are perfect
@@ -270,8 +287,15 @@ def test_image_without_ground_truth():
     m, details = metrics_of(image([(A, 0)], [(A, 0, 0.9)]), empty)
     assert m["mAP"] == 50.0 and m["COCO_AP50"] == pytest.approx(50.0)
     assert m["Acc"] == 50.0 and m["AER"] == 100.0
-    assert details["per_image"][1] == {"image_id": "empty", "file_name": "", "num_gt": 0,
-                                       "num_pred": 1, "TP": 0, "FP": 1, "FN": 0}
+    assert details["per_image"][1] == {
+        "image_id": "empty",
+        "file_name": "",
+        "num_gt": 0,
+        "num_pred": 1,
+        "TP": 0,
+        "FP": 1,
+        "FN": 0,
+    }
     # Nothing at all: NaN, no crash.
     m, _ = metrics_of(image([], []))
     assert math.isnan(m["mAP"]) and math.isnan(m["Acc"]) and math.isnan(m["AER"])
@@ -289,8 +313,15 @@ def test_match_karyotype_confusion_only_on_unclaimed_truths():
     # A "1" (.9 TP); a "2" on A (.8) is an FP but A is taken -> no confusion entry.
     # B "3" truth called "4" (.7) -> confusion[3-1, 4-1].
     gt_boxes, gt_classes = np.array([A, B]), np.array([0, 2])
-    judged = match_karyotype(gt_boxes, gt_classes, np.array([A, A, B]),
-                             np.array([0.9, 0.8, 0.7]), np.array([0, 1, 3]), 0.5, NUM_CLASSES)
+    judged = match_karyotype(
+        gt_boxes,
+        gt_classes,
+        np.array([A, A, B]),
+        np.array([0.9, 0.8, 0.7]),
+        np.array([0, 1, 3]),
+        0.5,
+        NUM_CLASSES,
+    )
     assert judged["is_tp"].tolist() == [True, False, False]
     assert judged["gt_index"].tolist() == [0, -1, 1]
     assert judged["is_fn"].tolist() == [False, False]
@@ -312,16 +343,29 @@ def _instances(dets, class_scores=None, size=(1200, 1600)):
 
 def _dataset_dict(image_id, gt):
     # XYWH on purpose: the evaluator converts by bbox_mode.
-    return {"image_id": image_id, "file_name": f"{image_id}.jpg", "height": 1200,
-            "width": 1600, "annotations": [
-                {"bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "bbox_mode": BoxMode.XYWH_ABS,
-                 "category_id": k} for b, k in gt]}
+    return {
+        "image_id": image_id,
+        "file_name": f"{image_id}.jpg",
+        "height": 1200,
+        "width": 1600,
+        "annotations": [
+            {
+                "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                "bbox_mode": BoxMode.XYWH_ABS,
+                "category_id": k,
+            }
+            for b, k in gt
+        ],
+    }
 
 
 def test_evaluator_on_registered_dataset(tmp_path):
     name = "_test_karyotype_eval"
-    dicts = [_dataset_dict("a", [(A, 0), (B, 1)]), _dataset_dict("b", [(A, 0)]),
-             _dataset_dict("c", [])]
+    dicts = [
+        _dataset_dict("a", [(A, 0), (B, 1)]),
+        _dataset_dict("b", [(A, 0)]),
+        _dataset_dict("c", []),
+    ]
     DatasetCatalog.register(name, lambda: dicts)
     MetadataCatalog.get(name).set(thing_classes=list(CLASS_NAMES))
     try:
@@ -335,9 +379,11 @@ def test_evaluator_on_registered_dataset(tmp_path):
         inputs = [{"image_id": d["image_id"], "file_name": d["file_name"]} for d in dicts]
         class_scores = np.zeros((2, NUM_CLASSES))
         class_scores[:, :2] = [0.6, 0.4]  # one proposal on A, two detections
-        outputs = [{"instances": _instances([(A, 0, 0.9), (B, 2, 0.8)])},
-                   {"instances": _instances([(A, 0, 0.6), (A, 1, 0.4)], class_scores)},
-                   {"instances": _instances([])}]
+        outputs = [
+            {"instances": _instances([(A, 0, 0.9), (B, 2, 0.8)])},
+            {"instances": _instances([(A, 0, 0.6), (A, 1, 0.4)], class_scores)},
+            {"instances": _instances([])},
+        ]
         evaluator.process(inputs[:2], outputs[:2])
         evaluator.process(inputs[2:], outputs[2:])
         results = evaluator.evaluate()["karyotype"]
@@ -350,8 +396,13 @@ def test_evaluator_on_registered_dataset(tmp_path):
     # AP "1": two TPs -> 100; "2": its one detection (b's A as "2") hits no "2" -> 0. mAP 50.
     assert results["mAP"] == 50.0 and results["mAPmax"] == 50.0
     assert all(isinstance(v, float) for v in results.values())
-    for f in ("karyotype_confusion.png", "karyotype_per_class_ap.png", "karyotype_confusion.csv",
-              "karyotype_per_image.csv", "karyotype_details.json"):
+    for f in (
+        "karyotype_confusion.png",
+        "karyotype_per_class_ap.png",
+        "karyotype_confusion.csv",
+        "karyotype_per_image.csv",
+        "karyotype_details.json",
+    ):
         assert (tmp_path / f).stat().st_size > 0, f
     rows = (tmp_path / "karyotype_per_image.csv").read_text().splitlines()
     assert rows[0] == "image_id,file_name,num_gt,num_pred,TP,FP,FN"
@@ -405,8 +456,13 @@ def _noisy_detections(gt_boxes, gt_classes, rng):
     x_max, y_max = gt_boxes[:, 2].max(), gt_boxes[:, 3].max()
     for _ in range(8):  # boxes on nothing in particular
         x, y = rng.random() * x_max, rng.random() * y_max
-        dets.append(([x, y, x + 20 + 60 * rng.random(), y + 20 + 60 * rng.random()],
-                     int(rng.integers(NUM_CLASSES)), float(rng.random())))
+        dets.append(
+            (
+                [x, y, x + 20 + 60 * rng.random(), y + 20 + 60 * rng.random()],
+                int(rng.integers(NUM_CLASSES)),
+                float(rng.random()),
+            )
+        )
     return dets
 
 
@@ -418,15 +474,17 @@ def test_ap50_agrees_with_pycocotools_on_cil(cil24):
     images = []
     for xml in xml_files:
         d = parse_voc_xml(xml, xml.replace(".xml", ".jpg"))
-        gt = [(BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS), a["category_id"])
-              for a in d["annotations"]]
+        gt = [
+            (BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS), a["category_id"])
+            for a in d["annotations"]
+        ]
         gt_boxes = np.array([g[0] for g in gt])
-        images.append(image(gt, _noisy_detections(gt_boxes, [g[1] for g in gt], rng),
-                            image_id=d["image_id"]))
+        images.append(
+            image(gt, _noisy_detections(gt_boxes, [g[1] for g in gt], rng), image_id=d["image_id"])
+        )
     assert sum(len(im["gt_classes"]) for im in images) > 200
 
-    ours = per_class_average_precision(images, NUM_CLASSES, 0.5,
-                                       interpolations=("all", "coco101"))
+    ours = per_class_average_precision(images, NUM_CLASSES, 0.5, interpolations=("all", "coco101"))
     coco = coco_average_precision(images, NUM_CLASSES)
     # Same matching and the same 101 samples: equal per class up to float rounding.
     np.testing.assert_allclose(ours["coco101"], coco["AP50_per_class"], rtol=0, atol=1e-9)

@@ -1,4 +1,5 @@
 """Export: trace at one size, run at another, save and reload, compare with the eager model."""
+
 import os
 
 import numpy as np
@@ -6,11 +7,11 @@ import pytest
 import torch
 
 import deepacc_d2  # noqa: F401
-from detectron2.data import transforms as T
-from detectron2.modeling import build_model
-
 from deepacc_d2.config import setup_cfg
 from deepacc_d2.export import KaryotypeTorchScript, export_torchscript
+
+from detectron2.data import transforms as T
+from detectron2.modeling import build_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,14 +25,28 @@ def _eager(model, image):
 def test_trace_one_size_run_another(tmp_path, config):
     torch.manual_seed(0)
     # score threshold 0 so that a random model still yields detections to compare
-    cfg = setup_cfg(os.path.join(REPO, "configs", "cpu", config),
-                    ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "INPUT.MIN_SIZE_TEST", "200",
-                     "INPUT.MAX_SIZE_TEST", "256"])
+    cfg = setup_cfg(
+        os.path.join(REPO, "configs", "cpu", config),
+        [
+            "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+            "0.0",
+            "INPUT.MIN_SIZE_TEST",
+            "200",
+            "INPUT.MAX_SIZE_TEST",
+            "256",
+        ],
+    )
     model = build_model(cfg).eval()
     path = str(tmp_path / "model.ts")
     info = export_torchscript(model, torch.rand(3, 160, 224) * 255, path, cfg)
-    assert info["outputs"] == ["all_classes", "class_scores", "pred_boxes", "pred_classes",
-                               "scores", "top1"]
+    assert info["outputs"] == [
+        "all_classes",
+        "class_scores",
+        "pred_boxes",
+        "pred_classes",
+        "scores",
+        "top1",
+    ]
 
     exported = KaryotypeTorchScript(path)  # reloaded from disk
     image = torch.rand(3, 200, 256) * 255  # another size than traced
@@ -48,8 +63,10 @@ def test_trace_one_size_run_another(tmp_path, config):
 
 def test_wrapper_resizes_like_detectron2_and_scales_boxes_back(tmp_path):
     torch.manual_seed(0)
-    cfg = setup_cfg(os.path.join(REPO, "configs", "cpu", "f_deepacc_cpu.yaml"),
-                    ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"])  # MIN 480, MAX 640
+    cfg = setup_cfg(
+        os.path.join(REPO, "configs", "cpu", "f_deepacc_cpu.yaml"),
+        ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"],
+    )  # MIN 480, MAX 640
     model = build_model(cfg).eval()
     path = str(tmp_path / "model.ts")
     export_torchscript(model, torch.rand(3, 240, 320) * 255, path, cfg)

@@ -1,5 +1,6 @@
 """tools/install_detectron2.py gets the sdist through pip (the user's index, mirror or
 wheelhouse) and refuses a file whose sha256 is not the pinned one."""
+
 import importlib.util
 import os
 import tarfile
@@ -11,7 +12,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _installer():
     spec = importlib.util.spec_from_file_location(
-        "install_detectron2", os.path.join(REPO, "tools", "install_detectron2.py"))
+        "install_detectron2", os.path.join(REPO, "tools", "install_detectron2.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -22,9 +24,9 @@ def _fake_sdist(folder):
     root = folder / "pb1-detectron2-0.6"
     root.mkdir()
     (root / "setup.py").write_text(
-        "from setuptools import setup\nsetup(name='pb1-detectron2', version='0.6')\n")
-    (root / "PKG-INFO").write_text(
-        "Metadata-Version: 2.1\nName: pb1-detectron2\nVersion: 0.6\n")
+        "from setuptools import setup\nsetup(name='pb1-detectron2', version='0.6')\n"
+    )
+    (root / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: pb1-detectron2\nVersion: 0.6\n")
     path = folder / "pb1-detectron2-0.6.tar.gz"
     with tarfile.open(path, "w:gz") as tar:
         tar.add(root, arcname="pb1-detectron2-0.6")

@@ -2,15 +2,15 @@
 From detections to a karyotype: ISCN calls and review flags on hand-built detection sets, the
 case (clonality) rule, the karyogram's slots, and a folder with bad files.
 """
+
 import json
 import os
 
-import deepacc_d2  # noqa: F401  (compatibility fixes, registration)
 import numpy as np
 import pytest
-from detectron2.config import get_cfg
 from PIL import Image
 
+import deepacc_d2  # noqa: F401  (compatibility fixes, registration)
 from deepacc_d2 import add_deepacc_config
 from deepacc_d2.classes import CLASS_NAMES, NUM_CLASSES
 from deepacc_d2.data.images import read_metaphase
@@ -18,6 +18,8 @@ from deepacc_d2.inference import output_stems
 from deepacc_d2.karyotype import case_karyotype, karyotype_counts, numerical_karyotype
 from deepacc_d2.karyotype.cell import ReviewRules, cell_record
 from deepacc_d2.karyotype.karyogram import draw_karyogram
+
+from detectron2.config import get_cfg
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -32,8 +34,12 @@ def cell(names, score=0.99, second=None):
     """Counted detections of a cell: one 10x30 box per chromosome on a grid, confident calls
     (``second``: {index: (class name, score)} gives a detection a runner-up class)."""
     n = len(names)
-    boxes = np.array([[40.0 * (i % 12), 50.0 * (i // 12), 40.0 * (i % 12) + 10,
-                       50.0 * (i // 12) + 30] for i in range(n)]).reshape(-1, 4)
+    boxes = np.array(
+        [
+            [40.0 * (i % 12), 50.0 * (i // 12), 40.0 * (i % 12) + 10, 50.0 * (i // 12) + 30]
+            for i in range(n)
+        ]
+    ).reshape(-1, 4)
     classes = np.array([CLASS_NAMES.index(c) for c in names], dtype=np.int64)
     scores = np.full(n, score)
     class_scores = np.zeros((n, NUM_CLASSES))
@@ -51,14 +57,17 @@ def flags_of(record):
     return sorted(f["flag"] for f in record["flags"])
 
 
-@pytest.mark.parametrize("names, iscn", [
-    (normal("XX"), "46,XX"),
-    (normal("XY"), "46,XY"),
-    (normal("XY") + ["21"], "47,XY,+21"),
-    (normal("X"), "45,X"),
-    (normal("XXY"), "47,XXY"),
-    (normal("XY") + ["13", "21"], "48,XY,+13,+21"),
-])
+@pytest.mark.parametrize(
+    "names, iscn",
+    [
+        (normal("XX"), "46,XX"),
+        (normal("XY"), "46,XY"),
+        (normal("XY") + ["21"], "47,XY,+21"),
+        (normal("X"), "45,X"),
+        (normal("XXY"), "47,XXY"),
+        (normal("XY") + ["13", "21"], "48,XY,+13,+21"),
+    ],
+)
 def test_calls(names, iscn):
     record = cell_record(cell(names), rules())
     assert record["karyotype"] == iscn
@@ -134,9 +143,9 @@ def rods_image(names, gray_of):
     boxes = []
     for i, name in enumerate(names):
         x, y = 20 + 50 * (i % 11), 20 + 90 * (i // 11)
-        image[y:y + 40, x:x + 8] = gray_of[name]
-        image[y + 12:y + 14, x:x + 2] = 230  # the constriction: centromere, p arm on top
-        image[y + 12:y + 14, x + 6:x + 8] = 230
+        image[y : y + 40, x : x + 8] = gray_of[name]
+        image[y + 12 : y + 14, x : x + 2] = 230  # the constriction: centromere, p arm on top
+        image[y + 12 : y + 14, x + 6 : x + 8] = 230
         boxes.append([x - 3, y - 3, x + 11, y + 43])
     return image, np.array(boxes, float)
 
@@ -159,15 +168,18 @@ def test_karyogram_puts_each_chromosome_in_its_slot():
     # the empty slots hold no chromosome pixel (nothing darker than the labels' colours)
     for name in ("3", "22", "Y"):
         x0, y0, x1, y1 = slots[name]
-        assert gray[y0 + 3:y1 - 20, x0 + 3:x1 - 3].min() > 200, name
+        assert gray[y0 + 3 : y1 - 20, x0 + 3 : x1 - 3].min() > 200, name
     # empty and overfull slots are outlined red (no Y is no error); the low-confidence 21 gets
     # an orange frame
     red = (picture[..., 0] > 200) & (picture[..., 1] < 60) & (picture[..., 2] < 60)
-    orange = (picture[..., 0] > 230) & (np.abs(picture[..., 1].astype(int) - 130) < 20) & \
-        (picture[..., 2] < 40)
+    orange = (
+        (picture[..., 0] > 230)
+        & (np.abs(picture[..., 1].astype(int) - 130) < 20)
+        & (picture[..., 2] < 40)
+    )
     for name, marked in (("3", True), ("21", True), ("1", False), ("X", False), ("Y", False)):
         x0, y0, x1, y1 = slots[name]
-        assert red[y0:y1 + 1, x0:x1 + 1].any() == marked, name
+        assert red[y0 : y1 + 1, x0 : x1 + 1].any() == marked, name
     x0, y0, x1, y1 = slots["21"]
     assert orange[y0:y1, x0:x1].any()
     # three 21s sit side by side: their slot is wider than a pair's

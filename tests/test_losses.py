@@ -2,29 +2,31 @@
 The DeepACC loss pieces (deepacc_d2/modeling/losses.py) on toys small enough to do by hand.
 Shapes: R proposals, K foreground classes, label K = background, D feature dim.
 """
+
 import math
 
-import deepacc_d2  # noqa: F401  (compatibility fixes before detectron2)
 import numpy as np
 import pytest
 import torch
-from detectron2.config import get_cfg
-from detectron2.layers import ShapeSpec
-from detectron2.modeling.box_regression import Box2BoxTransform
-from detectron2.structures import Boxes, Instances
-from detectron2.utils.events import EventStorage
 
+import deepacc_d2  # noqa: F401  (compatibility fixes before detectron2)
 from deepacc_d2.classes import NUM_CLASSES, group_adjacency_matrix
 from deepacc_d2.modeling import DeepACCOutputLayers
 from deepacc_d2.modeling.losses import (
     aam_logits,
     aam_loss,
     additive_angular_margin,
-    group_inner_adjacency_loss,
     center_candidates,
+    group_inner_adjacency_loss,
     local_class_centers,
     siamese_logits,
 )
+
+from detectron2.config import get_cfg
+from detectron2.layers import ShapeSpec
+from detectron2.modeling.box_regression import Box2BoxTransform
+from detectron2.structures import Boxes, Instances
+from detectron2.utils.events import EventStorage
 
 COS_M, SIN_M = math.cos(0.25), math.sin(0.25)  # 0.968912, 0.247404
 
@@ -50,8 +52,9 @@ def test_additive_angular_margin_by_hand():
 
 def test_aam_numerics_never_nan():
     # |cos θ| = 1 exactly (arccos'/sqrt' infinite there), θ + m past π, zero features.
-    cosine = torch.tensor([[1.0, -1.0, 0.0], [-1.0, 1.0, 0.0], [-0.999, 0.2, 0.1]],
-                          requires_grad=True)
+    cosine = torch.tensor(
+        [[1.0, -1.0, 0.0], [-1.0, 1.0, 0.0], [-0.999, 0.2, 0.1]], requires_grad=True
+    )
     gt = torch.tensor([0, 1, 0])
     loss = aam_loss(cosine, gt, scale=64.0, margin=0.25)
     loss.backward()
@@ -63,7 +66,10 @@ def test_aam_numerics_never_nan():
     loss = aam_loss(class_outputs["cosine"], torch.tensor([0, 2]), 64.0, 0.25)
     loss.backward()
     assert torch.isfinite(loss)
-    assert torch.isfinite(features.grad).all() and torch.isfinite(predictor.cls_score.weight.grad).all()
+    assert (
+        torch.isfinite(features.grad).all()
+        and torch.isfinite(predictor.cls_score.weight.grad).all()
+    )
 
 
 def test_aam_logits_and_loss_on_three_class_toy():
@@ -71,17 +77,21 @@ def test_aam_logits_and_loss_on_three_class_toy():
     cosine = torch.tensor([[0.6, 0.0, -0.8], [0.5, 0.1, 0.3], [0.0, -0.9, 0.1]])
     gt = torch.tensor([0, 2, 1])  # row 1 is background: no margin (the background rule)
     logits = aam_logits(cosine, gt, scale=2.0, margin=0.25)
-    expected = torch.tensor([
-        [2 * 0.383424, 0.0, -1.6],
-        [1.0, 0.2, 0.6],  # s·cos θ unchanged, background included
-        [0.0, 2 * -0.979862, 0.2],
-    ])
+    expected = torch.tensor(
+        [
+            [2 * 0.383424, 0.0, -1.6],
+            [1.0, 0.2, 0.6],  # s·cos θ unchanged, background included
+            [0.0, 2 * -0.979862, 0.2],
+        ]
+    )
     assert torch.allclose(logits, expected, atol=1e-5)
 
     def ce(row, target):
         return -row[target] + math.log(sum(math.exp(v) for v in row))
 
-    hand = (ce([0.766848, 0.0, -1.6], 0) + ce([1.0, 0.2, 0.6], 2) + ce([0.0, -1.959724, 0.2], 1)) / 3
+    hand = (
+        ce([0.766848, 0.0, -1.6], 0) + ce([1.0, 0.2, 0.6], 2) + ce([0.0, -1.959724, 0.2], 1)
+    ) / 3
     assert aam_loss(cosine, gt, 2.0, 0.25).item() == pytest.approx(hand, abs=1e-5)
     # m = 0 is the normalised softmax (Table 1 (d)): plain CE on s·cos θ.
     plain = torch.nn.functional.cross_entropy(2.0 * cosine, gt)
@@ -99,8 +109,9 @@ IMAGE_A = torch.tensor([[2.0, 0.2], [0.1, 1.0]])  # a clear 0 and a clear 1
 IMAGE_B = torch.tensor([[3.0, 1.0], [1.0, 0.9]])  # a clear 0; class 1 not confidently present
 
 
-def _predictor(num_classes=2, dim=2, siamese=True, center_grad=False, scale=10.0, delta=0.5,
-               **kwargs):
+def _predictor(
+    num_classes=2, dim=2, siamese=True, center_grad=False, scale=10.0, delta=0.5, **kwargs
+):
     return DeepACCOutputLayers(
         ShapeSpec(channels=dim),
         box2box_transform=Box2BoxTransform(weights=(10.0, 10.0, 5.0, 5.0)),
@@ -117,7 +128,7 @@ def _predictor(num_classes=2, dim=2, siamese=True, center_grad=False, scale=10.0
 
 def _proposals(*counts, num_classes=2):
     out = []
-    for i, n in enumerate(counts):
+    for n in counts:
         p = Instances((64, 64))
         p.proposal_boxes = Boxes(torch.tensor([[0.0, 0.0, 10.0, 10.0]] * n).reshape(n, 4))
         p.gt_boxes = Boxes(torch.tensor([[0.0, 0.0, 12.0, 12.0]] * n).reshape(n, 4))
@@ -127,8 +138,10 @@ def _proposals(*counts, num_classes=2):
 
 
 def _cosine(features):
-    return torch.nn.functional.normalize(features, dim=1) @ torch.nn.functional.normalize(
-        GLOBAL, dim=1).t()
+    return (
+        torch.nn.functional.normalize(features, dim=1)
+        @ torch.nn.functional.normalize(GLOBAL, dim=1).t()
+    )
 
 
 def _local(features, delta, labels=None):
@@ -142,8 +155,9 @@ def test_local_class_centers_and_delta_fallback():
     # cos_1 .316 and .669). Class 0: best cos .949 > δ -> (3, 1)/√10. Class 1: no candidate ->
     # W_M,1. Background: always the normalised global row.
     assert is_local.tolist() == [True, False] and best.tolist() == [0, 2]
-    expected = torch.tensor([[3 / math.sqrt(10), 1 / math.sqrt(10)], [0.0, 1.0],
-                             [-1 / math.sqrt(2), -1 / math.sqrt(2)]])
+    expected = torch.tensor(
+        [[3 / math.sqrt(10), 1 / math.sqrt(10)], [0.0, 1.0], [-1 / math.sqrt(2), -1 / math.sqrt(2)]]
+    )
     assert torch.allclose(centers, expected, atol=1e-6)
     # Training, candidates by label: row 1 is labelled 1 and its cos_1 .669 > δ: local.
     centers, is_local, _ = _local(IMAGE_B, 0.5, torch.tensor([0, 1]))
@@ -156,7 +170,9 @@ def test_local_class_centers_and_delta_fallback():
     assert torch.allclose(centers, torch.nn.functional.normalize(GLOBAL, dim=1))
     # No proposal at all: global centers, no error.
     centers, is_local, _ = _local(IMAGE_B[:0], 0.5)
-    assert not is_local.any() and torch.allclose(centers, torch.nn.functional.normalize(GLOBAL, dim=1))
+    assert not is_local.any() and torch.allclose(
+        centers, torch.nn.functional.normalize(GLOBAL, dim=1)
+    )
     # Eq. 2 logits on the unnormalised feature, bias b = (0.5, 0, 0).
     logits = siamese_logits(IMAGE_B[1:], expected, torch.tensor([0.5, 0.0, 0.0]))
     hand = [(3 + 0.9) / math.sqrt(10) + 0.5, 0.9, -1.9 / math.sqrt(2)]
@@ -225,10 +241,14 @@ def test_gia_zero_when_orthogonal():
 
 
 def test_gia_hand_value_per_image():
-    image1 = torch.tensor([[0.6, 0.3, 0.1, 0.0],  # label 0
-                           [0.2, 0.7, 0.0, 0.1],  # label 1
-                           [0.1, 0.1, 0.7, 0.1],  # label 2
-                           [0.1, 0.1, 0.1, 0.7]])  # background: not a positive
+    image1 = torch.tensor(
+        [
+            [0.6, 0.3, 0.1, 0.0],  # label 0
+            [0.2, 0.7, 0.0, 0.1],  # label 1
+            [0.1, 0.1, 0.7, 0.1],  # label 2
+            [0.1, 0.1, 0.1, 0.7],
+        ]
+    )  # background: not a positive
     image2 = torch.tensor([[0.5, 0.5, 0.0, 0.0]])  # label 0; classes 1 and 2 absent
     labels = [torch.tensor([0, 1, 2, 3]), torch.tensor([0])]
     # Image 1: tops are rows 0, 1, 2. M0·M1 = 0.33, M0·M2 = 0.16, M1·M2 = 0.10, summed over
@@ -238,8 +258,9 @@ def test_gia_hand_value_per_image():
     loss = group_inner_adjacency_loss([image1, image2], labels, GROUP_OF_THREE)
     assert loss.item() == pytest.approx(hand, abs=1e-6)
     # Only image 1: 1.18 / 3.
-    assert group_inner_adjacency_loss([image1], labels[:1], GROUP_OF_THREE).item() == \
-        pytest.approx(1.18 / 3, abs=1e-6)
+    assert group_inner_adjacency_loss([image1], labels[:1], GROUP_OF_THREE).item() == pytest.approx(
+        1.18 / 3, abs=1e-6
+    )
     # No positive proposal: 0, still differentiable.
     bg = image1[3:].clone().requires_grad_(True)
     zero = group_inner_adjacency_loss([bg], [torch.tensor([3])], GROUP_OF_THREE)
@@ -251,14 +272,20 @@ def test_gia_absent_class_is_left_out():
     # Like 21, 21, 22, 22 in a 46,XX cell (no Y): each surely its own class. Class 2 is absent;
     # picking "its" top proposal by p_2 would pair a class-0 row with itself (dot 1).
     probs = torch.eye(4)[[0, 0, 1, 1]]
-    assert group_inner_adjacency_loss([probs], [torch.tensor([0, 0, 1, 1])],
-                                      GROUP_OF_THREE).item() == 0.0
+    assert (
+        group_inner_adjacency_loss([probs], [torch.tensor([0, 0, 1, 1])], GROUP_OF_THREE).item()
+        == 0.0
+    )
 
 
 def test_gia_top_proposal_is_chosen_among_its_label():
-    probs = torch.tensor([[0.1, 0.9, 0.0, 0.0],  # label 0, but the highest p_1 of the image
-                          [0.1, 0.8, 0.1, 0.0],  # label 1: the top of class 1
-                          [0.3, 0.6, 0.1, 0.0]])  # label 1
+    probs = torch.tensor(
+        [
+            [0.1, 0.9, 0.0, 0.0],  # label 0, but the highest p_1 of the image
+            [0.1, 0.8, 0.1, 0.0],  # label 1: the top of class 1
+            [0.3, 0.6, 0.1, 0.0],
+        ]
+    )  # label 1
     # Class 2 absent. Row 0 (label 0) pairs with row 1: 0.01 + 0.72 = 0.73.
     # Rows 1 and 2 (label 1) pair with row 0, the only class-0 proposal: 0.73 and 0.57.
     loss = group_inner_adjacency_loss([probs], [torch.tensor([0, 1, 1])], GROUP_OF_THREE)
@@ -287,9 +314,15 @@ def test_total_loss_weights():
 
     def losses(alpha, beta, gamma):
         torch.manual_seed(0)
-        predictor = _predictor(num_classes=NUM_CLASSES, dim=8, gia=True, scale=4.0,
-                               aam_loss_weight=alpha, ce_loss_weight=beta,
-                               gia_loss_weight=gamma)
+        predictor = _predictor(
+            num_classes=NUM_CLASSES,
+            dim=8,
+            gia=True,
+            scale=4.0,
+            aam_loss_weight=alpha,
+            ce_loss_weight=beta,
+            gia_loss_weight=gamma,
+        )
         torch.manual_seed(1)
         features = torch.rand(10, 8)
         proposals = _proposals(6, 4, num_classes=NUM_CLASSES)
@@ -298,8 +331,12 @@ def test_total_loss_weights():
 
     unit, paper = losses(1.0, 1.0, 1.0), losses(0.1, 1.0, 0.1)
     assert set(paper) == {"loss_box_reg", "loss_aam", "loss_cls", "loss_gia"}
-    for key, weight in [("loss_aam", 0.1), ("loss_cls", 1.0), ("loss_gia", 0.1),
-                        ("loss_box_reg", 1.0)]:
+    for key, weight in [
+        ("loss_aam", 0.1),
+        ("loss_cls", 1.0),
+        ("loss_gia", 0.1),
+        ("loss_box_reg", 1.0),
+    ]:
         assert unit[key].item() > 0
         assert paper[key].item() == pytest.approx(weight * unit[key].item(), rel=1e-6)
     # loss_gia is Eq. 3 of the margin branch's probabilities.

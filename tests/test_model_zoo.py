@@ -2,10 +2,11 @@ import os
 
 import pytest
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 
 from deepacc_d2 import model_zoo
 from deepacc_d2.model_zoo import MODELS, resolve_model, save_half_weights
+
+from detectron2.checkpoint import DetectionCheckpointer
 
 
 def test_half_weights_load_into_a_float32_model(tmp_path):

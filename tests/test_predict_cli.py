@@ -1,6 +1,7 @@
 """`deepacc predict` on a folder with an unreadable file, a 16-bit image and two files of one
 stem: the bad file is named, the rest done under distinct names, and the exit code says that
 a file failed."""
+
 import json
 import os
 
@@ -34,18 +35,43 @@ def test_predict_skips_bad_file_and_keeps_the_batch(tmp_path):
     (images / "b.png").write_bytes(b"not a png at all")
     out = tmp_path / "out"
 
-    code = main(["predict", "--config-file", CONFIG, "--weights", weights, "--output", str(out),
-                 "--score-thresh", "0.0", str(images),
-                 "--opts", "INPUT.MIN_SIZE_TEST", "120", "INPUT.MAX_SIZE_TEST", "160"])
+    code = main(
+        [
+            "predict",
+            "--config-file",
+            CONFIG,
+            "--weights",
+            weights,
+            "--output",
+            str(out),
+            "--score-thresh",
+            "0.0",
+            str(images),
+            "--opts",
+            "INPUT.MIN_SIZE_TEST",
+            "120",
+            "INPUT.MAX_SIZE_TEST",
+            "160",
+        ]
+    )
     assert code == 1  # one file failed
     with open(out / "predictions.json") as f:
         result = json.load(f)
-    assert sorted(os.path.basename(p) for p in result["predictions"]) == \
-        ["a.jpg", "a.png", "c.jpg", "d.tif"]
-    (bad, message), = result["errors"].items()
+    assert sorted(os.path.basename(p) for p in result["predictions"]) == [
+        "a.jpg",
+        "a.png",
+        "c.jpg",
+        "d.tif",
+    ]
+    ((bad, message),) = result["errors"].items()
     assert bad.endswith("b.png") and "b.png: cannot read image" in message
-    assert sorted(os.listdir(out)) == ["a_jpg.png", "a_png.png", "c.png", "d.png",
-                                       "predictions.json"]
+    assert sorted(os.listdir(out)) == [
+        "a_jpg.png",
+        "a_png.png",
+        "c.png",
+        "d.png",
+        "predictions.json",
+    ]
     for records in result["predictions"].values():
         for r in records:
             assert r["class"] in deepacc_d2.CLASS_NAMES and len(r["bbox_xyxy"]) == 4

@@ -1,18 +1,20 @@
 """A killed run resumed with --resume trains on the same batches, with the same augmentations,
 LR and sampling, as an uninterrupted run: its losses are the uninterrupted run's."""
+
 import json
 import os
 import signal
 import subprocess
 import sys
 
-import deepacc_d2  # noqa: F401
 import numpy as np
+
+import deepacc_d2  # noqa: F401
+from deepacc_d2.data.stream import ResumableTrainLoader
+
 from detectron2.data.common import AspectRatioGroupedDataset
 from detectron2.data.samplers import TrainingSampler
 from detectron2.utils.events import EventStorage
-
-from deepacc_d2.data.stream import ResumableTrainLoader
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,13 +31,18 @@ def _mapper(d):
     if d["image_id"] == BAD:
         return None
     # np.random as detectron2's augmentations use it; the pid says which process mapped it
-    return {"image_id": d["image_id"], "landscape": d["width"] > d["height"],
-            "flip": int(np.random.randint(1 << 30)), "pid": os.getpid()}
+    return {
+        "image_id": d["image_id"],
+        "landscape": d["width"] > d["height"],
+        "flip": int(np.random.randint(1 << 30)),
+        "pid": os.getpid(),
+    }
 
 
 def _batches(num_workers, start, count):
-    loader = ResumableTrainLoader(_dicts(), _mapper, seed=3, batch_size=2,
-                                  aspect_ratio_grouping=True, num_workers=num_workers)
+    loader = ResumableTrainLoader(
+        _dicts(), _mapper, seed=3, batch_size=2, aspect_ratio_grouping=True, num_workers=num_workers
+    )
     with EventStorage(start):  # as in detectron2's trainer at iteration `start`
         stream = iter(loader)
         return [next(stream) for _ in range(count)]
@@ -66,8 +73,9 @@ def test_batches_depend_only_on_the_iteration():
 
 def test_grouping_forms_detectron2s_batches():
     # the index stream and aspect-ratio grouping of detectron2's loader with the same seed
-    loader = ResumableTrainLoader(_dicts(), _mapper, seed=3, batch_size=2,
-                                  aspect_ratio_grouping=True)
+    loader = ResumableTrainLoader(
+        _dicts(), _mapper, seed=3, batch_size=2, aspect_ratio_grouping=True
+    )
     ours = loader.batches()
     dicts = _dicts()
     theirs = iter(AspectRatioGroupedDataset((dicts[i] for i in TrainingSampler(7, seed=3)), 2))
@@ -81,7 +89,7 @@ DRIVER = r"""
 import json, os, signal, sys
 import train_net
 from detectron2.engine import HookBase, default_argument_parser
-from deepacc_d2.synth.dataset import register_synth_onthefly
+from deepacc_d2.data.synthetic import register_synth_onthefly
 
 log, kill_at = sys.argv[1], int(sys.argv[2])
 register_synth_onthefly("synth_resume_test", 6, seed=1, image_size=(160, 208))
@@ -112,16 +120,49 @@ MAX_ITER, KILL_AT = 7, 4  # checkpoints after iterations 1 and 3
 def _train(tmp_path, name, out, kill_at=-1, resume=False, num_workers=0):
     log = tmp_path / f"{name}.jsonl"
     args = ["--config-file", "configs/cpu/f_deepacc_cpu.yaml"] + (["--resume"] if resume else [])
-    opts = ["OUTPUT_DIR", str(out), "SEED", "4", "DATASETS.TRAIN", "('synth_resume_test',)",
-            "DATASETS.TEST", "()", "INPUT.MIN_SIZE_TRAIN", "(144, 160)",
-            "INPUT.MAX_SIZE_TRAIN", "224", "INPUT.ROTATE_90", "True",
-            "INPUT.INTENSITY_JITTER", "0.2", "MODEL.RPN.POST_NMS_TOPK_TRAIN", "100",
-            "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "64", "SOLVER.MAX_ITER", str(MAX_ITER),
-            "SOLVER.STEPS", "()", "SOLVER.WARMUP_ITERS", "10", "SOLVER.CHECKPOINT_PERIOD", "2",
-            "SOLVER.CPU_BF16", "off", "DATALOADER.NUM_WORKERS", str(num_workers)]
+    opts = [
+        "OUTPUT_DIR",
+        str(out),
+        "SEED",
+        "4",
+        "DATASETS.TRAIN",
+        "('synth_resume_test',)",
+        "DATASETS.TEST",
+        "()",
+        "INPUT.MIN_SIZE_TRAIN",
+        "(144, 160)",
+        "INPUT.MAX_SIZE_TRAIN",
+        "224",
+        "INPUT.ROTATE_90",
+        "True",
+        "INPUT.INTENSITY_JITTER",
+        "0.2",
+        "MODEL.RPN.POST_NMS_TOPK_TRAIN",
+        "100",
+        "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+        "64",
+        "SOLVER.MAX_ITER",
+        str(MAX_ITER),
+        "SOLVER.STEPS",
+        "()",
+        "SOLVER.WARMUP_ITERS",
+        "10",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "2",
+        "SOLVER.CPU_BF16",
+        "off",
+        "DATALOADER.NUM_WORKERS",
+        str(num_workers),
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-c", DRIVER, str(log), str(kill_at)] + args + opts,
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", DRIVER, str(log), str(kill_at)] + args + opts,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     with open(log) as f:
         return proc, {r["iter"]: r for r in map(json.loads, f)}
 

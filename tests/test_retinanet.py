@@ -1,13 +1,15 @@
 """KaryotypeRetinaNet: detectron2's RetinaNet detections, each with its anchor's class vector."""
+
 import os
 
-import deepacc_d2  # noqa: F401  (compatibility fixes, registration)
 import torch
-from detectron2.config import get_cfg
-from detectron2.modeling import build_model
 
+import deepacc_d2  # noqa: F401  (compatibility fixes, registration)
 from deepacc_d2.classes import NUM_CLASSES
 from deepacc_d2.evaluation.metrics import top1_mask
+
+from detectron2.config import get_cfg
+from detectron2.modeling import build_model
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
@@ -39,7 +41,11 @@ def test_retinanet_detections_carry_their_class_vector():
     picked = ours.class_scores.gather(1, ours.pred_classes[:, None])[:, 0]
     assert torch.equal(picked, ours.scores)
     # The top-1 rule then is the R-CNN rows' one: the class that is the anchor's argmax.
-    top1 = top1_mask(ours.pred_boxes.tensor.numpy(), ours.scores.numpy(),
-                     ours.pred_classes.numpy(), ours.class_scores.numpy())
+    top1 = top1_mask(
+        ours.pred_boxes.tensor.numpy(),
+        ours.scores.numpy(),
+        ours.pred_classes.numpy(),
+        ours.class_scores.numpy(),
+    )
     assert (top1 == (ours.scores == ours.class_scores.max(dim=1).values).numpy()).all()
     assert 0 < top1.sum() <= len(set(map(tuple, ours.pred_boxes.tensor.tolist())))

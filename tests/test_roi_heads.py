@@ -3,17 +3,19 @@ DeepACCROIHeads in a whole (small, CPU) GeneralizedRCNN: switches off == Standar
 bit, the full DeepACC trains on a synthetic image, inference with no proposal and with a class
 absent, and the same on CUDA when there is one.
 """
+
 import os
 
-import deepacc_d2  # noqa: F401  (compatibility fixes before detectron2)
 import pytest
 import torch
+
+import deepacc_d2  # noqa: F401  (compatibility fixes before detectron2)
+from deepacc_d2.classes import NUM_CLASSES
+
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
-
-from deepacc_d2.classes import NUM_CLASSES
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
@@ -46,8 +48,7 @@ def metaphase(boxes=BOXES, classes=CLASSES, device="cpu"):
     targets = Instances((128, 128))
     targets.gt_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
     targets.gt_classes = torch.tensor(classes, dtype=torch.int64)
-    return {"image": image.to(device), "instances": targets.to(device), "height": 128,
-            "width": 128}
+    return {"image": image.to(device), "instances": targets.to(device), "height": 128, "width": 128}
 
 
 def check_detections(instances):
@@ -122,8 +123,14 @@ def test_deepacc_trains_and_infers_with_a_class_absent():
     torch.manual_seed(0)
     model = build_model(small_cfg("f_deepacc_cpu.yaml"))
     loss_dict, history = train(model, [metaphase()], iterations=25)
-    assert set(loss_dict) == {"loss_cls", "loss_box_reg", "loss_aam", "loss_gia",
-                              "loss_rpn_cls", "loss_rpn_loc"}
+    assert set(loss_dict) == {
+        "loss_cls",
+        "loss_box_reg",
+        "loss_aam",
+        "loss_gia",
+        "loss_rpn_cls",
+        "loss_rpn_loc",
+    }
     # The RPN and the margin branch learn the one image (L_CE jumps when a class switches to
     # its local center, so the total is no monotone curve).
     learned = [h["loss_rpn_cls"] + h["loss_aam"] for h in history]
@@ -138,12 +145,19 @@ def test_deepacc_trains_and_infers_with_a_class_absent():
         assert len(x["instances"]) > 0
 
 
-@pytest.mark.parametrize("switches", [
-    {"AAM__ENABLED": True},  # (c)
-    {"AAM__ENABLED": False},  # (d) siamese, margin branch with m = 0
-    {"SIAMESE__ENABLED": False, "SEPARATE_BRANCHES": False, "GIA__ENABLED": False},  # (c) shared
-    {"SIAMESE__CENTER_GRAD": True},
-])
+@pytest.mark.parametrize(
+    "switches",
+    [
+        {"AAM__ENABLED": True},  # (c)
+        {"AAM__ENABLED": False},  # (d) siamese, margin branch with m = 0
+        {
+            "SIAMESE__ENABLED": False,
+            "SEPARATE_BRANCHES": False,
+            "GIA__ENABLED": False,
+        },  # (c) shared
+        {"SIAMESE__CENTER_GRAD": True},
+    ],
+)
 def test_variants_train_a_few_iterations(switches):
     torch.manual_seed(0)
     cfg = small_cfg("f_deepacc_cpu.yaml", **switches)
@@ -207,9 +221,14 @@ def test_deepacc_is_not_stuck_at_background():
     model.eval()
     with torch.no_grad():
         kept = select_for_display(model([metaphase()])[0]["instances"], 0.5, 0.7)
-    judged = match_karyotype(torch.tensor(BOXES).numpy(), CLASSES,
-                             kept.pred_boxes.tensor.numpy(), kept.scores.numpy(),
-                             kept.pred_classes.numpy(), 0.5)
+    judged = match_karyotype(
+        torch.tensor(BOXES).numpy(),
+        CLASSES,
+        kept.pred_boxes.tensor.numpy(),
+        kept.scores.numpy(),
+        kept.pred_classes.numpy(),
+        0.5,
+    )
     assert judged["is_tp"].sum() >= 3, (kept.pred_classes.tolist(), kept.scores.tolist())
 
 
@@ -218,22 +237,41 @@ def test_top1_is_selected_before_nms():
     # class 0. Their class-0 boxes overlap (IoU .82 > NMS .5). detectron2's per-class NMS
     # keeps P0's class-0 box (.45) and drops P1's (.40); a top-1 filter after it then drops
     # P0's class 0 too, and class 0 is lost. Top-1 first keeps P1's class 0.
+    from deepacc_d2.modeling import DeepACCOutputLayers
+
     from detectron2.layers import ShapeSpec
     from detectron2.modeling.box_regression import Box2BoxTransform
 
-    from deepacc_d2.modeling import DeepACCOutputLayers
-
     predictor = DeepACCOutputLayers(
-        ShapeSpec(channels=4), box2box_transform=Box2BoxTransform(weights=(10, 10, 5, 5)),
-        num_classes=2, test_score_thresh=0.05, test_nms_thresh=0.5, test_topk_per_image=100)
-    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0, 50.0, 50.0, 60.0, 60.0],  # P0: class 0, 1
-                          [1.0, 0.0, 11.0, 10.0, 80.0, 80.0, 90.0, 90.0]])  # P1
+        ShapeSpec(channels=4),
+        box2box_transform=Box2BoxTransform(weights=(10, 10, 5, 5)),
+        num_classes=2,
+        test_score_thresh=0.05,
+        test_nms_thresh=0.5,
+        test_topk_per_image=100,
+    )
+    boxes = torch.tensor(
+        [
+            [0.0, 0.0, 10.0, 10.0, 50.0, 50.0, 60.0, 60.0],  # P0: class 0, 1
+            [1.0, 0.0, 11.0, 10.0, 80.0, 80.0, 90.0, 90.0],
+        ]
+    )  # P1
     scores = torch.tensor([[0.45, 0.50, 0.05], [0.40, 0.10, 0.50]])
     result, proposal = predictor._inference_single_image(boxes, scores, (100, 100))
-    found = {(p, c): (t, a) for p, c, t, a in zip(proposal.tolist(), result.pred_classes.tolist(),
-                                                  result.top1.tolist(),
-                                                  result.all_classes.tolist())}
+    found = {
+        (p, c): (t, a)
+        for p, c, t, a in zip(
+            proposal.tolist(),
+            result.pred_classes.tolist(),
+            result.top1.tolist(),
+            result.all_classes.tolist(),
+        )
+    }
     # (proposal, class): (in the top-1-first set, in detectron2's per-class set)
-    assert found == {(0, 0): (False, True), (0, 1): (True, True), (1, 1): (False, True),
-                     (1, 0): (True, False)}
+    assert found == {
+        (0, 0): (False, True),
+        (0, 1): (True, True),
+        (1, 1): (False, True),
+        (1, 0): (True, False),
+    }
     assert torch.equal(result.class_scores, scores[proposal, :2])

@@ -1,6 +1,7 @@
 """
-Synthetic metaphases (issue 3): properties that must hold, checked on small images.
+Synthetic metaphases: properties that must hold, checked on small images.
 """
+
 import filecmp
 import json
 import os
@@ -13,7 +14,10 @@ from deepacc_d2.classes import CLASS_NAMES
 from deepacc_d2.synth.cytobands import load_ideograms
 from deepacc_d2.synth.karyotype import karyotype_counts, sample_karyotype
 from deepacc_d2.synth.render import (
-    SynthConfig, chromosome_size_px, render_chromosome, render_metaphase,
+    SynthConfig,
+    chromosome_size_px,
+    render_chromosome,
+    render_metaphase,
 )
 from deepacc_d2.synth.style import batch_style
 from deepacc_d2.synth.writer import write_dataset
@@ -34,8 +38,15 @@ def small_dataset(tmp_path_factory):
 
 def _clean_style(batch_id=0, **overrides):
     """A batch style without noise, halo, background unevenness or JPEG loss."""
-    return replace(batch_style(0, batch_id), noise_sigma=0.0, sharpening=0.0, jpeg_quality=100,
-                   background_gradient=0.0, background_blotch=0.0, **overrides)
+    return replace(
+        batch_style(0, batch_id),
+        noise_sigma=0.0,
+        sharpening=0.0,
+        jpeg_quality=100,
+        background_gradient=0.0,
+        background_blotch=0.0,
+        **overrides,
+    )
 
 
 def test_ideograms_hg38_and_chm13():
@@ -88,8 +99,16 @@ def test_boxes_are_tight_on_visible_pixels():
 def _straight(name, style, short_side=1200, length_noise=0.0, rng=None):
     ideo = load_ideograms()[name]
     length, width = chromosome_size_px(ideo, style, short_side, rng, length_noise)
-    patch = render_chromosome(ideo, length, width, style, np.random.default_rng(0),
-                              angle=0.0, bend=0.0, optical_blur_px=1.0)
+    patch = render_chromosome(
+        ideo,
+        length,
+        width,
+        style,
+        np.random.default_rng(0),
+        angle=0.0,
+        bend=0.0,
+        optical_blur_px=1.0,
+    )
     cols = np.nonzero(patch.mask.any(0))[0]
     return patch, length, cols[0], cols[-1]
 
@@ -106,8 +125,11 @@ def test_relative_lengths_match_hg38():
     # With the configured noise (sigma 4 %), the mean over 200 draws keeps the ratio.
     rng = np.random.default_rng(1)
     ideo = load_ideograms()
-    ratios = [chromosome_size_px(ideo["21"], style, 1200, rng, 0.04)[0]
-              / chromosome_size_px(ideo["1"], style, 1200, rng, 0.04)[0] for _ in range(200)]
+    ratios = [
+        chromosome_size_px(ideo["21"], style, 1200, rng, 0.04)[0]
+        / chromosome_size_px(ideo["1"], style, 1200, rng, 0.04)[0]
+        for _ in range(200)
+    ]
     assert np.mean(ratios) == pytest.approx(0.1876, rel=0.02)
     assert 0.03 < np.std(ratios) / 0.1876 < 0.08  # two 4 % noises: sqrt(2) * 4 % = 5.7 %
 
@@ -183,5 +205,8 @@ def test_same_seed_same_bytes_serial_and_parallel(small_dataset, tmp_path):
     assert len(names) == 8 + 3
     other = str(tmp_path / "other")
     write_dataset(other, 1, seed=8, config=config)
-    assert not filecmp.cmp(os.path.join(out, "images/train/000000.png"),
-                           os.path.join(other, "images/train/000000.png"), shallow=False)
+    assert not filecmp.cmp(
+        os.path.join(out, "images/train/000000.png"),
+        os.path.join(other, "images/train/000000.png"),
+        shallow=False,
+    )

@@ -1,18 +1,22 @@
 """
 Synthetic datasets in detectron2's catalogs: on-disk registration and on-the-fly drawing.
 """
+
 import json
 
 import cv2
 import numpy as np
 
 import deepacc_d2  # noqa: F401  (applies the compat patches before detectron2 loads)
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from deepacc_d2.synth.dataset import (
-    SynthDatasetMapper, register_synth_datasets, register_synth_onthefly,
+from deepacc_d2.data.mapper import MetaphaseDatasetMapper
+from deepacc_d2.data.synthetic import (
+    register_synth_datasets,
+    register_synth_onthefly,
 )
 from deepacc_d2.synth.render import SynthConfig
 from deepacc_d2.synth.writer import write_dataset
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
 
 CONFIG = SynthConfig(image_size=(200, 260), num_batches=3)
 
@@ -30,11 +34,12 @@ def test_register_folder_and_load(tmp_path):
 
 
 def test_onthefly_draws_what_the_writer_writes(tmp_path):
-    register_synth_onthefly("synth_test_onthefly", 4, seed=2, image_size=(200, 260),
-                            held_out_batches=[2], config=CONFIG)
+    register_synth_onthefly(
+        "synth_test_onthefly", 4, seed=2, image_size=(200, 260), held_out_batches=[2], config=CONFIG
+    )
     dicts = DatasetCatalog.get("synth_test_onthefly")
     assert len(dicts) == 4 and [d["synth"][2] for d in dicts] == [0, 1, 0, 1]
-    mapper = SynthDatasetMapper(is_train=True, augmentations=[], image_format="BGR")
+    mapper = MetaphaseDatasetMapper(is_train=True, augmentations=[], image_format="BGR")
     out = mapper(dicts[1])
     assert tuple(out["image"].shape) == (3, 200, 260)
     # Same seed, index and batch as image 1 on disk: same pixels, same boxes.
@@ -42,7 +47,10 @@ def test_onthefly_draws_what_the_writer_writes(tmp_path):
     disk = cv2.imread(str(tmp_path / "disk/images/train/000001.png"), cv2.IMREAD_GRAYSCALE)
     np.testing.assert_array_equal(out["image"][0].numpy(), disk)
     coco = json.load(open(tmp_path / "disk/annotations/train.json"))
-    boxes = sorted([a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
-                    a["bbox"][1] + a["bbox"][3]] for a in coco["annotations"] if a["image_id"] == 1)
+    boxes = sorted(
+        [a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+        for a in coco["annotations"]
+        if a["image_id"] == 1
+    )
     drawn = sorted(out["instances"].gt_boxes.tensor.round().int().tolist())
     assert drawn == boxes

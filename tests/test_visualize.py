@@ -1,28 +1,34 @@
 """Pictures: one name per chromosome (top-1, score, class-agnostic NMS), group colours."""
+
 import numpy as np
 import torch
 
 import deepacc_d2  # noqa: F401
-from detectron2.config import get_cfg
-from detectron2.structures import Boxes, Instances
-
 from deepacc_d2 import add_deepacc_config
 from deepacc_d2.inference import picture_thresholds
 from deepacc_d2.visualize import GROUP_COLORS, class_colors, draw_comparison, select_for_display
+
+from detectron2.config import get_cfg
+from detectron2.structures import Boxes, Instances
 
 
 def _instances():
     # proposal A yields class 0 (its top-1, 0.9) and class 1 (0.6); proposal B a box nearly
     # equal to A's (IoU 0.9) scoring 0.8; proposal C elsewhere scoring 0.3.
-    boxes = torch.tensor([[10, 10, 30, 60], [10, 10, 30, 61], [10, 10, 30, 55], [50, 5, 60, 20.]])
+    boxes = torch.tensor([[10, 10, 30, 60], [10, 10, 30, 61], [10, 10, 30, 55], [50, 5, 60, 20.0]])
     cls = torch.tensor([0, 1, 2, 23])
     class_scores = torch.zeros(4, 24)
     class_scores[0, 0], class_scores[0, 1] = 0.9, 0.6
     class_scores[1, 0], class_scores[1, 1] = 0.9, 0.6
     class_scores[2, 2] = 0.8
     class_scores[3, 23] = 0.3
-    return Instances((80, 100), pred_boxes=Boxes(boxes), scores=torch.tensor([0.9, 0.6, 0.8, 0.3]),
-                     pred_classes=cls, class_scores=class_scores)
+    return Instances(
+        (80, 100),
+        pred_boxes=Boxes(boxes),
+        scores=torch.tensor([0.9, 0.6, 0.8, 0.3]),
+        pred_classes=cls,
+        class_scores=class_scores,
+    )
 
 
 def test_select_for_display():
@@ -30,8 +36,9 @@ def test_select_for_display():
     # row 1 is not its proposal's top-1; row 2 (IoU 35*20/(50*20) = 0.9 > 0.7 with row 0) is
     # suppressed by the class-agnostic NMS; row 3 scores below 0.5
     assert kept.pred_classes.tolist() == [0]
-    assert select_for_display(_instances(), score_thresh=0.2,
-                              nms_thresh=0.7).pred_classes.tolist() == [0, 23]
+    assert select_for_display(
+        _instances(), score_thresh=0.2, nms_thresh=0.7
+    ).pred_classes.tolist() == [0, 23]
 
 
 def test_pictures_take_the_configs_thresholds():
@@ -54,8 +61,11 @@ def test_colours_follow_denver_groups():
 
 def test_comparison_picture_has_truth_and_prediction_panels():
     image = np.full((80, 100, 3), 200, np.uint8)
-    truth = {"height": 80, "width": 100, "annotations": [
-        {"bbox": [10, 10, 30, 60], "bbox_mode": 0, "category_id": 0}]}
+    truth = {
+        "height": 80,
+        "width": 100,
+        "annotations": [{"bbox": [10, 10, 30, 60], "bbox_mode": 0, "category_id": 0}],
+    }
     picture = draw_comparison(image, _instances(), truth, score_thresh=0.5, nms_thresh=0.7)
     assert picture.shape == (80, 208, 3)
     # group A is drawn red (230, 25, 75) on a gray image: both panels get red outlines ...
@@ -63,6 +73,5 @@ def test_comparison_picture_has_truth_and_prediction_panels():
     red = rgb[..., 0] - rgb[..., 1] > 40
     assert red[:, :100].any() and red[:, 108:].any()
     # ... and nothing is drawn on the right when no detection passes the threshold
-    rgb = draw_comparison(image, _instances(), truth, score_thresh=0.95,
-                          nms_thresh=0.7).astype(int)
+    rgb = draw_comparison(image, _instances(), truth, score_thresh=0.95, nms_thresh=0.7).astype(int)
     assert not (rgb[:, 108:, 0] - rgb[:, 108:, 1] > 40).any()

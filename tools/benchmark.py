@@ -13,6 +13,7 @@ writes it with the machine, the versions and the command to ``--out``.
 A training step's FLOPs are taken as 3x the inference FLOPs (forward + backward); its floor is
 stated with that approximation.
 """
+
 import argparse
 import contextlib
 import os
@@ -27,8 +28,7 @@ import numpy as np
 import torch
 
 import deepacc_d2  # noqa: F401  (compat fixes, registrations)
-from deepacc_d2.config import setup_cfg
-from deepacc_d2.config import cpu_has_bf16
+from deepacc_d2.config import cpu_has_bf16, setup_cfg
 
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
@@ -66,9 +66,11 @@ def sample_batch(size, num_images, device, seed=0):
         image = torch.as_tensor(rng.integers(0, 255, (3, h, w), dtype=np.uint8))
         xy = rng.uniform(0, [w - 80, h - 80], size=(46, 2))
         wh = rng.uniform(15, 70, size=(46, 2))
-        inst = Instances((h, w), gt_boxes=Boxes(torch.as_tensor(np.hstack([xy, xy + wh]),
-                                                                  dtype=torch.float32)),
-                         gt_classes=torch.as_tensor(rng.integers(0, 24, 46)))
+        inst = Instances(
+            (h, w),
+            gt_boxes=Boxes(torch.as_tensor(np.hstack([xy, xy + wh]), dtype=torch.float32)),
+            gt_classes=torch.as_tensor(rng.integers(0, 24, 46)),
+        )
         batch.append({"image": image.to(device), "height": h, "width": w, "instances": inst})
     return batch
 
@@ -148,8 +150,11 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--configs", nargs="+", default=CPU_CONFIGS)
     p.add_argument("--size", type=int, nargs=2, default=(512, 688), metavar=("H", "W"))
-    p.add_argument("--paper", action="store_true",
-                   help="also the paper's R101-FPN (f) at 1200x1600, inference only")
+    p.add_argument(
+        "--paper",
+        action="store_true",
+        help="also the paper's R101-FPN (f) at 1200x1600, inference only",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch", type=int, default=2, help="training images per step")
     p.add_argument("--repeat", type=int, default=5)
@@ -174,8 +179,18 @@ def main():
         jobs += [(c, (1200, 1600), True) for c in PAPER_CONFIGS]
     rows = []
     for config, (h, w), no_train in jobs:
-        cmd = [sys.executable, __file__, "--child", f"{config},{h},{w},{int(no_train)}",
-               "--device", args.device, "--batch", str(args.batch), "--repeat", str(args.repeat)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            f"{config},{h},{w},{int(no_train)}",
+            "--device",
+            args.device,
+            "--batch",
+            str(args.batch),
+            "--repeat",
+            str(args.repeat),
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode:
             print(out.stderr[-3000:], file=sys.stderr)
@@ -222,18 +237,25 @@ def table(rows, rates, args):
     cols = ["config", "input", "GFLOPs", "infer fp32 s (x floor)"]
     if bf16:
         cols.append("infer bf16+CL s (x floor)")
-    cols += ["infer TorchScript s", f"train fp32 s/step (img/s)"]
+    cols += ["infer TorchScript s", "train fp32 s/step (img/s)"]
     if bf16:
         cols.append("train bf16 s/step (img/s)")
     cols.append("peak RSS GB")
     lines = ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
     for r in rows:
         g = r["GFLOPs"]
-        cells = [r["config"], r["size"], f"{g:.1f}",
-                 f"{r['infer fp32 s']:.3f} ({r['infer fp32 s'] / (g / fp32):.1f})"]
+        cells = [
+            r["config"],
+            r["size"],
+            f"{g:.1f}",
+            f"{r['infer fp32 s']:.3f} ({r['infer fp32 s'] / (g / fp32):.1f})",
+        ]
         if bf16:
-            cells.append(f"{r['infer bf16 s']:.3f} ({r['infer bf16 s'] / (g / bf16):.1f})"
-                         if "infer bf16 s" in r else "–")
+            cells.append(
+                f"{r['infer bf16 s']:.3f} ({r['infer bf16 s'] / (g / bf16):.1f})"
+                if "infer bf16 s" in r
+                else "–"
+            )
         cells.append(f"{r['infer TorchScript s']:.3f}")
         for key in ["train fp32 s/step"] + (["train bf16 s/step"] if bf16 else []):
             cells.append(f"{r[key]:.2f} ({args.batch / r[key]:.2f})" if key in r else "–")
@@ -241,8 +263,11 @@ def table(rows, rates, args):
         lines.append("| " + " | ".join(cells) + " |")
     if len(rows) >= 2 and rows[0]["size"] == rows[1]["size"]:
         ratio = rows[1]["infer fp32 s"] / rows[0]["infer fp32 s"]
-        lines += ["", f"Head cost: {rows[1]['config']} / {rows[0]['config']} inference time "
-                      f"(fp32, same trunk and input) = {ratio:.2f}."]
+        lines += [
+            "",
+            f"Head cost: {rows[1]['config']} / {rows[0]['config']} inference time "
+            f"(fp32, same trunk and input) = {ratio:.2f}.",
+        ]
     return lines
 
 

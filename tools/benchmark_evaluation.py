@@ -6,12 +6,11 @@ model at TEST.DETECTIONS_PER_IMAGE = 100.
 
     python tools/benchmark_evaluation.py --num-images 100 678
 """
+
 import argparse
-import os
 import time
 
 import numpy as np
-
 
 import deepacc_d2  # noqa: E402,F401
 from deepacc_d2.classes import NUM_CLASSES  # noqa: E402
@@ -27,11 +26,20 @@ def synthetic_image(rng, num_chromosomes=46, num_detections=100):
     source = rng.integers(num_chromosomes, size=num_detections)
     sizes = np.concatenate([wh[source], wh[source]], axis=1)
     boxes = gt_boxes[source] + rng.normal(0, 0.08, (num_detections, 4)) * sizes
-    classes = np.where(rng.random(num_detections) < 0.8, gt_classes[source],
-                       rng.integers(NUM_CLASSES, size=num_detections))
+    classes = np.where(
+        rng.random(num_detections) < 0.8,
+        gt_classes[source],
+        rng.integers(NUM_CLASSES, size=num_detections),
+    )
     scores = rng.random(num_detections)
-    return {"gt_boxes": gt_boxes, "gt_classes": gt_classes, "boxes": boxes, "scores": scores,
-            "classes": classes, "top1": top1_mask(boxes, scores, classes)}
+    return {
+        "gt_boxes": gt_boxes,
+        "gt_classes": gt_classes,
+        "boxes": boxes,
+        "scores": scores,
+        "classes": classes,
+        "top1": top1_mask(boxes, scores, classes),
+    }
 
 
 def main():
@@ -39,9 +47,9 @@ def main():
     parser.add_argument("--num-images", type=int, nargs="+", default=[100])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    from detectron2.config import get_cfg
-
     from deepacc_d2.config import add_deepacc_config
+
+    from detectron2.config import get_cfg
 
     cfg = get_cfg()
     add_deepacc_config(cfg)
@@ -51,8 +59,9 @@ def main():
         rng = np.random.default_rng(args.seed)
         images = [synthetic_image(rng) for _ in range(n)]
         start = time.perf_counter()
-        metrics, _ = compute_karyotype_metrics(images, k.IOU_THRESH, k.SCORE_THRESH,
-                                               k.NMS_THRESH, coco_check=False)
+        metrics, _ = compute_karyotype_metrics(
+            images, k.IOU_THRESH, k.SCORE_THRESH, k.NMS_THRESH, coco_check=False
+        )
         ours_s = time.perf_counter() - start
         start = time.perf_counter()
         coco = coco_average_precision(images, NUM_CLASSES)

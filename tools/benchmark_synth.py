@@ -4,11 +4,10 @@ Synthetic-metaphase generation speed: draw + PNG-encode images, print images/s.
 
     python tools/benchmark_synth.py --num-images 20 --sizes 1200x1600 600x800 --processes 1 2
 """
+
 import argparse
-import os
 import time
 from multiprocessing import get_context
-
 
 import cv2  # noqa: E402
 

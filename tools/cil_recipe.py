@@ -13,6 +13,7 @@ Each step is skipped when its result exists (a second call only re-evaluates); `
 starts over. Written under ``--out``: ``model/`` (training), ``eval/`` (metrics, pictures),
 ``learning_curve.png``, ``summary.json``.
 """
+
 import argparse
 import json
 import os
@@ -41,17 +42,46 @@ def device_opts(device):
 
 def pretrain(args, out_dir):
     """Train on on-the-fly synthetic metaphases (never the same image twice)."""
-    return run([sys.executable, "train_net.py", "--config-file", PRETRAIN_CONFIG,
-                "DATASETS.TRAIN", "('synth_onthefly_train',)", "DATASETS.TEST", "()",
-                "SOLVER.MAX_ITER", str(args.synth_iters),
-                "SOLVER.STEPS", f"({int(args.synth_iters * 0.8)},)",
-                "SOLVER.CPU_BF16", "auto", "SEED", str(args.seed), "OUTPUT_DIR", out_dir]
-               + device_opts(args.device))
+    return run(
+        [
+            sys.executable,
+            "train_net.py",
+            "--config-file",
+            PRETRAIN_CONFIG,
+            "DATASETS.TRAIN",
+            "('synth_onthefly_train',)",
+            "DATASETS.TEST",
+            "()",
+            "SOLVER.MAX_ITER",
+            str(args.synth_iters),
+            "SOLVER.STEPS",
+            f"({int(args.synth_iters * 0.8)},)",
+            "SOLVER.CPU_BF16",
+            "auto",
+            "SEED",
+            str(args.seed),
+            "OUTPUT_DIR",
+            out_dir,
+        ]
+        + device_opts(args.device)
+    )
 
 
 def train(args, out_dir, init_weights):
-    cmd = [sys.executable, "train_net.py", "--config-file", args.config, "SEED", str(args.seed),
-           "OUTPUT_DIR", out_dir] + device_opts(args.device) + args.opts
+    cmd = (
+        [
+            sys.executable,
+            "train_net.py",
+            "--config-file",
+            args.config,
+            "SEED",
+            str(args.seed),
+            "OUTPUT_DIR",
+            out_dir,
+        ]
+        + device_opts(args.device)
+        + args.opts
+    )
     if args.iters:
         cmd += ["SOLVER.MAX_ITER", str(args.iters)]
     if init_weights:
@@ -60,9 +90,26 @@ def train(args, out_dir, init_weights):
 
 
 def evaluate(args, weights, out_dir):
-    run([sys.executable, "-m", "deepacc_d2.cli", "eval", "--config-file", args.config,
-         "--weights", weights, "--dataset", args.dataset, "--output", out_dir,
-         "--visualize", str(args.visualize), "--opts"] + device_opts(args.device))
+    run(
+        [
+            sys.executable,
+            "-m",
+            "deepacc_d2.cli",
+            "eval",
+            "--config-file",
+            args.config,
+            "--weights",
+            weights,
+            "--dataset",
+            args.dataset,
+            "--output",
+            out_dir,
+            "--visualize",
+            str(args.visualize),
+            "--opts",
+        ]
+        + device_opts(args.device)
+    )
     with open(os.path.join(out_dir, "metrics.json")) as f:
         return json.load(f)["karyotype"]
 
@@ -102,8 +149,11 @@ def plot_learning_curve(rows, final, final_iter, path):
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    train = [(r["iteration"], r["fast_rcnn/fg_cls_accuracy"]) for r in rows
-             if "fast_rcnn/fg_cls_accuracy" in r]
+    train = [
+        (r["iteration"], r["fast_rcnn/fg_cls_accuracy"])
+        for r in rows
+        if "fast_rcnn/fg_cls_accuracy" in r
+    ]
     if train:
         its, acc = zip(*train)
         ax1.plot(its, [100 * a for a in acc], lw=0.8)
@@ -129,16 +179,21 @@ def main():
     p.add_argument("--out", default="output/cil")
     p.add_argument("--config", default=CONFIG)
     p.add_argument("--iters", type=int, default=0, help="training iterations (0: the config's)")
-    p.add_argument("--synth-iters", type=int, default=0,
-                   help="synthetic pre-training iterations before CIL (0: none)")
+    p.add_argument(
+        "--synth-iters",
+        type=int,
+        default=0,
+        help="synthetic pre-training iterations before CIL (0: none)",
+    )
     p.add_argument("--dataset", default="cil24_val", help="evaluation dataset")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--visualize", type=int, default=4, help="pictures of this many images")
     p.add_argument("--ship", metavar="PATH", help="write the float16 model-zoo weights here")
     p.add_argument("--fresh", action="store_true", help="delete --out and start over")
-    p.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
-                   help="training config overrides")
+    p.add_argument(
+        "--opts", nargs="+", default=[], metavar="KEY VALUE", help="training config overrides"
+    )
     args = p.parse_args()
 
     os.chdir(REPO)
@@ -179,13 +234,17 @@ def main():
         json.dump(summary, f, indent=1)
 
     hours = (summary.get("pretrain_s", 0) + (summary.get("train_s") or 0)) / 3600
-    print(f"\n{args.config} on {args.dataset}, {final_iter} iterations"
-          + (f" after {args.synth_iters} synthetic" if args.synth_iters else "")
-          + (f", training {hours:.2f} h" if hours else ""))
+    print(
+        f"\n{args.config} on {args.dataset}, {final_iter} iterations"
+        + (f" after {args.synth_iters} synthetic" if args.synth_iters else "")
+        + (f", training {hours:.2f} h" if hours else "")
+    )
     print("| " + " | ".join(TABLE) + " |\n" + "|---" * len(TABLE) + "|")
     print("| " + " | ".join(f"{metrics.get(k, float('nan')):.1f}" for k in TABLE) + " |")
-    print(f"learning curve: {os.path.join(args.out, 'learning_curve.png')}; "
-          f"pictures: {os.path.join(args.out, 'eval')}")
+    print(
+        f"learning curve: {os.path.join(args.out, 'learning_curve.png')}; "
+        f"pictures: {os.path.join(args.out, 'eval')}"
+    )
     if args.ship:
         print(f"shipped {args.ship}: {summary['size_mb']} MB, sha256 {summary['sha256']}")
 

@@ -6,6 +6,7 @@ run only re-draws the evaluation.
 
     python tools/demo.py [--num-images 120] [--iters 300] [--fresh]
 """
+
 import argparse
 import json
 import os
@@ -31,12 +32,19 @@ def main():
     p.add_argument("--iters", type=int, default=300, help="training iterations")
     p.add_argument("--out", default="output/demo")
     p.add_argument("--config", default=CONFIG)
-    p.add_argument("--score-thresh", type=float, default=0.1,
-                   help="pictures: top-1 detections scoring at least this (a few minutes of "
-                        "CPU training gives low scores; the metrics use 0.5)")
+    p.add_argument(
+        "--score-thresh",
+        type=float,
+        default=0.1,
+        help="pictures: top-1 detections scoring at least this (a few minutes of "
+        "CPU training gives low scores; the metrics use 0.5)",
+    )
     p.add_argument("--fresh", action="store_true", help="regenerate data and retrain")
-    p.add_argument("--update-docs", action="store_true",
-                   help="copy the first prediction picture to docs/demo_prediction.png")
+    p.add_argument(
+        "--update-docs",
+        action="store_true",
+        help="copy the first prediction picture to docs/demo_prediction.png",
+    )
     args = p.parse_args()
 
     os.chdir(REPO)
@@ -51,31 +59,80 @@ def main():
     t0 = time.time()
 
     if not os.path.isfile(os.path.join(data_dir, "annotations", "val.json")):
-        run([sys.executable, "-m", "deepacc_d2.cli", "synth", "--out", data_dir,
-             "--num-images", str(args.num_images), "--seed", "0", "--image-size", "600", "800",
-             "--no-progress"])
+        run(
+            [
+                sys.executable,
+                "-m",
+                "deepacc_d2.cli",
+                "synth",
+                "--out",
+                data_dir,
+                "--num-images",
+                str(args.num_images),
+                "--seed",
+                "0",
+                "--image-size",
+                "600",
+                "800",
+                "--no-progress",
+            ]
+        )
     else:
         print(f"reusing synthetic data in {data_dir}")
 
     if not os.path.isfile(weights):
         steps = f"({int(args.iters * 0.8)},)"
-        run([sys.executable, "train_net.py", "--config-file", args.config, "OUTPUT_DIR", model_dir,
-             "SOLVER.MAX_ITER", str(args.iters), "SOLVER.STEPS", steps, "DATASETS.TEST", "()",
-             "SEED", "0"])
+        run(
+            [
+                sys.executable,
+                "train_net.py",
+                "--config-file",
+                args.config,
+                "OUTPUT_DIR",
+                model_dir,
+                "SOLVER.MAX_ITER",
+                str(args.iters),
+                "SOLVER.STEPS",
+                steps,
+                "DATASETS.TEST",
+                "()",
+                "SEED",
+                "0",
+            ]
+        )
     else:
         print(f"reusing trained model {weights}")
 
-    run([sys.executable, "-m", "deepacc_d2.cli", "eval", "--config-file", args.config,
-         "--weights", weights, "--dataset", "synth_demo_val", "--output", args.out,
-         "--visualize", "4", "--score-thresh", str(args.score_thresh)])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "deepacc_d2.cli",
+            "eval",
+            "--config-file",
+            args.config,
+            "--weights",
+            weights,
+            "--dataset",
+            "synth_demo_val",
+            "--output",
+            args.out,
+            "--visualize",
+            "4",
+            "--score-thresh",
+            str(args.score_thresh),
+        ]
+    )
 
     with open(os.path.join(args.out, "metrics.json")) as f:
         m = json.load(f)["karyotype"]
     pictures = sorted(f for f in os.listdir(args.out) if f.endswith(".png"))
     print(f"\nDemo done in {time.time() - t0:.0f} s.")
-    print(f"  metrics : {os.path.join(args.out, 'metrics.json')}  (mAP {m['mAP']:.1f}, "
-          f"mAPmax {m['mAPmax']:.1f}, Acc {m['Acc']:.1f}, AER {m['AER']:.1f})")
-    print(f"  pictures: " + "\n            ".join(os.path.join(args.out, f) for f in pictures))
+    print(
+        f"  metrics : {os.path.join(args.out, 'metrics.json')}  (mAP {m['mAP']:.1f}, "
+        f"mAPmax {m['mAPmax']:.1f}, Acc {m['Acc']:.1f}, AER {m['AER']:.1f})"
+    )
+    print("  pictures: " + "\n            ".join(os.path.join(args.out, f) for f in pictures))
     print(f"            (*_pred.png: truth left, top-1 detections >= {args.score_thresh} right)")
     print(f"  model   : {weights}  (training log: {model_dir}/log.txt)")
     if args.update_docs:

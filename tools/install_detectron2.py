@@ -13,6 +13,7 @@ extension disables is handled by ``deepacc_d2.compat``.
 
 Usage: python tools/install_detectron2.py [--sdist PATH] [--force]
 """
+
 import argparse
 import hashlib
 import importlib.util
@@ -52,9 +53,21 @@ def sha256_of(path):
 
 def pip_download_command(dest_dir):
     """pip's own download of the sdist: the user's pip configuration decides where from."""
-    return [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-            "--no-build-isolation", "--disable-pip-version-check", "-q", "-d", dest_dir,
-            SDIST_REQUIREMENT]
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        "--no-build-isolation",
+        "--disable-pip-version-check",
+        "-q",
+        "-d",
+        dest_dir,
+        SDIST_REQUIREMENT,
+    ]
 
 
 def fetch_sdist(dest_dir):
@@ -101,8 +114,10 @@ def main():
     if importlib.util.find_spec("detectron2") is not None and not args.force:
         import detectron2
 
-        print(f"[install_detectron2] detectron2 {detectron2.__version__} already importable "
-              f"from {os.path.dirname(detectron2.__file__)}; leaving it alone.")
+        print(
+            f"[install_detectron2] detectron2 {detectron2.__version__} already importable "
+            f"from {os.path.dirname(detectron2.__file__)}; leaving it alone."
+        )
         return
     with tempfile.TemporaryDirectory() as tmp:
         sdist = args.sdist or fetch_sdist(tmp)

@@ -9,6 +9,7 @@ How often a model's karyotype call is exactly right, on synthetic cells of known
     python tools/karyotype_benchmark.py --oracle ...   # the true boxes as the detections:
                                                        # checks the karyotype step alone
 """
+
 import argparse
 import csv
 import os
@@ -22,11 +23,18 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config-file", required=True)
     p.add_argument("--weights", default="")
-    p.add_argument("--oracle", action="store_true",
-                   help="use the true boxes and classes (score 1) instead of the model")
+    p.add_argument(
+        "--oracle",
+        action="store_true",
+        help="use the true boxes and classes (score 1) instead of the model",
+    )
     p.add_argument("--num-cells", type=int, default=60)
-    p.add_argument("--abnormality-scale", type=float, default=6.0,
-                   help="multiplies the generator's default abnormal-karyotype rates")
+    p.add_argument(
+        "--abnormality-scale",
+        type=float,
+        default=6.0,
+        help="multiplies the generator's default abnormal-karyotype rates",
+    )
     p.add_argument("--image-size", type=int, nargs=2, default=(600, 800), metavar=("H", "W"))
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--out", default="output/karyotype_benchmark")
@@ -34,13 +42,10 @@ def main():
     p.add_argument("--opts", nargs="+", default=[])
     args = p.parse_args()
 
-    import deepacc_d2  # noqa: F401
-    from detectron2.engine import DefaultPredictor
+    import torch
     from PIL import Image
 
-    import torch
-    from detectron2.structures import Boxes, Instances
-
+    import deepacc_d2  # noqa: F401
     from deepacc_d2.classes import NUM_CLASSES, class_index
     from deepacc_d2.config import setup_cfg
     from deepacc_d2.karyotype.cell import ReviewRules
@@ -49,11 +54,18 @@ def main():
     from deepacc_d2.synth.render import SynthConfig
     from deepacc_d2.synth.writer import box_edges, generate_image
 
+    from detectron2.engine import DefaultPredictor
+    from detectron2.structures import Boxes, Instances
+
     cfg = setup_cfg(args.config_file, args.opts, args.weights)
     predictor = None if args.oracle else DefaultPredictor(cfg)
     rules = ReviewRules.from_config(cfg)
-    config = SynthConfig(image_size=tuple(args.image_size), abnormality_rates={
-        a: r * args.abnormality_scale for a, r in DEFAULT_ABNORMALITY_RATES.items()})
+    config = SynthConfig(
+        image_size=tuple(args.image_size),
+        abnormality_rates={
+            a: r * args.abnormality_scale for a, r in DEFAULT_ABNORMALITY_RATES.items()
+        },
+    )
     os.makedirs(args.out, exist_ok=True)
     rows, t0 = [], time.time()
     for i in range(args.num_cells):
@@ -61,10 +73,16 @@ def main():
         rgb = np.repeat(drawn.image[:, :, None], 3, axis=2)
         if args.oracle:
             classes = torch.tensor([class_index(x["category"]) for x in drawn.instances])
-            instances = Instances(rgb.shape[:2], scores=torch.ones(len(classes)),
-                                  pred_classes=classes, pred_boxes=Boxes(torch.tensor(
-                                      [box_edges(x["bbox"]) for x in drawn.instances],
-                                      dtype=torch.float32)))
+            instances = Instances(
+                rgb.shape[:2],
+                scores=torch.ones(len(classes)),
+                pred_classes=classes,
+                pred_boxes=Boxes(
+                    torch.tensor(
+                        [box_edges(x["bbox"]) for x in drawn.instances], dtype=torch.float32
+                    )
+                ),
+            )
             instances.class_scores = torch.nn.functional.one_hot(classes, NUM_CLASSES).float()
         else:
             instances = predictor(np.ascontiguousarray(rgb[:, :, ::-1]))["instances"].to("cpu")
@@ -72,10 +90,17 @@ def main():
         if i < args.pictures:
             Image.fromarray(picture).save(os.path.join(args.out, f"cell{i:03d}_karyogram.png"))
         truth_total = int(drawn.karyotype.split(",")[0])
-        rows.append({"cell": i, "truth": drawn.karyotype, "call": record["karyotype"] or "",
-                     "truth_count": truth_total, "count": record["total"],
-                     "exact": record["karyotype"] == drawn.karyotype,
-                     "needs_review": record["needs_review"]})
+        rows.append(
+            {
+                "cell": i,
+                "truth": drawn.karyotype,
+                "call": record["karyotype"] or "",
+                "truth_count": truth_total,
+                "count": record["total"],
+                "exact": record["karyotype"] == drawn.karyotype,
+                "needs_review": record["needs_review"],
+            }
+        )
     with open(os.path.join(args.out, "cells.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -87,7 +112,7 @@ def main():
     abnormal = [r for r in rows if r["truth"] not in ("46,XX", "46,XY")]
     lines = [
         f"cells: {n} ({len(abnormal)} abnormal: "
-        + ", ".join(f"{k} {v}" for k, v in sorted(Counter(r['truth'] for r in abnormal).items()))
+        + ", ".join(f"{k} {v}" for k, v in sorted(Counter(r["truth"] for r in abnormal).items()))
         + ")",
         "",
         "| | cells | share |",

@@ -13,6 +13,7 @@ A run is ``NAME=CONFIG[,KEY=VALUE...]``; the default runs are Table 1 (a), (c), 
 Data: ``synth_learn`` under ``$DETECTRON2_DATASETS`` (made when missing: 400 images of
 600x800, seed 0, batches 18 and 19 held out for ``synth_learn_test``).
 """
+
 import argparse
 import json
 import os
@@ -57,19 +58,56 @@ def parse_run(text):
 def ensure_data(root):
     if os.path.isfile(os.path.join(root, DATA, "annotations", "test.json")):
         return
-    subprocess.check_call([sys.executable, "-m", "deepacc_d2.cli", "synth", "--out",
-                           os.path.join(root, DATA), "--num-images", "400", "--seed", "0",
-                           "--image-size", "600", "800", "--held-out-batches", "18", "19",
-                           "--workers", "0", "--no-progress"], cwd=REPO)
+    subprocess.check_call(
+        [
+            sys.executable,
+            "-m",
+            "deepacc_d2.cli",
+            "synth",
+            "--out",
+            os.path.join(root, DATA),
+            "--num-images",
+            "400",
+            "--seed",
+            "0",
+            "--image-size",
+            "600",
+            "800",
+            "--held-out-batches",
+            "18",
+            "19",
+            "--workers",
+            "0",
+            "--no-progress",
+        ],
+        cwd=REPO,
+    )
 
 
 def train_command(run, args, out_dir):
     steps = f"({int(args.iters * 0.8)},)"
-    return [sys.executable, "train_net.py", "--config-file", run["config"],
-            "SOLVER.MAX_ITER", str(args.iters), "SOLVER.STEPS", steps, "SEED", "0",
-            "DATASETS.TRAIN", f"('{DATA}_train',)", "DATASETS.TEST", f"('{DATA}_test',)",
-            "MODEL.DEVICE", args.device, "DATALOADER.NUM_WORKERS", str(args.workers),
-            "OUTPUT_DIR", out_dir] + run["opts"]
+    return [
+        sys.executable,
+        "train_net.py",
+        "--config-file",
+        run["config"],
+        "SOLVER.MAX_ITER",
+        str(args.iters),
+        "SOLVER.STEPS",
+        steps,
+        "SEED",
+        "0",
+        "DATASETS.TRAIN",
+        f"('{DATA}_train',)",
+        "DATASETS.TEST",
+        f"('{DATA}_test',)",
+        "MODEL.DEVICE",
+        args.device,
+        "DATALOADER.NUM_WORKERS",
+        str(args.workers),
+        "OUTPUT_DIR",
+        out_dir,
+    ] + run["opts"]
 
 
 def run_all(jobs, args):
@@ -88,8 +126,13 @@ def run_all(jobs, args):
             name, cmd, cwd, log = pending.pop(0)
             os.makedirs(os.path.dirname(log), exist_ok=True)
             print(f"start {name}: {' '.join(cmd)}", flush=True)
-            running.append((name, subprocess.Popen(cmd, cwd=cwd, stdout=open(log, "w"),
-                                                   stderr=subprocess.STDOUT), log))
+            running.append(
+                (
+                    name,
+                    subprocess.Popen(cmd, cwd=cwd, stdout=open(log, "w"), stderr=subprocess.STDOUT),
+                    log,
+                )
+            )
         time.sleep(2)
         for item in list(running):
             name, proc, log = item
@@ -133,7 +176,7 @@ def end_value(series, key, fraction=0.1):
     if key not in series or not series[key][1]:
         return float("nan")
     values = series[key][1]
-    return float(np.mean(values[-max(1, int(len(values) * fraction)):]))
+    return float(np.mean(values[-max(1, int(len(values) * fraction)) :]))
 
 
 def summarize(out, names):
@@ -143,15 +186,28 @@ def summarize(out, names):
         series = read_history(run_dir)
         metrics = final_metrics(run_dir)
         last_iter = max(series["total_loss"][0]) + 1 if "total_loss" in series else 0
-        rows.append({"run": name, "iters": last_iter,
-                     "fg_acc": end_value(series, "fast_rcnn/fg_cls_accuracy"),
-                     "margin_fg_acc": end_value(series, "deepacc/margin/fg_cls_accuracy"),
-                     **{k: metrics.get(k, float("nan")) for k in TABLE}})
-    lines = ["| run | iterations | fg acc (last 10 %) | margin-branch fg acc | "
-             + " | ".join(TABLE) + " |", "|---" * (4 + len(TABLE)) + "|"]
+        rows.append(
+            {
+                "run": name,
+                "iters": last_iter,
+                "fg_acc": end_value(series, "fast_rcnn/fg_cls_accuracy"),
+                "margin_fg_acc": end_value(series, "deepacc/margin/fg_cls_accuracy"),
+                **{k: metrics.get(k, float("nan")) for k in TABLE},
+            }
+        )
+    lines = [
+        "| run | iterations | fg acc (last 10 %) | margin-branch fg acc | "
+        + " | ".join(TABLE)
+        + " |",
+        "|---" * (4 + len(TABLE)) + "|",
+    ]
     for r in rows:
-        cells = [r["run"], str(r["iters"]), f"{100 * r['fg_acc']:.1f}",
-                 f"{100 * r['margin_fg_acc']:.1f}"] + [f"{r[k]:.1f}" for k in TABLE]
+        cells = [
+            r["run"],
+            str(r["iters"]),
+            f"{100 * r['fg_acc']:.1f}",
+            f"{100 * r['margin_fg_acc']:.1f}",
+        ] + [f"{r[k]:.1f}" for k in TABLE]
         lines.append("| " + " | ".join(c.replace("nan", "–") for c in cells) + " |")
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -166,8 +222,9 @@ def smooth(values, window=5):
     if len(values) < window:
         return values
     kernel = np.ones(window) / window
-    return np.convolve(np.pad(values, (window // 2, window - 1 - window // 2), mode="edge"),
-                       kernel, mode="valid")
+    return np.convolve(
+        np.pad(values, (window // 2, window - 1 - window // 2), mode="edge"), kernel, mode="valid"
+    )
 
 
 def plot(out, names, panels, filename):
@@ -184,8 +241,13 @@ def plot(out, names, panels, filename):
             if key in histories[name]:
                 its, values = histories[name][key]
                 row = name.replace("before-", "")
-                ax.plot(its, smooth(values), "--" if name != row else "-", label=name,
-                        color=f"C{rows.index(row) % 10}")
+                ax.plot(
+                    its,
+                    smooth(values),
+                    "--" if name != row else "-",
+                    label=name,
+                    color=f"C{rows.index(row) % 10}",
+                )
         ax.set_title(title)
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
@@ -203,10 +265,15 @@ def main():
     p.add_argument("--jobs", type=int, default=1, help="trainings at a time (1 on a CPU)")
     p.add_argument("--workers", type=int, default=0, help="DATALOADER.NUM_WORKERS per run")
     p.add_argument("--run", action="append", help="NAME=CONFIG[,KEY=VALUE...]; repeatable")
-    p.add_argument("--before-repo", help="another checkout: its code trains the rows too, "
-                                         "as before-<row>")
-    p.add_argument("--deadline", type=float, default=0,
-                   help="seconds; stop the trainings still running then (0: none)")
+    p.add_argument(
+        "--before-repo", help="another checkout: its code trains the rows too, as before-<row>"
+    )
+    p.add_argument(
+        "--deadline",
+        type=float,
+        default=0,
+        help="seconds; stop the trainings still running then (0: none)",
+    )
     p.add_argument("--plot-only", action="store_true")
     args = p.parse_args()
 
@@ -222,14 +289,27 @@ def main():
         root = os.path.abspath(datasets_root())
         ensure_data(root)
         os.environ["DETECTRON2_DATASETS"] = root
-        jobs = [(r["name"], train_command(r, args, os.path.join(out, r["name"])), REPO,
-                 os.path.join(out, r["name"], "log.txt")) for r in runs]
+        jobs = [
+            (
+                r["name"],
+                train_command(r, args, os.path.join(out, r["name"])),
+                REPO,
+                os.path.join(out, r["name"], "log.txt"),
+            )
+            for r in runs
+        ]
         if args.before_repo:
             before = os.path.abspath(args.before_repo)
-            jobs += [(f"before-{r['name']}",
-                      train_command(dict(r, opts=[]), args, os.path.join(out, f"before-{r['name']}")),
-                      before, os.path.join(out, f"before-{r['name']}", "log.txt"))
-                     for r in runs if r["name"] in ("a", "c", "d", "f")]
+            jobs += [
+                (
+                    f"before-{r['name']}",
+                    train_command(dict(r, opts=[]), args, os.path.join(out, f"before-{r['name']}")),
+                    before,
+                    os.path.join(out, f"before-{r['name']}", "log.txt"),
+                )
+                for r in runs
+                if r["name"] in ("a", "c", "d", "f")
+            ]
         run_all(jobs, args)
     summarize(out, names)
     plot(out, names, CURVES, "curves.png")

@@ -7,6 +7,7 @@ Real images are read from $CIL24_ROOT (default: ../shared/data/cil24 from the re
 
     python tools/make_synth_sheet.py [--out docs/synth_vs_real.png]
 """
+
 import argparse
 import os
 
@@ -59,7 +60,7 @@ def main():
         image = generate_image(args.seed, index, batch, config).image
         synth.append(_label(_tile(image), f"synthetic, batch {batch}"))
     # 1:1 crops at the same chromosome scale: chr1 spans ~17 % of the short side in both.
-    crop = image[300:300 + TILE_H * 1200 // 700, 500:500 + TILE_H * 1200 // 700]
+    crop = image[300 : 300 + TILE_H * 1200 // 700, 500 : 500 + TILE_H * 1200 // 700]
     synth.append(_label(_tile(crop), "synthetic, zoom"))
     for rid in REAL_IDS:
         image = cv2.imread(os.path.join(cil, "JPEGImages", f"{rid}.jpg"), cv2.IMREAD_GRAYSCALE)

@@ -2,6 +2,7 @@
 Training augmentations for metaphases: detectron2's resize and flip, plus what suits
 chromosomes, which lie in any orientation and whose stain varies between slides.
 """
+
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 

@@ -11,6 +11,7 @@ Register the datasets found under ``$DETECTRON2_DATASETS`` (default ``datasets/`
 
 Registration only records where the files are; nothing is read until a dataset is used.
 """
+
 import os
 
 from detectron2.data import DatasetCatalog
@@ -28,9 +29,10 @@ def register_all_cil24(root: str):
 def register_all(root: str = None):
     root = root or datasets_root()
     register_all_cil24(root)
-    from ..synth.dataset import register_synth_datasets, register_synth_onthefly
+    from .synthetic import register_synth_datasets, register_synth_onthefly
 
     register_synth_datasets(root)
     if "synth_onthefly_train" not in DatasetCatalog.list():
-        register_synth_onthefly("synth_onthefly_train", num_images=100_000, seed=0,
-                                held_out_batches=(18, 19))
+        register_synth_onthefly(
+            "synth_onthefly_train", num_images=100_000, seed=0, held_out_batches=(18, 19)
+        )

@@ -13,6 +13,7 @@ A file that cannot be read is reported (file name and the problem) and skipped: 
 file never loses the rest of the dataset. Datasets live under ``$DETECTRON2_DATASETS``
 (default ``datasets/``).
 """
+
 import json
 import logging
 import os
@@ -70,8 +71,9 @@ def checked_box(box: List[float], width: int, height: int, where: str) -> List[f
         raise DatasetFileError(f"{where}: empty box {[x0, y0, x1, y1]}")
     slack_x, slack_y = BOX_OVERSHOOT * width, BOX_OVERSHOOT * height
     if x0 < -slack_x or y0 < -slack_y or x1 > width + slack_x or y1 > height + slack_y:
-        raise DatasetFileError(f"{where}: box {[x0, y0, x1, y1]} lies outside the "
-                               f"{width}x{height} image")
+        raise DatasetFileError(
+            f"{where}: box {[x0, y0, x1, y1]} lies outside the {width}x{height} image"
+        )
     return [max(x0, 0.0), max(y0, 0.0), min(x1, float(width)), min(y1, float(height))]
 
 
@@ -94,7 +96,7 @@ def parse_voc_xml(xml_path: str, image_path: str) -> Dict:
         width = int(float(root.findtext("size/width")))
         height = int(float(root.findtext("size/height")))
     except (TypeError, ValueError):
-        raise DatasetFileError(f"{xml_path}: missing or invalid <size><width>/<height>")
+        raise DatasetFileError(f"{xml_path}: missing or invalid <size><width>/<height>") from None
     if width <= 0 or height <= 0:
         raise DatasetFileError(f"{xml_path}: image size {width}x{height} is not positive")
     annos = []
@@ -103,19 +105,29 @@ def parse_voc_xml(xml_path: str, image_path: str) -> Dict:
         try:
             category = class_index(name)
         except ValueError:
-            raise DatasetFileError(f"{xml_path}: object {k} has unknown class name {name!r}")
+            raise DatasetFileError(
+                f"{xml_path}: object {k} has unknown class name {name!r}"
+            ) from None
         try:
-            x0, y0, x1, y1 = (float(obj.findtext(f"bndbox/{t}")) for t in
-                              ("xmin", "ymin", "xmax", "ymax"))
+            x0, y0, x1, y1 = (
+                float(obj.findtext(f"bndbox/{t}")) for t in ("xmin", "ymin", "xmax", "ymax")
+            )
         except (TypeError, ValueError):
-            raise DatasetFileError(f"{xml_path}: object {k} ({name}) has no valid <bndbox>")
-        box = checked_box([x0 - 1.0, y0 - 1.0, x1, y1], width, height,
-                          f"{xml_path}: object {k} ({name})")
-        annos.append({"bbox": box, "bbox_mode": BoxMode.XYXY_ABS,
-                      "category_id": category})
+            raise DatasetFileError(
+                f"{xml_path}: object {k} ({name}) has no valid <bndbox>"
+            ) from None
+        box = checked_box(
+            [x0 - 1.0, y0 - 1.0, x1, y1], width, height, f"{xml_path}: object {k} ({name})"
+        )
+        annos.append({"bbox": box, "bbox_mode": BoxMode.XYXY_ABS, "category_id": category})
     image_id = os.path.splitext(os.path.basename(xml_path))[0]
-    return {"file_name": image_path, "image_id": image_id, "height": height, "width": width,
-            "annotations": annos}
+    return {
+        "file_name": image_path,
+        "image_id": image_id,
+        "height": height,
+        "width": width,
+        "annotations": annos,
+    }
 
 
 def split_of(image_id: str, val_fraction: float = 0.2) -> str:
@@ -125,8 +137,9 @@ def split_of(image_id: str, val_fraction: float = 0.2) -> str:
     return "val" if h < val_fraction else "train"
 
 
-def load_cil24_voc(root: str, split: str = "all", dataset_name: Optional[str] = None,
-                   val_fraction: float = 0.2) -> List[Dict]:
+def load_cil24_voc(
+    root: str, split: str = "all", dataset_name: Optional[str] = None, val_fraction: float = 0.2
+) -> List[Dict]:
     """
     Load a CIL-style Pascal VOC folder.
 
@@ -165,13 +178,15 @@ def load_cil24_voc(root: str, split: str = "all", dataset_name: Optional[str] = 
 
 def register_cil24_voc(name: str, root: str, split: str = "all"):
     DatasetCatalog.register(name, lambda: load_cil24_voc(root, split, dataset_name=name))
-    MetadataCatalog.get(name).set(thing_classes=list(CLASS_NAMES), dirname=root, split=split,
-                                  evaluator_type="karyotype")
+    MetadataCatalog.get(name).set(
+        thing_classes=list(CLASS_NAMES), dirname=root, split=split, evaluator_type="karyotype"
+    )
 
 
 # ---------------------------------------------------------------- COCO json
-def load_karyotype_coco_json(json_file: str, image_root: str,
-                             dataset_name: Optional[str] = None) -> List[Dict]:
+def load_karyotype_coco_json(
+    json_file: str, image_root: str, dataset_name: Optional[str] = None
+) -> List[Dict]:
     """
     Load a COCO-format detection json whose category *names* are chromosome classes.
 
@@ -205,8 +220,9 @@ def load_karyotype_coco_json(json_file: str, image_root: str,
     images = {img.get("id"): img for img in data["images"]}
     for a in data["annotations"]:
         if a.get("image_id") not in per_image:
-            bad.append(f"{json_file}: annotation {a.get('id')} refers to unknown image "
-                       f"{a.get('image_id')}")
+            bad.append(
+                f"{json_file}: annotation {a.get('id')} refers to unknown image {a.get('image_id')}"
+            )
             continue
         img = images[a["image_id"]]
         where = f"{json_file}: image {img.get('file_name')}, annotation {a.get('id')}"
@@ -214,14 +230,19 @@ def load_karyotype_coco_json(json_file: str, image_root: str,
             if a.get("category_id") not in id_map:
                 raise DatasetFileError(f"{where}: unknown category {a.get('category_id')}")
             x, y, w, h = a["bbox"]
-            box = checked_box([x, y, x + w, y + h], img.get("width", 1e9),
-                              img.get("height", 1e9), where)
+            box = checked_box(
+                [x, y, x + w, y + h], img.get("width", 1e9), img.get("height", 1e9), where
+            )
         except (DatasetFileError, KeyError, TypeError, ValueError) as e:
             bad.append(str(e) if isinstance(e, DatasetFileError) else f"{where}: {e!r}")
             broken.add(a["image_id"])
             continue
-        obj = {"bbox": box, "bbox_mode": BoxMode.XYXY_ABS,
-               "category_id": id_map[a["category_id"]], "iscrowd": a.get("iscrowd", 0)}
+        obj = {
+            "bbox": box,
+            "bbox_mode": BoxMode.XYXY_ABS,
+            "category_id": id_map[a["category_id"]],
+            "iscrowd": a.get("iscrowd", 0),
+        }
         if a.get("segmentation"):
             obj["segmentation"] = a["segmentation"]
         per_image[a["image_id"]].append(obj)
@@ -230,8 +251,11 @@ def load_karyotype_coco_json(json_file: str, image_root: str,
         if img.get("id") in broken:
             continue
         d = {k: v for k, v in img.items() if k not in ("id", "file_name")}
-        d.update(file_name=os.path.join(image_root, img["file_name"]), image_id=img["id"],
-                 annotations=per_image[img["id"]])
+        d.update(
+            file_name=os.path.join(image_root, img["file_name"]),
+            image_id=img["id"],
+            annotations=per_image[img["id"]],
+        )
         dicts.append(d)
     _report(bad, dataset_name)
     return dicts
@@ -240,6 +264,12 @@ def load_karyotype_coco_json(json_file: str, image_root: str,
 def register_karyotype_coco(name: str, json_file: str, image_root: str, **metadata):
     """Like detectron2's ``register_coco_instances``, with categories mapped by name."""
     DatasetCatalog.register(
-        name, lambda: load_karyotype_coco_json(json_file, image_root, dataset_name=name))
-    MetadataCatalog.get(name).set(thing_classes=list(CLASS_NAMES), json_file=json_file,
-                                  image_root=image_root, evaluator_type="karyotype", **metadata)
+        name, lambda: load_karyotype_coco_json(json_file, image_root, dataset_name=name)
+    )
+    MetadataCatalog.get(name).set(
+        thing_classes=list(CLASS_NAMES),
+        json_file=json_file,
+        image_root=image_root,
+        evaluator_type="karyotype",
+        **metadata,
+    )

@@ -1,6 +1,7 @@
 """
 Reading metaphase images as microscopes write them.
 """
+
 import numpy as np
 
 MIN_IMAGE_SIDE = 64
@@ -25,13 +26,18 @@ def read_metaphase(path: str) -> np.ndarray:
     except Exception as e:  # truncated, not an image, missing
         raise ValueError(f"{path}: cannot read image ({type(e).__name__}: {e})") from e
     if min(im.size) < MIN_IMAGE_SIDE:
-        raise ValueError(f"{path}: image is {im.size[0]}x{im.size[1]} pixels, smaller than "
-                         f"{MIN_IMAGE_SIDE} on a side: not a metaphase")
+        raise ValueError(
+            f"{path}: image is {im.size[0]}x{im.size[1]} pixels, smaller than "
+            f"{MIN_IMAGE_SIDE} on a side: not a metaphase"
+        )
     if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         values = np.asarray(im, dtype=np.float64)
         lo, hi = float(values.min()), float(values.max())
-        gray = np.zeros(values.shape, np.uint8) if hi <= lo else \
-            np.round((values - lo) / (hi - lo) * 255).astype(np.uint8)
+        gray = (
+            np.zeros(values.shape, np.uint8)
+            if hi <= lo
+            else np.round((values - lo) / (hi - lo) * 255).astype(np.uint8)
+        )
         rgb = np.repeat(gray[:, :, None], 3, axis=2)
     else:
         rgb = np.asarray(im.convert("RGB"))
@@ -62,7 +68,8 @@ def readable(dataset_dicts, dataset_name: str = "dataset"):
     if bad:
         logging.getLogger(__name__).warning(
             f"{dataset_name}: {len(bad)} image(s) cannot be read and are left out of the "
-            f"evaluation:\n  " + "\n  ".join(bad))
+            f"evaluation:\n  " + "\n  ".join(bad)
+        )
     return kept
 
 
@@ -71,8 +78,11 @@ def build_eval_loader(cfg, dataset_name: str):
     the same mapper as training (16-bit, RGBA, ... images; on-the-fly synthetic ones)."""
     from detectron2.data import DatasetCatalog, build_detection_test_loader
 
-    from ..synth.dataset import SynthDatasetMapper
+    from .mapper import MetaphaseDatasetMapper
 
     dicts = readable(DatasetCatalog.get(dataset_name), dataset_name)
-    return build_detection_test_loader(dicts, mapper=SynthDatasetMapper(cfg, is_train=False),
-                                       num_workers=cfg.DATALOADER.NUM_WORKERS)
+    return build_detection_test_loader(
+        dicts,
+        mapper=MetaphaseDatasetMapper(cfg, is_train=False),
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
+    )

@@ -27,6 +27,7 @@ The model's own randomness (proposal sampling) is seeded per iteration by
 :class:`deepacc_d2.engine.SeedEachIteration`, for the same reason. With ``SEED`` < 0 a
 seed is drawn anew in each run, and a resumed run sees other data than the killed one would.
 """
+
 import contextlib
 import itertools
 import logging
@@ -34,6 +35,7 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+
 from detectron2.data import DatasetFromList, get_detection_dataset_dicts
 from detectron2.data.samplers import TrainingSampler
 from detectron2.utils import comm
@@ -41,8 +43,7 @@ from detectron2.utils.events import get_event_storage
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ResumableTrainLoader", "build_resumable_train_loader", "derived_seed",
-           "training_seed"]
+__all__ = ["ResumableTrainLoader", "build_resumable_train_loader", "derived_seed", "training_seed"]
 
 
 def derived_seed(*key: int) -> int:
@@ -127,8 +128,11 @@ class ResumableTrainLoader:
         self.rank, self.world_size = comm.get_rank(), comm.get_world_size()
         # detectron2's AspectRatioGroupedDataset: bucket 0 if w > h else 1
         self.group_of = np.array(
-            [0 if not aspect_ratio_grouping or d["width"] > d["height"] else 1
-             for d in dataset_dicts])
+            [
+                0 if not aspect_ratio_grouping or d["width"] > d["height"] else 1
+                for d in dataset_dicts
+            ]
+        )
         self._members = [np.flatnonzero(self.group_of == g) for g in (0, 1)]
 
     def batches(self) -> Iterator[List[Tuple[int, int]]]:
@@ -164,7 +168,9 @@ class ResumableTrainLoader:
         if start:
             logger.info(f"Training data resumes at batch {start}")
         loader = torch.utils.data.DataLoader(
-            _BatchStream(self, start), batch_size=self.batch_size, num_workers=self.num_workers,
+            _BatchStream(self, start),
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
             collate_fn=list,
             # Its own generator: starting the loader (at the first step) then draws nothing
             # from torch's global RNG, which the model's proposal sampling uses.
@@ -182,17 +188,26 @@ def build_resumable_train_loader(cfg, mapper) -> ResumableTrainLoader:
     "TrainingSampler" is supported.
     """
     if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
-        raise ValueError(f"DATALOADER.SAMPLER_TRAIN={cfg.DATALOADER.SAMPLER_TRAIN!r}: the "
-                         "resumable train loader draws with TrainingSampler only")
+        raise ValueError(
+            f"DATALOADER.SAMPLER_TRAIN={cfg.DATALOADER.SAMPLER_TRAIN!r}: the "
+            "resumable train loader draws with TrainingSampler only"
+        )
     world_size = comm.get_world_size()
     if cfg.SOLVER.IMS_PER_BATCH % world_size:
-        raise ValueError(f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} is not divisible "
-                         f"by the {world_size} processes")
+        raise ValueError(
+            f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} is not divisible "
+            f"by the {world_size} processes"
+        )
     dataset_dicts = get_detection_dataset_dicts(
-        cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
-        proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None)
+        cfg.DATASETS.TRAIN,
+        filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
+        proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
+    )
     return ResumableTrainLoader(
-        dataset_dicts, mapper, seed=training_seed(cfg),
+        dataset_dicts,
+        mapper,
+        seed=training_seed(cfg),
         batch_size=cfg.SOLVER.IMS_PER_BATCH // world_size,
         aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
-        num_workers=cfg.DATALOADER.NUM_WORKERS)
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
+    )

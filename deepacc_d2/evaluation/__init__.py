@@ -1,4 +1,5 @@
 """Karyotype metrics of DeepACC §3.1: mAP, mAPmax, Acc, AER (see karyotype_evaluation.py)."""
+
 from .karyotype_evaluation import KaryotypeEvaluator, evaluate_predictions
 from .metrics import coco_average_precision, compute_karyotype_metrics
 

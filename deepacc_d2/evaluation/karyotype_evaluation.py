@@ -30,6 +30,7 @@ labelled with the canonical 24 classes.
 All values are percents except the raw counts (``TP``, ``FP``, ``FN``, ``num_gt``,
 ``num_pred``) and ``CountMAE`` (chromosomes per image).
 """
+
 import itertools
 import logging
 import os
@@ -37,6 +38,7 @@ from collections import OrderedDict
 from typing import Dict, Iterable, Optional, Tuple
 
 import numpy as np
+
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.structures import BoxMode
@@ -61,9 +63,16 @@ class KaryotypeEvaluator(DatasetEvaluator):
     mappers drop annotations); with ``dataset_name=None``, from each input's "annotations".
     """
 
-    def __init__(self, dataset_name: Optional[str], output_dir: Optional[str] = None, *,
-                 iou_thresh: float, score_thresh: float, nms_thresh: float,
-                 distributed: bool = True):
+    def __init__(
+        self,
+        dataset_name: Optional[str],
+        output_dir: Optional[str] = None,
+        *,
+        iou_thresh: float,
+        score_thresh: float,
+        nms_thresh: float,
+        distributed: bool = True,
+    ):
         """
         Args:
             dataset_name (str or None): a registered dataset whose category_id is the
@@ -129,20 +138,24 @@ class KaryotypeEvaluator(DatasetEvaluator):
             classes = instances.pred_classes.numpy().astype(np.int64)
             if not instances.has("class_scores") and not self._told_no_class_scores:
                 self._told_no_class_scores = True
-                logger.info("Predictions carry no 'class_scores': for mAPmax and Acc/AER, "
-                            "detections with identical boxes count as one proposal (exact "
-                            "for class-agnostic boxes; with class-specific box regression "
-                            "every detection is its own top-1).")
-            self._images.append({
-                "image_id": image.get("image_id", ""),
-                "file_name": image.get("file_name", ""),
-                "gt_boxes": gt_boxes,
-                "gt_classes": gt_classes,
-                "boxes": boxes,
-                "scores": scores,
-                "classes": classes,
-                **dict(zip(("top1", "all_classes"), detection_subsets(instances))),
-            })
+                logger.info(
+                    "Predictions carry no 'class_scores': for mAPmax and Acc/AER, "
+                    "detections with identical boxes count as one proposal (exact "
+                    "for class-agnostic boxes; with class-specific box regression "
+                    "every detection is its own top-1)."
+                )
+            self._images.append(
+                {
+                    "image_id": image.get("image_id", ""),
+                    "file_name": image.get("file_name", ""),
+                    "gt_boxes": gt_boxes,
+                    "gt_classes": gt_classes,
+                    "boxes": boxes,
+                    "scores": scores,
+                    "classes": classes,
+                    **dict(zip(("top1", "all_classes"), detection_subsets(instances))),
+                }
+            )
 
     def evaluate(self):
         if self._distributed:
@@ -157,7 +170,8 @@ class KaryotypeEvaluator(DatasetEvaluator):
             return {}
 
         metrics, details = compute_karyotype_metrics(
-            images, self._iou_thresh, self._score_thresh, self._nms_thresh)
+            images, self._iou_thresh, self._score_thresh, self._nms_thresh
+        )
         log_report(metrics, details, self._dataset_name)
         if self._output_dir:
             write_report(self._output_dir, metrics, details)
@@ -182,14 +196,23 @@ def detection_subsets(instances) -> Tuple[np.ndarray, np.ndarray]:
     if instances.has("class_scores"):
         # (R, K) foreground probabilities; a trailing background column is ignored.
         class_scores = instances.class_scores.numpy()[:, :NUM_CLASSES]
-    top1 = top1_mask(instances.pred_boxes.tensor.numpy(), instances.scores.numpy(),
-                     instances.pred_classes.numpy(), class_scores)
+    top1 = top1_mask(
+        instances.pred_boxes.tensor.numpy(),
+        instances.scores.numpy(),
+        instances.pred_classes.numpy(),
+        class_scores,
+    )
     return top1, np.ones(len(instances), dtype=bool)
 
 
-def evaluate_predictions(pairs: Iterable, output_dir: Optional[str] = None, *,
-                         iou_thresh: float, score_thresh: float,
-                         nms_thresh: float) -> "OrderedDict":
+def evaluate_predictions(
+    pairs: Iterable,
+    output_dir: Optional[str] = None,
+    *,
+    iou_thresh: float,
+    score_thresh: float,
+    nms_thresh: float,
+) -> "OrderedDict":
     """
     Evaluate predictions made elsewhere, one process.
 
@@ -202,9 +225,14 @@ def evaluate_predictions(pairs: Iterable, output_dir: Optional[str] = None, *,
     Returns:
         OrderedDict: {"karyotype": {metric: value}}, as :meth:`KaryotypeEvaluator.evaluate`.
     """
-    evaluator = KaryotypeEvaluator(None, output_dir, iou_thresh=iou_thresh,
-                                   score_thresh=score_thresh, nms_thresh=nms_thresh,
-                                   distributed=False)
+    evaluator = KaryotypeEvaluator(
+        None,
+        output_dir,
+        iou_thresh=iou_thresh,
+        score_thresh=score_thresh,
+        nms_thresh=nms_thresh,
+        distributed=False,
+    )
     for dataset_dict, instances in pairs:
         evaluator.process([dataset_dict], [{"instances": instances}])
     return evaluator.evaluate()
@@ -222,13 +250,14 @@ def _check_classes(dataset_name: str):
     if not canonical:
         raise ValueError(
             f"KaryotypeEvaluator needs the canonical {NUM_CLASSES} classes {CLASS_NAMES} in "
-            f"order; dataset {dataset_name!r} has thing_classes={list(thing_classes)}")
+            f"order; dataset {dataset_name!r} has thing_classes={list(thing_classes)}"
+        )
 
 
 def _annotations_to_arrays(dataset_dict: Dict) -> Tuple[np.ndarray, np.ndarray]:
     annotations = dataset_dict.get("annotations", [])
-    boxes = [BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYXY_ABS)
-             for a in annotations]
+    boxes = [
+        BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYXY_ABS) for a in annotations
+    ]
     classes = [int(a["category_id"]) for a in annotations]
-    return (np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
-            np.asarray(classes, dtype=np.int64))
+    return (np.asarray(boxes, dtype=np.float64).reshape(-1, 4), np.asarray(classes, dtype=np.int64))

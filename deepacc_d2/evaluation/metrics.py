@@ -17,6 +17,7 @@ Over a dataset, :func:`compute_karyotype_metrics` turns these into the evaluator
 (their definitions: :mod:`.karyotype_evaluation`), and :func:`coco_average_precision` runs
 pycocotools on the same detections as a cross-check.
 """
+
 import contextlib
 import io
 from collections import OrderedDict
@@ -74,9 +75,13 @@ def _score_order(scores: np.ndarray) -> np.ndarray:
     return np.argsort(-np.asarray(scores, dtype=np.float64), kind="mergesort")
 
 
-def greedy_match(ious: np.ndarray, scores: np.ndarray, iou_thresh: float,
-                 candidates: Optional[np.ndarray] = None,
-                 gt_used: Optional[np.ndarray] = None) -> np.ndarray:
+def greedy_match(
+    ious: np.ndarray,
+    scores: np.ndarray,
+    iou_thresh: float,
+    candidates: Optional[np.ndarray] = None,
+    gt_used: Optional[np.ndarray] = None,
+) -> np.ndarray:
     """
     One-to-one matching of detections to ground truths, by descending score.
 
@@ -111,8 +116,9 @@ def greedy_match(ious: np.ndarray, scores: np.ndarray, iou_thresh: float,
     return matched
 
 
-def precision_recall(scores: np.ndarray, is_tp: np.ndarray,
-                     num_gt: int) -> Tuple[np.ndarray, np.ndarray]:
+def precision_recall(
+    scores: np.ndarray, is_tp: np.ndarray, num_gt: int
+) -> Tuple[np.ndarray, np.ndarray]:
     """
     Args:
         scores (ndarray): (D,) scores of all detections of one class over the dataset.
@@ -129,8 +135,9 @@ def precision_recall(scores: np.ndarray, is_tp: np.ndarray,
     return tp / num_gt, tp / (tp + fp)
 
 
-def average_precision(recall: np.ndarray, precision: np.ndarray,
-                      interpolation: str = "all") -> float:
+def average_precision(
+    recall: np.ndarray, precision: np.ndarray, interpolation: str = "all"
+) -> float:
     """
     Area under the monotone (interpolated) precision-recall curve.
 
@@ -164,9 +171,13 @@ def average_precision(recall: np.ndarray, precision: np.ndarray,
     raise ValueError(f"interpolation must be 'all' or 'coco101', got {interpolation!r}")
 
 
-def per_class_average_precision(images, num_classes: int, iou_thresh: float,
-                                subset: Optional[str] = None,
-                                interpolations=("all",)) -> Dict[str, np.ndarray]:
+def per_class_average_precision(
+    images,
+    num_classes: int,
+    iou_thresh: float,
+    subset: Optional[str] = None,
+    interpolations=("all",),
+) -> Dict[str, np.ndarray]:
     """
     Per-class AP at one IoU threshold over a dataset.
 
@@ -214,8 +225,12 @@ def per_class_average_precision(images, num_classes: int, iou_thresh: float,
     return out
 
 
-def top1_mask(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray,
-              class_scores: Optional[np.ndarray] = None) -> np.ndarray:
+def top1_mask(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    classes: np.ndarray,
+    class_scores: Optional[np.ndarray] = None,
+) -> np.ndarray:
     """
     Which detections are the top-1 class of the proposal they came from (paper: mAPmax
     "only takes the Top 1 score bounding box of each proposal").
@@ -272,8 +287,9 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_thresh: float) -> np.ndarray:
     return np.asarray(keep, dtype=np.int64)
 
 
-def select_for_counting(boxes: np.ndarray, scores: np.ndarray, top1: np.ndarray,
-                        score_thresh: float, nms_thresh: float) -> np.ndarray:
+def select_for_counting(
+    boxes: np.ndarray, scores: np.ndarray, top1: np.ndarray, score_thresh: float, nms_thresh: float
+) -> np.ndarray:
     """
     The predictions that Acc and AER judge (§3.1): top-1 detections with score >=
     ``score_thresh`` (p), then class-agnostic NMS at ``nms_thresh``.
@@ -286,9 +302,15 @@ def select_for_counting(boxes: np.ndarray, scores: np.ndarray, top1: np.ndarray,
     return candidates[nms(np.asarray(boxes)[candidates], scores[candidates], nms_thresh)]
 
 
-def match_karyotype(gt_boxes: np.ndarray, gt_classes: np.ndarray, boxes: np.ndarray,
-                    scores: np.ndarray, classes: np.ndarray, iou_thresh: float,
-                    num_classes: int = 24) -> Dict[str, np.ndarray]:
+def match_karyotype(
+    gt_boxes: np.ndarray,
+    gt_classes: np.ndarray,
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    classes: np.ndarray,
+    iou_thresh: float,
+    num_classes: int = 24,
+) -> Dict[str, np.ndarray]:
     """
     Judge the kept predictions of one image (from :func:`select_for_counting`).
 
@@ -323,8 +345,9 @@ def match_karyotype(gt_boxes: np.ndarray, gt_classes: np.ndarray, boxes: np.ndar
     is_tp = gt_index >= 0
     # The FPs then claim the ground truths left over, whatever the class.
     wrong = np.nonzero(~is_tp)[0]
-    gt_index[wrong] = greedy_match(ious[wrong], np.asarray(scores)[wrong], iou_thresh,
-                                   gt_used=gt_used)
+    gt_index[wrong] = greedy_match(
+        ious[wrong], np.asarray(scores)[wrong], iou_thresh, gt_used=gt_used
+    )
     is_fn = ~gt_used
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     on_gt = gt_index >= 0
@@ -333,9 +356,13 @@ def match_karyotype(gt_boxes: np.ndarray, gt_classes: np.ndarray, boxes: np.ndar
 
 
 # ------------------------------------------------------------------ over a dataset
-def compute_karyotype_metrics(images: List[Dict], iou_thresh: float, score_thresh: float,
-                              nms_thresh: float,
-                              coco_check: bool = True) -> Tuple["OrderedDict", Dict]:
+def compute_karyotype_metrics(
+    images: List[Dict],
+    iou_thresh: float,
+    score_thresh: float,
+    nms_thresh: float,
+    coco_check: bool = True,
+) -> Tuple["OrderedDict", Dict]:
     """
     Args:
         images (list[dict]): per image "gt_boxes" (G, 4) XYXY, "gt_classes" (G,),
@@ -349,17 +376,24 @@ def compute_karyotype_metrics(images: List[Dict], iou_thresh: float, score_thres
         metrics (OrderedDict): flat name -> float (see :mod:`.karyotype_evaluation`).
         details (dict): confusion matrix, per-class counts and per-image counts, for files.
     """
-    images = [dict(im, all_classes=im.get("all_classes", np.ones(len(im["classes"]), bool)))
-              for im in images]
-    ap = per_class_average_precision(images, NUM_CLASSES, iou_thresh, subset="all_classes",
-                                     interpolations=("all", "coco101"))
+    images = [
+        dict(im, all_classes=im.get("all_classes", np.ones(len(im["classes"]), bool)))
+        for im in images
+    ]
+    ap = per_class_average_precision(
+        images, NUM_CLASSES, iou_thresh, subset="all_classes", interpolations=("all", "coco101")
+    )
     ap_max = per_class_average_precision(images, NUM_CLASSES, iou_thresh, subset="top1")["all"]
     counts = karyotype_counts(images, iou_thresh, score_thresh, nms_thresh)
     if coco_check:
         coco = coco_average_precision(images, NUM_CLASSES, subset="all_classes")
     else:
-        coco = {"AP": np.nan, "AP50": np.nan, "AP75": np.nan,
-                "AP50_per_class": np.full(NUM_CLASSES, np.nan)}
+        coco = {
+            "AP": np.nan,
+            "AP50": np.nan,
+            "AP75": np.nan,
+            "AP50_per_class": np.full(NUM_CLASSES, np.nan),
+        }
 
     metrics = _dataset_metrics(ap, ap_max, counts, coco)
     metrics.update(_class_and_group_metrics(ap["all"], ap_max, counts))
@@ -377,8 +411,9 @@ def compute_karyotype_metrics(images: List[Dict], iou_thresh: float, score_thres
     return metrics, details
 
 
-def karyotype_counts(images: List[Dict], iou_thresh: float, score_thresh: float,
-                     nms_thresh: float) -> Dict:
+def karyotype_counts(
+    images: List[Dict], iou_thresh: float, score_thresh: float, nms_thresh: float
+) -> Dict:
     """
     The counts behind Acc and AER: in each image the predictions of
     :func:`select_for_counting`, judged by :func:`match_karyotype`.
@@ -396,27 +431,35 @@ def karyotype_counts(images: List[Dict], iou_thresh: float, score_thresh: float,
     confusion = np.zeros((K, K), dtype=np.int64)
     per_image = []
     for im in images:
-        keep = select_for_counting(im["boxes"], im["scores"], im["top1"],
-                                   score_thresh, nms_thresh)
+        keep = select_for_counting(im["boxes"], im["scores"], im["top1"], score_thresh, nms_thresh)
         classes = np.asarray(im["classes"], dtype=np.int64)[keep]
         gt_classes = np.asarray(im["gt_classes"], dtype=np.int64)
-        judged = match_karyotype(im["gt_boxes"], gt_classes, np.asarray(im["boxes"])[keep],
-                                 np.asarray(im["scores"])[keep], classes, iou_thresh, K)
+        judged = match_karyotype(
+            im["gt_boxes"],
+            gt_classes,
+            np.asarray(im["boxes"])[keep],
+            np.asarray(im["scores"])[keep],
+            classes,
+            iou_thresh,
+            K,
+        )
         confusion += judged["confusion"]
         counts["num_gt"] += np.bincount(gt_classes, minlength=K)
         counts["num_pred"] += np.bincount(classes, minlength=K)
         counts["TP"] += np.bincount(classes[judged["is_tp"]], minlength=K)
         counts["FN"] += np.bincount(gt_classes[judged["is_fn"]], minlength=K)
         tp = int(judged["is_tp"].sum())
-        per_image.append({
-            "image_id": str(im.get("image_id", "")),
-            "file_name": str(im.get("file_name", "")),
-            "num_gt": int(len(gt_classes)),
-            "num_pred": int(len(keep)),
-            "TP": tp,
-            "FP": int(len(keep)) - tp,
-            "FN": int(judged["is_fn"].sum()),
-        })
+        per_image.append(
+            {
+                "image_id": str(im.get("image_id", "")),
+                "file_name": str(im.get("file_name", "")),
+                "num_gt": int(len(gt_classes)),
+                "num_pred": int(len(keep)),
+                "TP": tp,
+                "FP": int(len(keep)) - tp,
+                "FN": int(judged["is_fn"].sum()),
+            }
+        )
     counts["FP"] = counts["num_pred"] - counts["TP"]
     return dict(counts, confusion=confusion, per_image=per_image)
 
@@ -445,13 +488,16 @@ def _dataset_metrics(ap: Dict, ap_max: np.ndarray, counts: Dict, coco: Dict) -> 
     return m
 
 
-def _class_and_group_metrics(ap: np.ndarray, ap_max: np.ndarray,
-                             counts: Dict) -> "OrderedDict":
+def _class_and_group_metrics(ap: np.ndarray, ap_max: np.ndarray, counts: Dict) -> "OrderedDict":
     """AP, APmax, Acc and AER of each class ("AP-1", ...), then of each Denver group
     ("AP-groupA", ...)."""
     by_class = [_acc_aer(counts, [k]) for k in range(NUM_CLASSES)]
-    columns = (("AP", [_percent(v) for v in ap]), ("APmax", [_percent(v) for v in ap_max]),
-               ("Acc", [acc for acc, _ in by_class]), ("AER", [aer for _, aer in by_class]))
+    columns = (
+        ("AP", [_percent(v) for v in ap]),
+        ("APmax", [_percent(v) for v in ap_max]),
+        ("Acc", [acc for acc, _ in by_class]),
+        ("AER", [aer for _, aer in by_class]),
+    )
     m = OrderedDict()
     for metric, values in columns:
         m.update((f"{metric}-{name}", value) for name, value in zip(CLASS_NAMES, values))
@@ -471,8 +517,9 @@ def _acc_aer(counts: Dict, classes) -> Tuple[float, float]:
     return _percent(_ratio(tp, num_pred)), _percent(_ratio(errors, counts["num_gt"][classes].sum()))
 
 
-def coco_average_precision(images: List[Dict], num_classes: int,
-                           subset: Optional[str] = None) -> Dict:
+def coco_average_precision(
+    images: List[Dict], num_classes: int, subset: Optional[str] = None
+) -> Dict:
     """
     pycocotools' bbox AP (IoU 0.50:0.95), AP50 and AP75 of the same detections, with the
     default parameters (101 recall points, maxDets 100 per image and class, area "all").
@@ -492,24 +539,38 @@ def coco_average_precision(images: List[Dict], num_classes: int,
         for box, k in zip(np.asarray(im["gt_boxes"]).reshape(-1, 4), im["gt_classes"]):
             xywh = _xyxy_to_xywh(box)
             # ids start at 1: pycocotools reads id 0 as "unmatched".
-            gt_annotations.append({"id": len(gt_annotations) + 1, "image_id": image_id,
-                                   "category_id": int(k) + 1, "bbox": xywh,
-                                   "area": xywh[2] * xywh[3], "iscrowd": 0})
+            gt_annotations.append(
+                {
+                    "id": len(gt_annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": int(k) + 1,
+                    "bbox": xywh,
+                    "area": xywh[2] * xywh[3],
+                    "iscrowd": 0,
+                }
+            )
         keep = np.asarray(im[subset], bool) if subset else np.ones(len(im["classes"]), bool)
-        for box, k, s in zip(np.asarray(im["boxes"]).reshape(-1, 4)[keep],
-                             np.asarray(im["classes"])[keep], np.asarray(im["scores"])[keep]):
-            detections.append({"image_id": image_id, "category_id": int(k) + 1,
-                               "bbox": _xyxy_to_xywh(box), "score": float(s)})
+        for box, k, s in zip(
+            np.asarray(im["boxes"]).reshape(-1, 4)[keep],
+            np.asarray(im["classes"])[keep],
+            np.asarray(im["scores"])[keep],
+        ):
+            detections.append(
+                {
+                    "image_id": image_id,
+                    "category_id": int(k) + 1,
+                    "bbox": _xyxy_to_xywh(box),
+                    "score": float(s),
+                }
+            )
 
     nan = float("nan")
     result = {"AP": nan, "AP50": nan, "AP75": nan, "AP50_per_class": np.full(num_classes, nan)}
     if not gt_annotations:
         return result
-    has_gt = np.bincount([a["category_id"] - 1 for a in gt_annotations],
-                         minlength=num_classes) > 0
+    has_gt = np.bincount([a["category_id"] - 1 for a in gt_annotations], minlength=num_classes) > 0
     if not detections:
-        result.update(AP=0.0, AP50=0.0, AP75=0.0,
-                      AP50_per_class=np.where(has_gt, 0.0, nan))
+        result.update(AP=0.0, AP50=0.0, AP75=0.0, AP50_per_class=np.where(has_gt, 0.0, nan))
         return result
 
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
@@ -528,8 +589,12 @@ def coco_average_precision(images: List[Dict], num_classes: int,
     precision = coco_eval.eval["precision"][0, :, :, 0, -1]
     ap50_per_class = np.where(precision.min(axis=0) > -1, precision.mean(axis=0), nan)
     stats = coco_eval.stats
-    result.update(AP=float(stats[0]), AP50=float(stats[1]), AP75=float(stats[2]),
-                  AP50_per_class=ap50_per_class)
+    result.update(
+        AP=float(stats[0]),
+        AP50=float(stats[1]),
+        AP75=float(stats[2]),
+        AP50_per_class=ap50_per_class,
+    )
     return result
 
 

@@ -2,6 +2,7 @@
 What :class:`.KaryotypeEvaluator` shows and writes of its results: the console tables, the
 files (csv, json) and the plots.
 """
+
 import csv
 import json
 import logging
@@ -10,9 +11,10 @@ from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+from tabulate import tabulate
+
 from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import create_small_table
-from tabulate import tabulate
 
 from ..classes import CLASS_NAMES, DENVER_GROUPS, NUM_CLASSES, denver_group_of
 
@@ -31,29 +33,67 @@ def log_report(metrics: Dict, details: Dict, dataset_name: Optional[str]):
         metrics, details: as :func:`.metrics.compute_karyotype_metrics` returns them.
         dataset_name (str or None): named in the log.
     """
-    main = OrderedDict((k, metrics[k]) for k in (
-        "mAP", "mAPmax", "Acc", "AER", "COCO_AP", "COCO_AP50", "COCO_AP75", "mAP101",
-        "InGroupErr", "CountExact", "CountMAE"))
-    logger.info(f"Karyotype metrics on {dataset_name or 'the given images'} "
-                f"(IoU {details['thresholds']['iou']}, score {details['thresholds']['score']},"
-                f" NMS {details['thresholds']['nms']}): \n" + create_small_table(main))
-    logger.info("TP {TP:.0f}, FP {FP:.0f}, FN {FN:.0f}, {num_pred:.0f} predictions, "
-                "{num_gt:.0f} ground truths".format(**metrics))
+    main = OrderedDict(
+        (k, metrics[k])
+        for k in (
+            "mAP",
+            "mAPmax",
+            "Acc",
+            "AER",
+            "COCO_AP",
+            "COCO_AP50",
+            "COCO_AP75",
+            "mAP101",
+            "InGroupErr",
+            "CountExact",
+            "CountMAE",
+        )
+    )
+    logger.info(
+        f"Karyotype metrics on {dataset_name or 'the given images'} "
+        f"(IoU {details['thresholds']['iou']}, score {details['thresholds']['score']},"
+        f" NMS {details['thresholds']['nms']}): \n" + create_small_table(main)
+    )
+    logger.info(
+        "TP {TP:.0f}, FP {FP:.0f}, FN {FN:.0f}, {num_pred:.0f} predictions, "
+        "{num_gt:.0f} ground truths".format(**metrics)
+    )
     rows = []
     for name in CLASS_NAMES:
         counts = details["per_class"][name]
-        rows.append([name, denver_group_of(CLASS_NAMES.index(name)), counts["num_gt"],
-                     counts["num_pred"], metrics[f"AP-{name}"], metrics[f"APmax-{name}"],
-                     metrics[f"Acc-{name}"], metrics[f"AER-{name}"]])
+        rows.append(
+            [
+                name,
+                denver_group_of(CLASS_NAMES.index(name)),
+                counts["num_gt"],
+                counts["num_pred"],
+                metrics[f"AP-{name}"],
+                metrics[f"APmax-{name}"],
+                metrics[f"Acc-{name}"],
+                metrics[f"AER-{name}"],
+            ]
+        )
     for g in _GROUP_NAMES:
         members = DENVER_GROUPS[g]
-        rows.append([f"group {g}", g,
-                     sum(details["per_class"][n]["num_gt"] for n in members),
-                     sum(details["per_class"][n]["num_pred"] for n in members),
-                     metrics[f"AP-group{g}"], metrics[f"APmax-group{g}"],
-                     metrics[f"Acc-group{g}"], metrics[f"AER-group{g}"]])
-    table = tabulate(rows, headers=["class", "group", "#gt", "#pred", "AP", "APmax", "Acc",
-                                    "AER"], tablefmt="pipe", floatfmt=".2f", numalign="left")
+        rows.append(
+            [
+                f"group {g}",
+                g,
+                sum(details["per_class"][n]["num_gt"] for n in members),
+                sum(details["per_class"][n]["num_pred"] for n in members),
+                metrics[f"AP-group{g}"],
+                metrics[f"APmax-group{g}"],
+                metrics[f"Acc-group{g}"],
+                metrics[f"AER-group{g}"],
+            ]
+        )
+    table = tabulate(
+        rows,
+        headers=["class", "group", "#gt", "#pred", "AP", "APmax", "Acc", "AER"],
+        tablefmt="pipe",
+        floatfmt=".2f",
+        numalign="left",
+    )
     logger.info("Per-class karyotype metrics: \n" + table)
 
 
@@ -79,8 +119,9 @@ def write_report(output_dir: str, metrics: Dict, details: Dict):
         for name, row in zip(CLASS_NAMES, details["confusion"]):
             writer.writerow([name] + list(row))
     try:
-        _plot_confusion(os.path.join(output_dir, "karyotype_confusion.png"),
-                        np.asarray(details["confusion"]))
+        _plot_confusion(
+            os.path.join(output_dir, "karyotype_confusion.png"), np.asarray(details["confusion"])
+        )
         _plot_per_class_ap(os.path.join(output_dir, "karyotype_per_class_ap.png"), metrics)
     except ImportError as e:  # pragma: no cover
         logger.warning(f"matplotlib unavailable, no karyotype plots: {e}")
@@ -99,8 +140,9 @@ def _new_figure(size):
 def _group_order() -> Tuple[np.ndarray, List[float]]:
     """Class indices sorted by Denver group (X joins C, Y joins G), and the positions of
     the lines between groups in that order."""
-    order = np.array(sorted(range(NUM_CLASSES), key=lambda k: _GROUP_NAMES.index(
-        denver_group_of(k))))
+    order = np.array(
+        sorted(range(NUM_CLASSES), key=lambda k: _GROUP_NAMES.index(denver_group_of(k)))
+    )
     groups = [denver_group_of(k) for k in order]
     boundaries = [i + 0.5 for i in range(NUM_CLASSES - 1) if groups[i] != groups[i + 1]]
     return order, boundaries
@@ -119,8 +161,15 @@ def _plot_confusion(path: str, confusion: np.ndarray):
     image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     for i, j in zip(*np.nonzero(confusion)):
-        ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=6,
-                color="white" if shares[i, j] > 0.5 else "black")
+        ax.text(
+            j,
+            i,
+            str(confusion[i, j]),
+            ha="center",
+            va="center",
+            fontsize=6,
+            color="white" if shares[i, j] > 0.5 else "black",
+        )
     for b in boundaries:
         ax.axhline(b, color="gray", linewidth=0.6)
         ax.axvline(b, color="gray", linewidth=0.6)

@@ -6,8 +6,9 @@ Only whole-chromosome gains and losses are written (what counting detections can
 ``iscn_authenticator`` parses each string, and the counts are checked here because that
 package accepts a total that disagrees with the listed chromosomes ("46,XY,+21").
 """
+
 from collections import Counter
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 from ..classes import CLASS_NAMES
 
@@ -103,8 +104,13 @@ def case_karyotype(cell_iscns: Sequence[str]) -> Dict:
         "non_clonal" [(iscn, cells)], "modal_count" (int), "clonal_changes" [str].
     """
     if not cell_iscns:
-        return {"iscn": "", "clones": [], "non_clonal": [], "modal_count": None,
-                "clonal_changes": []}
+        return {
+            "iscn": "",
+            "clones": [],
+            "non_clonal": [],
+            "modal_count": None,
+            "clonal_changes": [],
+        }
     changes = {iscn: gains_and_losses(iscn) for iscn in set(cell_iscns)}
     cells_with = Counter()
     for iscn in cell_iscns:

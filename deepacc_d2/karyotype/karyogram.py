@@ -8,7 +8,8 @@ one common scale, in its class's slot (homologs side by side), in the layout lab
 Empty slots (but Y's) and overfull autosome slots are marked red, an autosome with one member
 orange, and a low-confidence call gets an orange frame.
 """
-from typing import Dict, List, Optional, Tuple
+
+from typing import Dict, List, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -78,8 +79,8 @@ def upright(gray: np.ndarray, box) -> Tuple[np.ndarray, np.ndarray]:
     ys, xs = np.nonzero(mask)
     if len(ys) == 0:
         return np.full((1, 1), 255, np.uint8), np.zeros((1, 1), bool)
-    picture = np.where(mask, picture, 255)[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1]
-    return picture.astype(np.uint8), mask[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1]
+    picture = np.where(mask, picture, 255)[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    return picture.astype(np.uint8), mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
 
 
 def p_arm_up(picture: np.ndarray, mask: np.ndarray, min_dip: float = 0.85):
@@ -110,9 +111,14 @@ def slot_counts(classes: np.ndarray) -> Dict[str, int]:
     return {name: int((np.asarray(classes) == k).sum()) for k, name in enumerate(CLASS_NAMES)}
 
 
-def draw_karyogram(image: np.ndarray, boxes: np.ndarray, classes: np.ndarray,
-                   scores: np.ndarray, low_score: float,
-                   height: int = 110) -> Tuple[np.ndarray, Dict[str, Tuple[int, int, int, int]]]:
+def draw_karyogram(
+    image: np.ndarray,
+    boxes: np.ndarray,
+    classes: np.ndarray,
+    scores: np.ndarray,
+    low_score: float,
+    height: int = 110,
+) -> Tuple[np.ndarray, Dict[str, Tuple[int, int, int, int]]]:
     """
     Args:
         image (ndarray): (H, W) or (H, W, 3) uint8 metaphase.
@@ -158,8 +164,11 @@ def draw_karyogram(image: np.ndarray, boxes: np.ndarray, classes: np.ndarray,
                 top = y + pad + (height - p.shape[0])  # chromosomes stand on one baseline
                 canvas.paste(Image.fromarray(p).convert("RGB"), (cx, top))
                 if scores[d] < low_score:
-                    draw.rectangle([cx - 2, top - 2, cx + p.shape[1] + 1, y + pad + height + 1],
-                                   outline=ORANGE, width=2)
+                    draw.rectangle(
+                        [cx - 2, top - 2, cx + p.shape[1] + 1, y + pad + height + 1],
+                        outline=ORANGE,
+                        width=2,
+                    )
                 cx += width_of + pad
             n = len(members)
             autosome = k < 22

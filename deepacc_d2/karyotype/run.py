@@ -4,6 +4,7 @@ the karyogram (PNG); over all images, the case summary (JSON and text). A file t
 read or processed is named in the summary and the others still go through; every cell's
 files and the summary are written as soon as that cell is done.
 """
+
 import json
 import logging
 import os
@@ -33,11 +34,13 @@ def karyotype_cell(image_rgb: np.ndarray, instances, rules: ReviewRules) -> Tupl
 
     detections = counted_detections(instances, rules)
     record = cell_record(detections, rules)
-    karyogram, _ = draw_karyogram(image_rgb, detections["boxes"], detections["classes"],
-                                  detections["scores"], rules.low_score)
+    karyogram, _ = draw_karyogram(
+        image_rgb, detections["boxes"], detections["classes"], detections["scores"], rules.low_score
+    )
     scale = karyogram.shape[0] / image_rgb.shape[0]
-    overlay = draw_predictions(image_rgb, instances, rules.score_thresh, rules.nms_thresh,
-                               scale=scale)
+    overlay = draw_predictions(
+        image_rgb, instances, rules.score_thresh, rules.nms_thresh, scale=scale
+    )
     return record, side_by_side(overlay, karyogram)
 
 
@@ -56,24 +59,31 @@ def case_summary(cells: Dict[str, Dict], errors: Dict[str, str]) -> Dict:
         "clonal_changes": case["clonal_changes"],
         "counts_per_cell": {f: c["total"] for f, c in cells.items()},
         "no_call": [f for f, c in cells.items() if not c["karyotype"]],
-        "review": {f: [x["message"] for x in c["flags"]] for f, c in cells.items()
-                   if c["needs_review"]},
+        "review": {
+            f: [x["message"] for x in c["flags"]] for f, c in cells.items() if c["needs_review"]
+        },
         "failed": errors,
     }
 
 
 def summary_text(summary: Dict) -> str:
-    lines = [f"Cells read: {summary['cells_read']}; with a karyotype call: "
-             f"{summary['cells_called']}; files that failed: {len(summary['failed'])}",
-             f"Modal chromosome count: {summary['modal_count']}",
-             f"Case karyotype: {summary['karyotype'] or '(no cell line qualifies)'}"]
+    lines = [
+        f"Cells read: {summary['cells_read']}; with a karyotype call: "
+        f"{summary['cells_called']}; files that failed: {len(summary['failed'])}",
+        f"Modal chromosome count: {summary['modal_count']}",
+        f"Case karyotype: {summary['karyotype'] or '(no cell line qualifies)'}",
+    ]
     if summary["non_clonal"]:
-        lines.append("Non-clonal cells (left out): " + ", ".join(
-            f"{iscn} x{n}" for iscn, n in summary["non_clonal"]))
+        lines.append(
+            "Non-clonal cells (left out): "
+            + ", ".join(f"{iscn} x{n}" for iscn, n in summary["non_clonal"])
+        )
     if summary["review"]:
         lines.append(f"Cells to review: {len(summary['review'])}")
-        lines += [f"  {f}: {'; '.join(reasons) or 'no karyotype call'}"
-                  for f, reasons in summary["review"].items()]
+        lines += [
+            f"  {f}: {'; '.join(reasons) or 'no karyotype call'}"
+            for f, reasons in summary["review"].items()
+        ]
     if summary["failed"]:
         lines.append("Files that failed:")
         lines += [f"  {msg}" for msg in summary["failed"].values()]
@@ -108,8 +118,9 @@ def karyotype_files(cfg, inputs: Sequence[str], output_dir: str) -> Dict:
     for path, name, image_bgr, instances in predict_each(cfg, inputs, output_dir, errors):
         if instances is not None:
             try:
-                record, picture = karyotype_cell(np.ascontiguousarray(image_bgr[:, :, ::-1]),
-                                                 instances, rules)
+                record, picture = karyotype_cell(
+                    np.ascontiguousarray(image_bgr[:, :, ::-1]), instances, rules
+                )
             except Exception as e:  # one bad cell never loses the rest of the case
                 errors[path] = f"{path}: {type(e).__name__}: {e}"
                 logger.error(errors[path])

@@ -1,5 +1,6 @@
 """DeepACC's ROI heads (§2.1–2.4); importing this module registers ``DeepACCROIHeads`` and
 ``KaryotypeRetinaNet``."""
+
 from .box_head import SeparateBranchesHead, build_separate_branches_head
 from .fast_rcnn import DeepACCOutputLayers
 from .losses import aam_logits, aam_loss, group_inner_adjacency_loss, local_class_centers

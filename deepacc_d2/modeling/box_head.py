@@ -2,9 +2,11 @@
 The "sep" box head of Table 1 (b), §2.1: a classification branch and a regression branch that
 share no parameter, on the same pooled RoI features.
 """
+
+from torch import nn
+
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.roi_heads import build_box_head
-from torch import nn
 
 __all__ = ["SeparateBranchesHead", "build_separate_branches_head"]
 

@@ -15,17 +15,19 @@ margin branch; with a margin branch it is a dict ``{"cosine": (R, K + 1), "featu
 because the siamese scores can only be formed per image, in ``losses`` / ``inference``, where
 the proposals say which rows belong to which image.
 """
+
 from typing import Dict, List, Optional, Tuple
 
 import torch
+from torch import nn
+from torch.nn import functional as F
+
 from detectron2.config import configurable
 from detectron2.layers import cat, cross_entropy
 from detectron2.modeling.roi_heads import FastRCNNOutputLayers
 from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
 from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
-from torch import nn
-from torch.nn import functional as F
 
 from ..classes import NUM_CLASSES, group_adjacency_matrix
 from .losses import (
@@ -188,8 +190,9 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
         progress = min(1.0, get_event_storage().iter / self.margin_warmup_iters)
         return self.aam_margin * progress
 
-    def final_logits(self, predictions, proposals: List[Instances],
-                     by_label: Optional[bool] = None):
+    def final_logits(
+        self, predictions, proposals: List[Instances], by_label: Optional[bool] = None
+    ):
         """
         The logits whose softmax is the model's score, per image.
 
@@ -220,11 +223,13 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
         if by_label is None:
             by_label = self.training and self.train_centers == "labelled"
         logits, is_local, chosen = [], [], []
-        for i, (x_i, cx_i, cos_i) in enumerate(zip(
-            features.split(num_per_image),
-            center_features.split(num_per_image),
-            cosine.split(num_per_image),
-        )):  # Eq. 2 per image: never mix the proposals of two metaphases
+        for i, (x_i, cx_i, cos_i) in enumerate(
+            zip(
+                features.split(num_per_image),
+                center_features.split(num_per_image),
+                cosine.split(num_per_image),
+            )
+        ):  # Eq. 2 per image: never mix the proposals of two metaphases
             candidates = center_candidates(cos_i, proposals[i].gt_classes if by_label else None)
             centers, local_i, best_i = local_class_centers(
                 cx_i, cos_i, self.cls_score.weight, self.siamese_delta, candidates
@@ -302,10 +307,12 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
         storage.put_scalar(f"{prefix}/cls_accuracy", (pred == gt_classes).float().mean().item())
         if fg.any():
             fg_pred = pred[fg]
-            storage.put_scalar(f"{prefix}/fg_cls_accuracy",
-                               (fg_pred == gt_classes[fg]).float().mean().item())
-            storage.put_scalar(f"{prefix}/false_negative",
-                               (fg_pred == self.num_classes).float().mean().item())
+            storage.put_scalar(
+                f"{prefix}/fg_cls_accuracy", (fg_pred == gt_classes[fg]).float().mean().item()
+            )
+            storage.put_scalar(
+                f"{prefix}/false_negative", (fg_pred == self.num_classes).float().mean().item()
+            )
 
     @torch.no_grad()
     def _log_branch_metrics(self, predictions, gt_classes, proposals: List[Instances]):
@@ -317,21 +324,24 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
         """
         storage = get_event_storage()
         class_outputs, _ = predictions
-        storage.put_scalar("deepacc/feature_norm",
-                           class_outputs["features"].norm(dim=1).mean().item())
+        storage.put_scalar(
+            "deepacc/feature_norm", class_outputs["features"].norm(dim=1).mean().item()
+        )
         self._log_metrics(self.margin_logits(class_outputs), gt_classes, prefix="deepacc/margin")
         if not self.siamese or not gt_classes.numel():
             return
         logits, is_local, chosen = self.final_logits(predictions, proposals, by_label=False)
         pure = []
-        for gt_i, local_i, best_i in zip(gt_classes.split([len(p) for p in proposals]),
-                                         is_local, chosen):
+        for gt_i, local_i, best_i in zip(
+            gt_classes.split([len(p) for p in proposals]), is_local, chosen
+        ):
             labels = torch.cat([gt_i, gt_i.new_full((1,), -1)])[best_i]  # K
             pure.append(labels[local_i] == torch.nonzero(local_i).squeeze(1))
         # The final scores as inference forms them (centers by prediction, not by label).
         self._log_metrics(cat(logits), gt_classes, prefix="deepacc/test_centers")
-        storage.put_scalar("deepacc/local_center_fraction",
-                           torch.stack(is_local).float().mean().item())
+        storage.put_scalar(
+            "deepacc/local_center_fraction", torch.stack(is_local).float().mean().item()
+        )
         pure = torch.cat(pure)
         if pure.numel():
             storage.put_scalar("deepacc/local_center_purity", pure.float().mean().item())
@@ -372,8 +382,9 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
         scores = self.predict_probs(predictions, proposals)
         results, proposal_indices = [], []
         for boxes_i, scores_i, proposals_i in zip(boxes, scores, proposals):
-            result, indices = self._inference_single_image(boxes_i, scores_i,
-                                                           proposals_i.image_size)
+            result, indices = self._inference_single_image(
+                boxes_i, scores_i, proposals_i.image_size
+            )
             results.append(result)
             proposal_indices.append(indices)
         return results, proposal_indices
@@ -385,13 +396,18 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
         boxes, scores = boxes[valid], scores[valid]
         fg_scores = scores[:, :-1]  # R x K
         top1 = F.one_hot(fg_scores.argmax(dim=1), self.num_classes).to(torch.bool)
-        top1_scores = torch.cat([torch.where(top1, fg_scores, torch.zeros_like(fg_scores)),
-                                 scores[:, -1:]], dim=1)
+        top1_scores = torch.cat(
+            [torch.where(top1, fg_scores, torch.zeros_like(fg_scores)), scores[:, -1:]], dim=1
+        )
         sets = []
         for set_scores in (scores, top1_scores):
             (result,), (kept,) = fast_rcnn_inference(
-                [boxes], [set_scores], [image_size], self.test_score_thresh,
-                self.test_nms_thresh, self.test_topk_per_image,
+                [boxes],
+                [set_scores],
+                [image_size],
+                self.test_score_thresh,
+                self.test_nms_thresh,
+                self.test_topk_per_image,
             )
             sets.append((result, kept, kept * self.num_classes + result.pred_classes))
         (every, every_kept, every_key), (first, first_kept, first_key) = sets
@@ -400,7 +416,11 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
         kept = torch.cat([every_kept, first_kept[new]])
         result.class_scores = fg_scores[kept]  # R' x K
         # built from tensors, not len(): a traced model must not bake the count in
-        result.all_classes = torch.cat([torch.ones_like(every_kept, dtype=torch.bool),
-                                        torch.zeros_like(first_kept[new], dtype=torch.bool)])
+        result.all_classes = torch.cat(
+            [
+                torch.ones_like(every_kept, dtype=torch.bool),
+                torch.zeros_like(first_kept[new], dtype=torch.bool),
+            ]
+        )
         result.top1 = torch.cat([torch.isin(every_key, first_key), new[new]])
         return result, torch.nonzero(valid).squeeze(1)[kept]

@@ -11,6 +11,7 @@ Shape shorthand in this module:
 
 Every score matrix has K + 1 columns: the K foreground classes, then background.
 """
+
 import math
 from typing import List, Optional, Tuple
 

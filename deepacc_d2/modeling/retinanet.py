@@ -3,9 +3,11 @@
 detections also carry ``class_scores``, so that every Table 2 row is judged by the same top-1
 rule (mAPmax, Acc, AER).
 """
+
 from typing import List, Tuple
 
 import torch
+
 from detectron2.layers import batched_nms, cat
 from detectron2.modeling import META_ARCH_REGISTRY, RetinaNet
 from detectron2.structures import Boxes, Instances
@@ -44,8 +46,11 @@ class KaryotypeRetinaNet(RetinaNet):
             candidate_scores = scores_l[candidates[:, 0], candidates[:, 1]]
             order = candidate_scores.argsort(descending=True)[: self.test_topk_candidates]
             anchor_idx, class_idx = candidates[order].unbind(dim=1)
-            boxes.append(self.box2box_transform.apply_deltas(deltas_l[anchor_idx],
-                                                             anchors_l.tensor[anchor_idx]))
+            boxes.append(
+                self.box2box_transform.apply_deltas(
+                    deltas_l[anchor_idx], anchors_l.tensor[anchor_idx]
+                )
+            )
             scores.append(candidate_scores[order])
             classes.append(class_idx)
             class_scores.append(scores_l[anchor_idx])

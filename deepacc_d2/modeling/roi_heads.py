@@ -2,6 +2,7 @@
 :class:`DeepACCROIHeads`: detectron2's StandardROIHeads with DeepACC's box head (§2.1) and
 predictor (§2.2–2.4). Only ``_init_box_head`` differs; detectron2's ``_forward_box`` runs as is.
 """
+
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.poolers import ROIPooler
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads, build_box_head

@@ -8,6 +8,7 @@ heterochromatic Yq12, which hg38 leaves partly unassembled (57.2 Mb), and that b
 a G-banded Y shows as its dark distal q arm. The files are read in place through
 ``importlib.resources``; nothing is copied into this repository.
 """
+
 import functools
 from dataclasses import dataclass
 from importlib import resources

@@ -1,7 +1,7 @@
 """
 Karyotypes of synthetic cells: which chromosomes a cell holds, and its ISCN string.
 """
-from collections import Counter
+
 from typing import Dict, List, Optional
 
 import numpy as np

@@ -8,6 +8,7 @@ in its own small canvas along a smoothly bent axis and then added at its place.
 
 Shorthand: H x W image, n samples along a chromosome's axis (1 px apart), h x w its canvas.
 """
+
 import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
@@ -112,7 +113,7 @@ def chromosome_size_px(
     length = CHR1_LENGTH_FRACTION * short_side * style.condensation * ideogram.length / chr1.length
     if rng is not None and length_noise > 0:
         length *= float(np.clip(1 + rng.normal(0, length_noise), 0.7, 1.3))
-    width = WIDTH_FRACTION * short_side * style.width_jitter * style.condensation ** -0.3
+    width = WIDTH_FRACTION * short_side * style.width_jitter * style.condensation**-0.3
     return length, width
 
 
@@ -235,7 +236,10 @@ def _add_patch(canvas: np.ndarray, patch: np.ndarray, x0: int, y0: int):
         return None
     src = patch[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
     canvas[cy0:cy1, cx0:cx1] += src
-    return (slice(cy0, cy1), slice(cx0, cx1)), (slice(cy0 - y0, cy1 - y0), slice(cx0 - x0, cx1 - x0))
+    return (slice(cy0, cy1), slice(cx0, cx1)), (
+        slice(cy0 - y0, cy1 - y0),
+        slice(cx0 - x0, cx1 - x0),
+    )
 
 
 def _draw_nucleus(rng, od: np.ndarray, style: BatchStyle, center, short_side: int):
@@ -245,8 +249,9 @@ def _draw_nucleus(rng, od: np.ndarray, style: BatchStyle, center, short_side: in
     patch = np.zeros((size, size), np.float32)
     c = (size // 2, size // 2)
     cv2.ellipse(patch, c, (int(a), int(b)), rng.uniform(0, 180), 0, 360, 1.0, -1)
-    coarse = cv2.resize(rng.normal(0, 1, (5, 5)).astype(np.float32), (size, size),
-                        interpolation=cv2.INTER_CUBIC)
+    coarse = cv2.resize(
+        rng.normal(0, 1, (5, 5)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC
+    )
     grain = rng.normal(0, 1, (size, size)).astype(np.float32)
     level = style.stain_od * rng.uniform(0.5, 0.9)
     patch = cv2.GaussianBlur(patch, (0, 0), 2.0)  # soft rim first, grainy chromatin after
@@ -262,7 +267,9 @@ def _draw_debris(rng, od: np.ndarray, count: int, short_side: int):
         patch = np.zeros((size, size), np.float32)
         cv2.circle(patch, (size // 2, size // 2), max(1, int(round(r))), rng.uniform(0.1, 0.7), -1)
         patch = cv2.GaussianBlur(patch, (0, 0), 0.8)
-        _add_patch(od, patch, int(rng.uniform(0, W)) - size // 2, int(rng.uniform(0, H)) - size // 2)
+        _add_patch(
+            od, patch, int(rng.uniform(0, W)) - size // 2, int(rng.uniform(0, H)) - size // 2
+        )
 
 
 def render_metaphase(
@@ -294,8 +301,15 @@ def render_metaphase(
         length, width = chromosome_size_px(ideograms[name], style, short, rng, config.length_noise)
         bend = config.bend * math.sqrt(length / (CHR1_LENGTH_FRACTION * short))
         patch = render_chromosome(
-            ideograms[name], length, width, style, rng, angle=rng.uniform(0, 2 * np.pi),
-            bend=bend, optical_blur_px=blur_px, visible_od=config.visible_od,
+            ideograms[name],
+            length,
+            width,
+            style,
+            rng,
+            angle=rng.uniform(0, 2 * np.pi),
+            bend=bend,
+            optical_blur_px=blur_px,
+            visible_od=config.visible_od,
         )
         patches.append((name, patch))
 
@@ -329,21 +343,29 @@ def render_metaphase(
         if len(ys) == 0:
             continue
         bx0, by0, bx1, by1 = xs.min(), ys.min(), xs.max(), ys.max()
-        instances.append({
-            "category": name,
-            "bbox": (int(bx0 + dst[1].start), int(by0 + dst[0].start),
-                     int(bx1 + dst[1].start), int(by1 + dst[0].start)),
-            "mask": mask[by0 : by1 + 1, bx0 : bx1 + 1],
-            "length_px": patch.length_px,
-            "centromere_index": patch.centromere_px / patch.length_px,
-        })
+        instances.append(
+            {
+                "category": name,
+                "bbox": (
+                    int(bx0 + dst[1].start),
+                    int(by0 + dst[0].start),
+                    int(bx1 + dst[1].start),
+                    int(by1 + dst[0].start),
+                ),
+                "mask": mask[by0 : by1 + 1, bx0 : bx1 + 1],
+                "length_px": patch.length_px,
+                "centromere_index": patch.centromere_px / patch.length_px,
+            }
+        )
 
     if rng.random() < config.nuclei_rate:
         for _ in range(int(rng.integers(1, 3))):
             # Nuclei lie around the spread, often cut by the image border.
             phi = rng.uniform(0, 2 * np.pi)
             dist = radius + rng.uniform(0.0, 0.25) * short
-            _draw_nucleus(rng, od, style, center + dist * np.array([math.cos(phi), math.sin(phi)]), short)
+            _draw_nucleus(
+                rng, od, style, center + dist * np.array([math.cos(phi), math.sin(phi)]), short
+            )
     _draw_debris(rng, od, int(rng.poisson(10 * config.debris_rate)), short)
 
     light = _background(rng, style, (H, W))

@@ -7,6 +7,7 @@ to one batch id; the style of batch ``b`` is a pure function of ``(seed, b)``, s
 of a batch share it and a batch kept out of training (``held_out_batches``) has a style no
 training image carries.
 """
+
 from dataclasses import asdict, dataclass
 from typing import Dict, Tuple
 

@@ -11,6 +11,7 @@ Image ``i`` (0 <= i < num_images) belongs to batch ``i % num_batches`` and is dr
 processes, gives the same bytes. Images of ``held_out_batches`` go to split "test" only;
 the others go to "train", except a fixed ``val_fraction`` of them (all batches) to "val".
 """
+
 import json
 import os
 from multiprocessing import get_context
@@ -35,7 +36,10 @@ def generate_image(seed: int, index: int, batch_id: int, config: SynthConfig) ->
 
 
 def assign_splits(
-    num_images: int, num_batches: int, seed: int, held_out_batches: Sequence[int] = (),
+    num_images: int,
+    num_batches: int,
+    seed: int,
+    held_out_batches: Sequence[int] = (),
     val_fraction: float = 0.1,
 ) -> Dict[str, List[int]]:
     """
@@ -61,7 +65,9 @@ def assign_splits(
 
 def polygons_of_mask(mask: np.ndarray, x0: int, y0: int) -> List[List[float]]:
     """COCO polygons (pixel-centre coordinates) of the outer contours of a cropped mask."""
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    contours, _ = cv2.findContours(
+        mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
     polygons = []
     for c in contours:
         c = c.reshape(-1, 2).astype(np.float64) + (x0 + 0.5, y0 + 0.5)
@@ -101,14 +107,16 @@ def coco_records(image: SynthImage, image_id: int, file_name: str, batch_id: int
     annotations = []
     for inst in image.instances:
         x0, y0, x1, y1 = box_edges(inst["bbox"])
-        annotations.append({
-            "image_id": image_id,
-            "category_id": class_index(inst["category"]) + 1,
-            "bbox": [x0, y0, x1 - x0, y1 - y0],
-            "area": int(inst["mask"].sum()),
-            "segmentation": polygons_of_mask(inst["mask"], x0, y0),
-            "iscrowd": 0,
-        })
+        annotations.append(
+            {
+                "image_id": image_id,
+                "category_id": class_index(inst["category"]) + 1,
+                "bbox": [x0, y0, x1 - x0, y1 - y0],
+                "area": int(inst["mask"].sum()),
+                "segmentation": polygons_of_mask(inst["mask"], x0, y0),
+                "iscrowd": 0,
+            }
+        )
     return entry, annotations
 
 
@@ -191,8 +199,12 @@ def write_dataset(
             images.append(entry)
             for ann in anns:
                 annotations.append(dict(ann, id=len(annotations) + 1))
-        coco = {"info": dict(info, split=split), "images": images,
-                "annotations": annotations, "categories": categories}
+        coco = {
+            "info": dict(info, split=split),
+            "images": images,
+            "annotations": annotations,
+            "categories": categories,
+        }
         json_files[split] = os.path.join(out_dir, "annotations", f"{split}.json")
         with open(json_files[split], "w") as f:
             json.dump(coco, f, separators=(",", ":"))

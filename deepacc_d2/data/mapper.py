@@ -1,0 +1,73 @@
+"""
+The data loaders' mapper for every dataset: files (read with :func:`read_metaphase`) and
+on-the-fly synthetic metaphases alike.
+"""
+
+import copy
+import logging
+
+import numpy as np
+import torch
+
+from detectron2.data import DatasetMapper
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+
+from ..synth.writer import generate_image
+from .augment import build_augmentation
+from .images import read_metaphase
+from .synthetic import synth_annotations
+
+logger = logging.getLogger(__name__)
+
+
+class MetaphaseDatasetMapper(DatasetMapper):
+    """
+    DatasetMapper that draws an on-the-fly synthetic image instead of reading a file, and
+    reads files with :func:`deepacc_d2.data.images.read_metaphase` (16-bit, float, RGBA, ...);
+    the augmentations and annotation handling are DatasetMapper's. In training, a file that
+    cannot be read is named in the log and another image is drawn in its place (detectron2's
+    ``MapDataset`` retries on ``None``): one bad file never stops a long run. At test time it
+    raises, naming the file.
+    """
+
+    @classmethod
+    def from_config(cls, cfg, is_train: bool = True):
+        ret = super().from_config(cfg, is_train)
+        crop = ret["augmentations"][:1] if cfg.INPUT.CROP.ENABLED and is_train else []
+        ret["augmentations"] = crop + build_augmentation(cfg, is_train)
+        return ret
+
+    def __call__(self, dataset_dict):
+        dataset_dict = copy.deepcopy(dataset_dict)
+        if "synth" in dataset_dict:
+            seed, index, batch_id, config = dataset_dict.pop("synth")
+            drawn = generate_image(seed, index, batch_id, config)
+            dataset_dict.update(karyotype=drawn.karyotype, batch_id=batch_id)
+            image = np.repeat(drawn.image[:, :, None], 3, axis=2)  # gray -> 3 equal channels
+            dataset_dict["annotations"] = synth_annotations(drawn, self.use_instance_mask)
+        else:
+            try:
+                image = read_metaphase(dataset_dict["file_name"])  # BGR
+                if self.image_format == "RGB":
+                    image = image[:, :, ::-1]
+                utils.check_image_size(dataset_dict, image)
+            except ValueError as e:  # unreadable, tiny, or not the size its labels say
+                message = str(e)
+                if dataset_dict["file_name"] not in message:
+                    message = f"{dataset_dict['file_name']}: {message}"
+                if not self.is_train:
+                    raise ValueError(message) from e
+                logger.error(f"{message}; skipped, training goes on with another image")
+                return None
+
+        aug_input = T.AugInput(image)
+        transforms = self.augmentations(aug_input)
+        image = aug_input.image
+        image_shape = image.shape[:2]
+        dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        if not self.is_train:
+            dataset_dict.pop("annotations", None)
+            return dataset_dict
+        self._transform_annotations(dataset_dict, transforms, image_shape)
+        return dataset_dict
