@@ -2,11 +2,13 @@
 The ``deepacc`` command.
 
     deepacc synth   --out DIR --num-images N --seed S ...   generate synthetic metaphases
-    deepacc eval    --config-file C --weights W [--dataset D] [--output DIR] [--visualize N]
-    deepacc predict --config-file C --weights W --output DIR IMAGE_OR_FOLDER ... [--opts K V]
-    deepacc export  --config-file C --weights W --output model.ts [--sample IMAGE]
-    deepacc karyotype --config-file C --weights W --output DIR IMAGE_OR_FOLDER ...
+    deepacc eval    --weights W [--config-file C] [--dataset D] [--output DIR] [--visualize N]
+    deepacc predict --weights W [--config-file C] --output DIR IMAGE_OR_FOLDER ... [--opts K V]
+    deepacc export  --weights W [--config-file C] --output model.ts [--sample IMAGE]
+    deepacc karyotype --weights W [--config-file C] --output DIR IMAGE_OR_FOLDER ...
                     per cell a karyogram + karyotype record, and the case summary
+
+W is a model of MODEL_ZOO.md by name (its config is known) or a checkpoint with its --config-file.
 
 Config overrides go after ``--opts`` (``--opts MODEL.DEVICE cpu TEST.DETECTIONS_PER_IMAGE 80``).
 
@@ -22,8 +24,12 @@ import torch
 
 
 def _model_args(p):
-    p.add_argument("--config-file", required=True, help="a YAML under configs/")
-    p.add_argument("--weights", required=True, help="checkpoint (.pth) of a trained model")
+    p.add_argument(
+        "--weights",
+        required=True,
+        help="a model of MODEL_ZOO.md by name (e.g. cil-r18-deepacc) or a checkpoint (.pth)",
+    )
+    p.add_argument("--config-file", help="the model's YAML (default: a named model's own)")
     p.add_argument(
         "--opts",
         nargs="+",
@@ -33,11 +39,22 @@ def _model_args(p):
     )
 
 
-def _eval(args):
+def _cfg(args):
+    """The run's config from --weights (a model name or a checkpoint), --config-file, --opts."""
     from .config import setup_cfg
+    from .model_zoo import resolve_model
+
+    try:
+        config_file, weights = resolve_model(args.weights, args.config_file)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"deepacc: error: {e}") from None
+    return setup_cfg(config_file, args.opts, weights)
+
+
+def _eval(args):
     from .inference import evaluate, load_model
 
-    cfg = setup_cfg(args.config_file, args.opts, args.weights)
+    cfg = _cfg(args)
     return evaluate(
         cfg,
         load_model(cfg),
@@ -49,10 +66,9 @@ def _eval(args):
 
 
 def _predict(args):
-    from .config import setup_cfg
     from .inference import predict_files
 
-    cfg = setup_cfg(args.config_file, args.opts, args.weights)
+    cfg = _cfg(args)
     results, errors = predict_files(cfg, args.inputs, args.output, args.score_thresh)
     print(f"{len(results)} image(s) predicted into {args.output}; {len(errors)} skipped")
     for msg in errors.values():
@@ -64,11 +80,10 @@ def _export(args):
     from detectron2.data import detection_utils
     from detectron2.data import transforms as T
 
-    from .config import setup_cfg
     from .export import export_torchscript
     from .inference import load_model
 
-    cfg = setup_cfg(args.config_file, args.opts, args.weights)
+    cfg = _cfg(args)
     if args.sample:
         image = detection_utils.read_image(args.sample, format=cfg.INPUT.FORMAT)
     else:  # one synthetic metaphase as the tracing sample
@@ -86,10 +101,9 @@ def _export(args):
 
 
 def _karyotype(args):
-    from .config import setup_cfg
     from .karyotype.run import karyotype_files, summary_text
 
-    cfg = setup_cfg(args.config_file, args.opts, args.weights)
+    cfg = _cfg(args)
     summary = karyotype_files(cfg, args.inputs, args.output)
     print(summary_text(summary), end="")
     print(
