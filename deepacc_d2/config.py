@@ -101,6 +101,9 @@ def add_deepacc_config(cfg):
     # Training on the CPU under bfloat16 autocast: "on", "off", or "auto" (on where the CPU has
     # bf16 instructions: avx512_bf16 or AMX). detectron2's AMP (SOLVER.AMP) is CUDA-only.
     _C.SOLVER.CPU_BF16 = "off"
+    # Inference on the CPU under bfloat16 autocast, channels-last (deepacc eval / predict /
+    # karyotype): "on", "off", or "auto", as SOLVER.CPU_BF16.
+    _C.TEST.CPU_BF16 = "off"
     _C.SOLVER.EPOCH_STEPS = (16, 22)
 
     # Training augmentations beyond detectron2's resize and flip (deepacc_d2.data.augment).

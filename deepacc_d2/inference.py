@@ -19,6 +19,7 @@ from detectron2.modeling import build_model
 from detectron2.utils import comm
 
 from .classes import CLASS_NAMES
+from .cpu import cpu_bf16_inference
 from .data.images import build_eval_loader, read_metaphase
 from .evaluation import KaryotypeEvaluator
 from .visualize import draw_comparison
@@ -59,13 +60,14 @@ def evaluate(
         OrderedDict: {"karyotype": {metric: value}} on the main process, {} on the others.
     """
     evaluator = KaryotypeEvaluator.from_config(cfg, dataset_name, output_dir)
-    results = inference_on_dataset(model, build_eval_loader(cfg, dataset_name), evaluator)
+    with cpu_bf16_inference(cfg, model):
+        results = inference_on_dataset(model, build_eval_loader(cfg, dataset_name), evaluator)
     if comm.is_main_process():
         os.makedirs(output_dir, exist_ok=True)
         with open(os.path.join(output_dir, "metrics.json"), "w") as f:
             json.dump(results, f, indent=1)
         if visualize:
-            with inference_context(model):
+            with inference_context(model), cpu_bf16_inference(cfg, model):
                 draw_dataset_predictions(
                     cfg, model, dataset_name, output_dir, visualize, score_thresh
                 )
@@ -142,13 +144,15 @@ def predict_each(cfg, inputs: Sequence[str], output_dir: str, errors: Dict[str, 
         instances are None for a file that failed.
     """
     predictor = DefaultPredictor(cfg)
+    bf16 = cpu_bf16_inference(cfg, predictor.model)
     os.makedirs(output_dir, exist_ok=True)
     paths = list_images(inputs)
     names = output_stems(paths)
     for path in paths:
         try:
             image = read_metaphase(path)
-            instances = predictor(image)["instances"].to("cpu")
+            with bf16:
+                instances = predictor(image)["instances"].to("cpu")
         except Exception as e:  # name it, go on with the batch
             errors[path] = str(e) if str(e).startswith(path) else f"{path}: {type(e).__name__}: {e}"
             logger.error(errors[path])
