@@ -25,90 +25,43 @@ def add_deepacc_config(cfg):
     """
     _C = cfg
 
-    # Switches and weights of the DeepACC ROI heads (``ROI_HEADS.NAME: "DeepACCROIHeads"``).
-    # With every switch False the heads are detectron2's StandardROIHeads, bit for bit, plus a
-    # ``class_scores`` field on the outputs (Table 1 (a)).
+    # The DeepACC ROI heads (ROI_HEADS.NAME "DeepACCROIHeads"); every switch False = Table 1 (a).
+    # Meaning of each piece and the decisions the paper leaves open: docs/method.md.
     _C.MODEL.DEEPACC = CN()
-    # Table 1 (b) "sep" (§2.1): a classification branch and a regression branch that share no
-    # parameters. Each is a head of the kind MODEL.ROI_BOX_HEAD describes (NAME, NUM_CONV,
-    # NUM_FC, FC_DIM: the paper's two 1024-wide FC layers each) on the same pooled RoI
-    # features. True / False (False = detectron2's one shared box head).
-    _C.MODEL.DEEPACC.SEPARATE_BRANCHES = False
-
-    # Margin branch (§2.2, Eq. 1): the last FC of the classification branch without bias, its
-    # class weights W_M (the global class centers, K + 1 rows with background last) and the
-    # features both L2-normalised; logits s·cos θ_j.
+    _C.MODEL.DEEPACC.SEPARATE_BRANCHES = False  # Table 1 (b) "sep": no shared head; bool
     _C.MODEL.DEEPACC.AAM = CN()
-    # True: train the margin branch with the additive angular margin m on the target class
-    # (L_AAM, Eq. 1). Background targets never get the margin (see losses.aam_logits).
-    # False while SIAMESE.ENABLED (Table 1 (d)): the margin branch still exists, because the
-    # inference branch needs its normalised centers and scores, and is trained with m = 0
-    # (normalised softmax cross-entropy s·cos θ, NormFace), weighted by α.
-    # False and SIAMESE False: no margin branch, detectron2's linear classifier.
-    _C.MODEL.DEEPACC.AAM.ENABLED = False
-    # s: the scale of the cosine logits, > 0. Paper: 64.
-    _C.MODEL.DEEPACC.AAM.SCALE = 64.0
-    # m: the additive angular margin in radians, in [0, π). Paper: 0.25.
-    _C.MODEL.DEEPACC.AAM.MARGIN = 0.25
-    # Iterations over which m ramps linearly from 0 to MARGIN; 0 = no ramp (docs/learning.md).
-    _C.MODEL.DEEPACC.AAM.MARGIN_WARMUP_ITERS = 0
-
-    # Siamese inference branch (§2.3, Eq. 2): per-image local class centers W_I; logits
-    # W_I,jᵀ·x + b_j on the unnormalised x, trained by L_CE; its softmax is the final score.
+    _C.MODEL.DEEPACC.AAM.ENABLED = False  # margin branch trained with margin m (Eq. 1); bool
+    _C.MODEL.DEEPACC.AAM.SCALE = 64.0  # s of Eq. 1, > 0
+    _C.MODEL.DEEPACC.AAM.MARGIN = 0.25  # m of Eq. 1, radians in [0, π)
+    _C.MODEL.DEEPACC.AAM.MARGIN_WARMUP_ITERS = 0  # iterations of a linear m ramp, >= 0 (0: none)
     _C.MODEL.DEEPACC.SIAMESE = CN()
-    _C.MODEL.DEEPACC.SIAMESE.ENABLED = False
-    # δ of Eq. 2, in [-1, 1): a local center needs margin-branch score cos θ > δ (paper: none;
-    # 0.7 measured in docs/learning.md).
-    _C.MODEL.DEEPACC.SIAMESE.DELTA = 0.7
-    # Training candidates for class j's center: "labelled" (proposals labelled j) or
-    # "predicted" (every proposal, as at test time). docs/learning.md.
-    _C.MODEL.DEEPACC.SIAMESE.TRAIN_CENTERS = "labelled"
-    # L_CE back-propagates into the chosen proposals' features (it always trains W_M).
-    _C.MODEL.DEEPACC.SIAMESE.CENTER_GRAD = False
-
-    # Group Inner-Adjacency loss (§2.4, Eq. 3) on the margin branch's probabilities, over the
-    # Denver groups (deepacc_d2.classes.group_adjacency_matrix). Needs the margin branch
-    # (AAM or SIAMESE enabled) and ROI_HEADS.NUM_CLASSES = 24. True / False.
+    _C.MODEL.DEEPACC.SIAMESE.ENABLED = False  # inference branch, local class centers (Eq. 2)
+    _C.MODEL.DEEPACC.SIAMESE.DELTA = 0.7  # δ of Eq. 2: cosine a local center needs, [-1, 1)
+    _C.MODEL.DEEPACC.SIAMESE.TRAIN_CENTERS = "labelled"  # training candidates: labelled, predicted
+    _C.MODEL.DEEPACC.SIAMESE.CENTER_GRAD = False  # L_CE also trains the chosen features; bool
     _C.MODEL.DEEPACC.GIA = CN()
-    _C.MODEL.DEEPACC.GIA.ENABLED = False
+    _C.MODEL.DEEPACC.GIA.ENABLED = False  # L_GIA over the Denver groups (Eq. 3); bool
+    _C.MODEL.DEEPACC.AAM_LOSS_WEIGHT = 0.1  # α of Eq. 4, >= 0
+    _C.MODEL.DEEPACC.CE_LOSS_WEIGHT = 1.0  # β of Eq. 4, >= 0
+    _C.MODEL.DEEPACC.GIA_LOSS_WEIGHT = 0.1  # γ of Eq. 4, >= 0
 
-    # Eq. 4: L = L_det + α L_AAM + β L_CE + γ L_GIA (paper: α 0.1, β 1.0, γ 0.1), each >= 0.
-    # α: weight of the margin branch's loss (``loss_aam``), with or without margin.
-    _C.MODEL.DEEPACC.AAM_LOSS_WEIGHT = 0.1
-    # β: weight of the inference branch's cross-entropy (``loss_cls``, SIAMESE only; without
-    # the siamese branch ``loss_cls`` is detectron2's classification loss, weight 1).
-    _C.MODEL.DEEPACC.CE_LOSS_WEIGHT = 1.0
-    # γ: weight of L_GIA (``loss_gia``).
-    _C.MODEL.DEEPACC.GIA_LOSS_WEIGHT = 0.1
-
-    # Karyotype metrics (§3.1), used by KaryotypeEvaluator.
+    # Karyotype metrics (§3.1, docs/metrics.md) and the karyotype step (docs/karyotype.md).
     _C.TEST.KARYOTYPE = CN()
-    _C.TEST.KARYOTYPE.IOU_THRESH = 0.5  # a detection matches a ground truth at IoU >= this
-    # Acc/AER, karyotype calls and pictures keep top-1 detections with score >= p, then
-    # apply class-agnostic NMS at NMS_THRESH (evaluation.metrics.select_for_counting).
-    _C.TEST.KARYOTYPE.SCORE_THRESH = 0.5  # p, in [0, 1]
-    _C.TEST.KARYOTYPE.NMS_THRESH = 0.7  # IoU above which the lower-scoring box goes
-    # Review flags of a cell's karyotype (deepacc_d2.karyotype.cell.review_flags):
+    _C.TEST.KARYOTYPE.IOU_THRESH = 0.5  # a detection matches a truth at IoU >= this, [0, 1]
+    _C.TEST.KARYOTYPE.SCORE_THRESH = 0.5  # p: Acc/AER, calls, pictures keep score >= p, [0, 1]
+    _C.TEST.KARYOTYPE.NMS_THRESH = 0.7  # class-agnostic NMS IoU after the score cut, [0, 1]
     _C.TEST.KARYOTYPE.REVIEW_LOW_SCORE = 0.8  # a counted call below this is low-confidence
-    _C.TEST.KARYOTYPE.REVIEW_LOW_SCORE_SHARE = 0.1  # flag when more than this share is low
-    _C.TEST.KARYOTYPE.REVIEW_OVERLAP_IOU = 0.3  # flag two counted boxes overlapping this much
-    _C.TEST.KARYOTYPE.REVIEW_AMBIGUITY_MARGIN = 0.2  # flag top-2 of one group closer than this
+    _C.TEST.KARYOTYPE.REVIEW_LOW_SCORE_SHARE = 0.1  # review when more than this share is low
+    _C.TEST.KARYOTYPE.REVIEW_OVERLAP_IOU = 0.3  # review two counted boxes overlapping this much
+    _C.TEST.KARYOTYPE.REVIEW_AMBIGUITY_MARGIN = 0.2  # review top-2 of one group closer than this
+    _C.TEST.CPU_BF16 = "off"  # CPU inference in bf16, channels-last: on, off, auto
 
-    # Schedule in epochs (the paper: 24 epochs, LR x0.1 at 16 and 22). When EPOCHS > 0,
-    # train_net.py converts them to MAX_ITER / STEPS from the training set's size and
-    # SOLVER.IMS_PER_BATCH; 0 keeps MAX_ITER / STEPS as written.
-    _C.SOLVER.EPOCHS = 0
-    # Training on the CPU under bfloat16 autocast: "on", "off", or "auto" (on where the CPU has
-    # bf16 instructions: avx512_bf16 or AMX). detectron2's AMP (SOLVER.AMP) is CUDA-only.
-    _C.SOLVER.CPU_BF16 = "off"
-    # Inference on the CPU under bfloat16 autocast, channels-last (deepacc eval / predict /
-    # karyotype): "on", "off", or "auto", as SOLVER.CPU_BF16.
-    _C.TEST.CPU_BF16 = "off"
-    _C.SOLVER.EPOCH_STEPS = (16, 22)
+    _C.SOLVER.EPOCHS = 0  # > 0: schedule in epochs (§3.1: 24), turned into MAX_ITER / STEPS
+    _C.SOLVER.EPOCH_STEPS = (16, 22)  # epochs after which the LR is x GAMMA (§3.1)
+    _C.SOLVER.CPU_BF16 = "off"  # CPU training under bf16 autocast: on, off, auto (CPU has it)
 
-    # Training augmentations beyond detectron2's resize and flip (deepacc_d2.data.augment).
-    _C.INPUT.ROTATE_90 = False  # rotate by a random multiple of 90 degrees: True / False
-    _C.INPUT.INTENSITY_JITTER = 0.0  # brightness and contrast x U[1 - j, 1 + j], j in [0, 1)
+    _C.INPUT.ROTATE_90 = False  # training: random rotation by k x 90 degrees; bool
+    _C.INPUT.INTENSITY_JITTER = 0.0  # training: brightness, contrast x U[1 - j, 1 + j], [0, 1)
 
 
 def setup_cfg(config_file: str, opts=(), weights: str = None, training: bool = False):

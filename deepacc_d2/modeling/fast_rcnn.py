@@ -134,7 +134,7 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
             {
                 "margin_branch": deepacc.AAM.ENABLED or deepacc.SIAMESE.ENABLED,
                 "aam_scale": deepacc.AAM.SCALE,
-                # Table 1 (d) trains the margin branch with m = 0 (see config.py).
+                # Table 1 (d) trains the margin branch with m = 0 (docs/method.md).
                 "aam_margin": deepacc.AAM.MARGIN if deepacc.AAM.ENABLED else 0.0,
                 "siamese": deepacc.SIAMESE.ENABLED,
                 "siamese_delta": deepacc.SIAMESE.DELTA,
