@@ -90,28 +90,15 @@ def train(args, out_dir, init_weights):
 
 
 def evaluate(args, weights, out_dir):
-    run(
-        [
-            sys.executable,
-            "-m",
-            "deepacc_d2.cli",
-            "eval",
-            "--config-file",
-            args.config,
-            "--weights",
-            weights,
-            "--dataset",
-            args.dataset,
-            "--output",
-            out_dir,
-            "--visualize",
-            str(args.visualize),
-            "--opts",
-        ]
-        + device_opts(args.device)
-    )
-    with open(os.path.join(out_dir, "metrics.json")) as f:
-        return json.load(f)["karyotype"]
+    """What `deepacc eval` runs: metrics and pictures of the trained model on --dataset."""
+    import deepacc_d2  # noqa: F401  (compat fixes, registrations)
+    from deepacc_d2.config import setup_cfg
+    from deepacc_d2.inference import evaluate as evaluate_model
+    from deepacc_d2.inference import load_model
+
+    cfg = setup_cfg(args.config, device_opts(args.device), weights)
+    results = evaluate_model(cfg, load_model(cfg), args.dataset, out_dir, args.visualize)
+    return results["karyotype"]
 
 
 def read_metrics_log(model_dir):
