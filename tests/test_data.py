@@ -215,3 +215,54 @@ def test_evaluation_leaves_out_an_unreadable_image_by_name(tmp_path, caplog):
         ids = [x["image_id"] for batch in build_eval_loader(cfg, name) for x in batch]
     assert ids == ["good0", "good1"]
     assert "1 image(s) cannot be read" in caplog.text and "trunc.jpg" in caplog.text
+
+
+def _augmentation_cfg(**input_keys):
+    from deepacc_d2.config import add_deepacc_config
+
+    from detectron2.config import get_cfg
+
+    cfg = get_cfg()
+    add_deepacc_config(cfg)
+    cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN = (60,), 1000
+    cfg.INPUT.RANDOM_FLIP = "none"
+    for k, v in input_keys.items():
+        setattr(cfg.INPUT, k, v)
+    return cfg
+
+
+def test_rotations_move_boxes_with_the_pixels():
+    import numpy as np
+
+    from deepacc_d2.data.augment import build_augmentation
+
+    from detectron2.data import transforms as T
+
+    augs = build_augmentation(_augmentation_cfg(ROTATE_90=True), is_train=True)
+    test_augs = build_augmentation(_augmentation_cfg(ROTATE_90=True), is_train=False)
+    assert not any(isinstance(a, T.RandomRotation) for a in test_augs)  # training only
+    image = np.zeros((60, 100, 3), np.uint8)  # resize keeps 60 x 100
+    x0, y0, x1, y1 = 10, 5, 40, 25
+    image[y0:y1, x0:x1] = 255
+    shapes = set()
+    np.random.seed(0)
+    for _ in range(40):
+        aug_input = T.AugInput(image.copy(), boxes=np.array([[x0, y0, x1, y1]], np.float64))
+        transforms = T.AugmentationList(augs)(aug_input)
+        out = aug_input.image[:, :, 0] > 127
+        ys, xs = np.nonzero(out)
+        drawn = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]  # pixel-edge box of the pixels
+        assert np.allclose(aug_input.boxes[0], drawn, atol=1.0), (transforms, drawn)
+        shapes.add(out.shape)
+    assert shapes == {(60, 100), (100, 60)}  # both orientations were drawn
+
+
+def test_intensity_jitter_is_bounded():
+    from deepacc_d2.data.augment import build_augmentation
+
+    with pytest.raises(ValueError, match="INTENSITY_JITTER"):
+        build_augmentation(_augmentation_cfg(INTENSITY_JITTER=1.5), is_train=True)
+    augs = build_augmentation(_augmentation_cfg(INTENSITY_JITTER=0.2), is_train=True)
+    names = [type(a).__name__ for a in augs]
+    assert names[-2:] == ["RandomBrightness", "RandomContrast"]
+    assert (augs[-1].intensity_min, augs[-1].intensity_max) == (0.8, 1.2)
