@@ -28,11 +28,12 @@ import numpy as np
 import torch
 
 import deepacc_d2  # noqa: F401  (compat fixes, registrations)
-from deepacc_d2.config import cpu_has_bf16, setup_cfg
+from deepacc_d2.config import setup_cfg
+from deepacc_d2.cpu import cpu_has_bf16
 
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
-from detectron2.utils.analysis import FlopCountAnalysis
+from detectron2.utils.events import EventStorage
 
 CPU_CONFIGS = ["configs/cpu/a_faster_rcnn_cpu.yaml", "configs/cpu/f_deepacc_cil.yaml"]
 PAPER_CONFIGS = ["configs/table1/f_deepacc.yaml"]
@@ -75,6 +76,10 @@ def sample_batch(size, num_images, device, seed=0):
     return batch
 
 
+def _inference_without_postprocess(model, inputs):
+    return model.inference(inputs, do_postprocess=False)
+
+
 def timed(fn, warmup, repeat, device):
     for _ in range(warmup):
         fn()
@@ -102,7 +107,15 @@ def measure(config, size, args):
     model.eval()
     one = [{k: v for k, v in sample_batch(size, 1, device)[0].items() if k != "instances"}]
     with torch.no_grad():
-        flops = FlopCountAnalysis(model, one)
+        # detectron2's FlopCountAnalysis without detectron2.utils.analysis (whose import of
+        # detectron2.export needs caffe2 on 0.6): fvcore on the traced adapter
+        from fvcore.nn import FlopCountAnalysis
+
+        from deepacc_d2.export import tracing_adapter_class
+
+        image_only = [{"image": one[0]["image"]}]
+        adapter = tracing_adapter_class()(model, image_only, _inference_without_postprocess)
+        flops = FlopCountAnalysis(adapter, adapter.flattened_inputs)
         flops.unsupported_ops_warnings(False)
         flops.uncalled_modules_warnings(False)
         row["GFLOPs"] = flops.total() / 1e9  # fvcore counts one multiply-add as one flop
@@ -128,9 +141,10 @@ def measure(config, size, args):
             losses.backward()
             opt.step()
 
-        row["train fp32 s/step"] = timed(lambda: step(False), 1, args.repeat, device)
-        if bf16:
-            row["train bf16 s/step"] = timed(lambda: step(True), 1, args.repeat, device)
+        with EventStorage():  # the losses log to it
+            row["train fp32 s/step"] = timed(lambda: step(False), 1, args.repeat, device)
+            if bf16:
+                row["train bf16 s/step"] = timed(lambda: step(True), 1, args.repeat, device)
     row["peak RSS GB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return row
 

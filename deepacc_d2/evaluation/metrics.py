@@ -309,7 +309,7 @@ def match_karyotype(
     scores: np.ndarray,
     classes: np.ndarray,
     iou_thresh: float,
-    num_classes: int = 24,
+    num_classes: int = NUM_CLASSES,
 ) -> Dict[str, np.ndarray]:
     """
     Judge the kept predictions of one image (from :func:`select_for_counting`).

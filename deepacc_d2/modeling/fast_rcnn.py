@@ -66,7 +66,7 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
         aam_scale: float = 64.0,
         aam_margin: float = 0.25,
         siamese: bool = False,
-        siamese_delta: float = 0.5,
+        siamese_delta: float = 0.7,
         train_centers: str = "labelled",
         center_grad: bool = False,
         margin_warmup_iters: int = 0,
