@@ -231,7 +231,7 @@ def main():
     ]
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
-        f.write("\n".join(header) + text + "\n")
+        f.write("\n".join(header) + "\n" + text + "\n")
     print(f"written to {args.out}")
 
 
@@ -271,8 +271,15 @@ def table(rows, rates, args):
                 else "–"
             )
         cells.append(f"{r['infer TorchScript s']:.3f}")
-        for key in ["train fp32 s/step"] + (["train bf16 s/step"] if bf16 else []):
-            cells.append(f"{r[key]:.2f} ({args.batch / r[key]:.2f})" if key in r else "–")
+        for key, rate in [("train fp32 s/step", fp32), ("train bf16 s/step", bf16)][
+            : 1 + bool(bf16)
+        ]:
+            floor = 3 * g * args.batch / rate
+            cells.append(
+                f"{r[key]:.2f} ({args.batch / r[key]:.2f}, {r[key] / floor:.1f})"
+                if key in r
+                else "–"
+            )
         cells.append(f"{r['peak RSS GB']:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     if len(rows) >= 2 and rows[0]["size"] == rows[1]["size"]:
