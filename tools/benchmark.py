@@ -271,15 +271,10 @@ def table(rows, rates, args):
                 else "–"
             )
         cells.append(f"{r['infer TorchScript s']:.3f}")
-        for key, rate in [("train fp32 s/step", fp32), ("train bf16 s/step", bf16)][
-            : 1 + bool(bf16)
-        ]:
-            floor = 3 * g * args.batch / rate
-            cells.append(
-                f"{r[key]:.2f} ({args.batch / r[key]:.2f}, {r[key] / floor:.1f})"
-                if key in r
-                else "–"
-            )
+        train = [("train fp32 s/step", fp32)] + ([("train bf16 s/step", bf16)] if bf16 else [])
+        for key, rate in train:
+            t, floor = r.get(key), 3 * g * args.batch / rate
+            cells.append(f"{t:.2f} ({args.batch / t:.2f}, {t / floor:.1f})" if t else "–")
         cells.append(f"{r['peak RSS GB']:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     if len(rows) >= 2 and rows[0]["size"] == rows[1]["size"]:
