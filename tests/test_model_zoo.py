@@ -8,6 +8,10 @@ from deepacc_d2.model_zoo import MODELS, resolve_model, save_half_weights
 
 from detectron2.checkpoint import DetectionCheckpointer
 
+SHIPPED = "cil-r18-deepacc"
+# On the first cil24_val image at the config's score cut and NMS; measured: FOUND, NAMED
+FOUND_AT_LEAST, NAMED_AT_LEAST = 0.0, 0.0
+
 
 def test_half_weights_load_into_a_float32_model(tmp_path):
     torch.manual_seed(0)
@@ -55,3 +59,77 @@ def test_shipped_models_are_whole(name):
     assert os.path.getsize(weights) <= 50 * 2**20
     state = torch.load(weights, map_location="cpu", weights_only=True)["model"]
     assert all(v.dtype != torch.float32 for v in state.values())
+
+
+def _first_val_image(root):
+    from deepacc_d2.data.datasets import load_cil24_voc
+
+    return load_cil24_voc(root, "val")[0]
+
+
+def _counted(cfg, instances):
+    """The detections Acc/AER judge: (boxes, scores, classes) after the score cut and NMS."""
+    from deepacc_d2.evaluation import detection_subsets
+    from deepacc_d2.evaluation.metrics import select_for_counting
+
+    top1, _ = detection_subsets(instances)
+    boxes = instances.pred_boxes.tensor.numpy()
+    scores, classes = instances.scores.numpy(), instances.pred_classes.numpy()
+    k = cfg.TEST.KARYOTYPE
+    keep = select_for_counting(boxes, scores, top1, k.SCORE_THRESH, k.NMS_THRESH)
+    return boxes[keep], scores[keep], classes[keep]
+
+
+def _predict(cfg, image):
+    from deepacc_d2.cpu import cpu_bf16_inference
+
+    from detectron2.engine import DefaultPredictor
+
+    predictor = DefaultPredictor(cfg)
+    with torch.no_grad(), cpu_bf16_inference(cfg, predictor.model):
+        return predictor(image)["instances"].to("cpu")
+
+
+@pytest.mark.skipif(SHIPPED not in MODELS, reason="no shipped model")
+def test_shipped_model_finds_and_names_chromosomes_on_a_real_metaphase(cil24):
+    import numpy as np
+
+    from deepacc_d2.config import setup_cfg
+    from deepacc_d2.data.images import read_metaphase
+    from deepacc_d2.evaluation.metrics import match_karyotype
+
+    cfg = setup_cfg(*resolve_model(SHIPPED), weights=None)
+    record = _first_val_image(cil24)  # never trained on: the val split
+    gt_boxes = np.array([a["bbox"] for a in record["annotations"]])
+    gt_classes = np.array([a["category_id"] for a in record["annotations"]])
+    boxes, scores, classes = _counted(cfg, _predict(cfg, read_metaphase(record["file_name"])))
+    judged = match_karyotype(gt_boxes, gt_classes, boxes, scores, classes, 0.5)
+    found = 1 - judged["is_fn"].mean()  # truths with a kept detection on them
+    named = judged["is_tp"].sum() / len(gt_classes)
+    print(f"{record['file_name']}: found {found:.2f}, named {named:.2f} of {len(gt_classes)}")
+    assert found >= FOUND_AT_LEAST and named >= NAMED_AT_LEAST
+
+
+@pytest.mark.skipif(SHIPPED not in MODELS, reason="no shipped model")
+def test_bf16_inference_keeps_the_float32_detections(cil24):
+    import numpy as np
+
+    from deepacc_d2.config import setup_cfg
+    from deepacc_d2.data.images import read_metaphase
+
+    from detectron2.structures import Boxes, pairwise_iou
+
+    config, weights = resolve_model(SHIPPED)
+    image = read_metaphase(_first_val_image(cil24)["file_name"])
+    cfg32 = setup_cfg(config, weights=weights)
+    cfg16 = setup_cfg(config, ["TEST.CPU_BF16", "on"], weights=weights)
+    b32, s32, c32 = _counted(cfg32, _predict(cfg32, image))
+    b16, s16, c16 = _counted(cfg16, _predict(cfg16, image))
+    assert len(b32) >= 20
+    iou = pairwise_iou(Boxes(torch.as_tensor(b32)), Boxes(torch.as_tensor(b16))).numpy()
+    # Stated tolerance: a float32 detection is kept when bf16 has one of the same class on
+    # the same chromosome (IoU >= 0.9) with a score within 0.1; 90 % of them must be kept
+    # (bf16 keeps 8 mantissa bits: a few scores near the 0.5 cut may cross it).
+    same = (iou >= 0.9) & (c32[:, None] == c16[None, :])
+    same &= np.abs(s32[:, None] - s16[None, :]) <= 0.1
+    assert same.any(axis=1).mean() >= 0.9
