@@ -98,7 +98,8 @@ def test_shipped_model_finds_and_names_chromosomes_on_a_real_metaphase(cil24):
     from deepacc_d2.data.images import read_metaphase
     from deepacc_d2.evaluation.metrics import match_karyotype
 
-    cfg = setup_cfg(*resolve_model(SHIPPED), weights=None)
+    config, weights = resolve_model(SHIPPED)
+    cfg = setup_cfg(config, weights=weights)
     record = _first_val_image(cil24)  # never trained on: the val split
     gt_boxes = np.array([a["bbox"] for a in record["annotations"]])
     gt_classes = np.array([a["category_id"] for a in record["annotations"]])
