@@ -24,7 +24,7 @@ augmentations draw from whatever state numpy's global RNG has in each worker. He
   workers.
 
 The model's own randomness (proposal sampling) is seeded per iteration by
-:class:`deepacc_d2.engine.SeedEachIteration`, for the same reason. With ``SEED`` < 0 a
+:class:`deepacc_d2.checkpoint.SeedEachIteration`, for the same reason. With ``SEED`` < 0 a
 seed is drawn anew in each run, and a resumed run sees other data than the killed one would.
 """
 
