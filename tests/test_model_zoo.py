@@ -9,8 +9,9 @@ from deepacc_d2.model_zoo import MODELS, resolve_model, save_half_weights
 from detectron2.checkpoint import DetectionCheckpointer
 
 SHIPPED = "cil-r18-deepacc"
-# On the first cil24_val image at the config's score cut and NMS; measured: FOUND, NAMED
-FOUND_AT_LEAST, NAMED_AT_LEAST = 0.0, 0.0
+# On the first cil24_val image (46 chromosomes) at the config's score cut and NMS, measured:
+# 0.28 found (a kept detection on it, IoU >= 0.5), 0.22 named (also the right class)
+FOUND_AT_LEAST, NAMED_AT_LEAST = 0.2, 0.15
 
 
 def test_half_weights_load_into_a_float32_model(tmp_path):
@@ -69,7 +70,7 @@ def _first_val_image(root):
 
 def _counted(cfg, instances):
     """The detections Acc/AER judge: (boxes, scores, classes) after the score cut and NMS."""
-    from deepacc_d2.evaluation import detection_subsets
+    from deepacc_d2.evaluation.karyotype_evaluation import detection_subsets
     from deepacc_d2.evaluation.metrics import select_for_counting
 
     top1, _ = detection_subsets(instances)
@@ -122,8 +123,9 @@ def test_bf16_inference_keeps_the_float32_detections(cil24):
 
     config, weights = resolve_model(SHIPPED)
     image = read_metaphase(_first_val_image(cil24)["file_name"])
-    cfg32 = setup_cfg(config, weights=weights)
-    cfg16 = setup_cfg(config, ["TEST.CPU_BF16", "on"], weights=weights)
+    low_cut = ["TEST.KARYOTYPE.SCORE_THRESH", "0.2"]  # more detections to compare
+    cfg32 = setup_cfg(config, low_cut, weights=weights)
+    cfg16 = setup_cfg(config, low_cut + ["TEST.CPU_BF16", "on"], weights=weights)
     b32, s32, c32 = _counted(cfg32, _predict(cfg32, image))
     b16, s16, c16 = _counted(cfg16, _predict(cfg16, image))
     assert len(b32) >= 20
@@ -133,4 +135,5 @@ def test_bf16_inference_keeps_the_float32_detections(cil24):
     # (bf16 keeps 8 mantissa bits: a few scores near the 0.5 cut may cross it).
     same = (iou >= 0.9) & (c32[:, None] == c16[None, :])
     same &= np.abs(s32[:, None] - s16[None, :]) <= 0.1
+    print(f"{len(b32)} float32, {len(b16)} bf16 detections; kept {same.any(axis=1).mean():.2f}")
     assert same.any(axis=1).mean() >= 0.9
