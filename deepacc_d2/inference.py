@@ -60,14 +60,15 @@ def evaluate(
         OrderedDict: {"karyotype": {metric: value}} on the main process, {} on the others.
     """
     evaluator = KaryotypeEvaluator.from_config(cfg, dataset_name, output_dir)
-    with cpu_bf16_inference(cfg, model):
+    bf16 = cpu_bf16_inference(cfg, model)
+    with bf16:
         results = inference_on_dataset(model, build_eval_loader(cfg, dataset_name), evaluator)
     if comm.is_main_process():
         os.makedirs(output_dir, exist_ok=True)
         with open(os.path.join(output_dir, "metrics.json"), "w") as f:
             json.dump(results, f, indent=1)
         if visualize:
-            with inference_context(model), cpu_bf16_inference(cfg, model):
+            with inference_context(model), bf16:
                 draw_dataset_predictions(
                     cfg, model, dataset_name, output_dir, visualize, score_thresh
                 )

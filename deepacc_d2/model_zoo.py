@@ -55,12 +55,10 @@ def resolve_model(weights: str, config_file: Optional[str] = None) -> Tuple[str,
     Returns:
         tuple[str, str]: (config file, weights file), both existing files.
     """
+    path = weights
     if weights in MODELS:
-        own_config, path, digest = (
-            os.path.join(REPO, MODELS[weights][0]),
-            os.path.join(REPO, MODELS[weights][1]),
-            MODELS[weights][2],
-        )
+        own_config, path, digest = MODELS[weights]
+        own_config, path = os.path.join(REPO, own_config), os.path.join(REPO, path)
         if not os.path.isfile(path):
             raise FileNotFoundError(
                 f"model {weights!r}: {path} is missing (the model zoo's files "
@@ -83,4 +81,4 @@ def resolve_model(weights: str, config_file: Optional[str] = None) -> Tuple[str,
         )
     if not os.path.isfile(config_file):
         raise FileNotFoundError(f"{config_file}: no such config file")
-    return config_file, weights if weights not in MODELS else path
+    return config_file, path

@@ -234,12 +234,12 @@ def _augmentation_cfg(**input_keys):
 def test_rotations_move_boxes_with_the_pixels():
     import numpy as np
 
-    from deepacc_d2.data.augment import build_augmentation
+    from deepacc_d2.data.augment import metaphase_augmentations
 
     from detectron2.data import transforms as T
 
-    augs = build_augmentation(_augmentation_cfg(ROTATE_90=True), is_train=True)
-    test_augs = build_augmentation(_augmentation_cfg(ROTATE_90=True), is_train=False)
+    augs = metaphase_augmentations(_augmentation_cfg(ROTATE_90=True), is_train=True)
+    test_augs = metaphase_augmentations(_augmentation_cfg(ROTATE_90=True), is_train=False)
     assert not any(isinstance(a, T.RandomRotation) for a in test_augs)  # training only
     image = np.zeros((60, 100, 3), np.uint8)  # resize keeps 60 x 100
     x0, y0, x1, y1 = 10, 5, 40, 25
@@ -258,11 +258,11 @@ def test_rotations_move_boxes_with_the_pixels():
 
 
 def test_intensity_jitter_is_bounded():
-    from deepacc_d2.data.augment import build_augmentation
+    from deepacc_d2.data.augment import metaphase_augmentations
 
     with pytest.raises(ValueError, match="INTENSITY_JITTER"):
-        build_augmentation(_augmentation_cfg(INTENSITY_JITTER=1.5), is_train=True)
-    augs = build_augmentation(_augmentation_cfg(INTENSITY_JITTER=0.2), is_train=True)
+        metaphase_augmentations(_augmentation_cfg(INTENSITY_JITTER=1.5), is_train=True)
+    augs = metaphase_augmentations(_augmentation_cfg(INTENSITY_JITTER=0.2), is_train=True)
     names = [type(a).__name__ for a in augs]
     assert names[-2:] == ["RandomBrightness", "RandomContrast"]
     assert (augs[-1].intensity_min, augs[-1].intensity_max) == (0.8, 1.2)

@@ -37,7 +37,7 @@ def run(cmd):
 
 
 def device_opts(device):
-    return ["MODEL.DEVICE", device] + (["SOLVER.CPU_BF16", "off"] if device != "cpu" else [])
+    return ["MODEL.DEVICE", device]  # CPU_BF16 applies to "cpu" only (deepacc_d2.cpu)
 
 
 def pretrain(args, out_dir):

@@ -1,16 +1,15 @@
 """
-Training augmentations for metaphases: detectron2's resize and flip, plus what suits
+Training augmentations for metaphases beyond detectron2's resize and flip: what suits
 chromosomes, which lie in any orientation and whose stain varies between slides.
 """
 
-from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
 
-def build_augmentation(cfg, is_train: bool):
+def metaphase_augmentations(cfg, is_train: bool):
     """
-    detectron2's ``build_augmentation`` (ResizeShortestEdge, INPUT.RANDOM_FLIP), then, in
-    training only:
+    The augmentations that follow detectron2's (ResizeShortestEdge, INPUT.RANDOM_FLIP), in
+    training only (an empty list at test time):
 
     * ``INPUT.ROTATE_90``: a rotation by 0, 90, 180 or 270 degrees, each equally likely (with a
       horizontal flip, all eight symmetries of the square). Boxes stay exact: a 90-degree
@@ -18,7 +17,7 @@ def build_augmentation(cfg, is_train: bool):
     * ``INPUT.INTENSITY_JITTER`` j > 0: brightness and contrast each scaled by a factor drawn
       from [1 - j, 1 + j].
     """
-    augs = utils.build_augmentation(cfg, is_train)
+    augs = []
     if not is_train:
         return augs
     if cfg.INPUT.ROTATE_90:

@@ -14,7 +14,7 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
 from ..synth.writer import generate_image
-from .augment import build_augmentation
+from .augment import metaphase_augmentations
 from .images import read_metaphase
 from .synthetic import synth_annotations
 
@@ -34,8 +34,7 @@ class MetaphaseDatasetMapper(DatasetMapper):
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
         ret = super().from_config(cfg, is_train)
-        crop = ret["augmentations"][:1] if cfg.INPUT.CROP.ENABLED and is_train else []
-        ret["augmentations"] = crop + build_augmentation(cfg, is_train)
+        ret["augmentations"] = ret["augmentations"] + metaphase_augmentations(cfg, is_train)
         return ret
 
     def __call__(self, dataset_dict):
