@@ -13,14 +13,13 @@ import os
 import torch
 
 import deepacc_d2  # noqa: F401  (compat fixes, registrations) before detectron2
-from deepacc_d2.checkpoint import AtomicCheckpointer, SeedEachIteration
+from deepacc_d2.checkpoint import AtomicCheckpointer, SeedEachIteration, TrainedWeightsCheckpointer
 from deepacc_d2.config import setup_cfg
 from deepacc_d2.cpu import use_cpu_bf16
 from deepacc_d2.data.mapper import MetaphaseDatasetMapper
 from deepacc_d2.data.stream import build_resumable_train_loader, training_seed
 from deepacc_d2.inference import evaluate
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import (
     DefaultTrainer,
     TrainerBase,
@@ -96,7 +95,7 @@ def main(args):
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+        TrainedWeightsCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume
         )
         return Trainer.test(cfg, model)

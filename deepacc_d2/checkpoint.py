@@ -2,7 +2,8 @@
 Checkpoints that survive an interrupted run: written to a temporary file and renamed (a
 crash while writing never leaves a truncated ``model_*.pth``), and, when the last checkpoint
 cannot be loaded anyway (a disk filled up, a copy cut short), resuming falls back to the
-newest one that loads, with a message naming the file it skipped. And a hook that seeds
+newest one that loads, with a message naming the file it skipped. A checkpointer for
+trained weights that refuses a file leaving part of the model unset. And a hook that seeds
 each iteration, so that a resumed run samples as the uninterrupted one would have.
 """
 
@@ -65,6 +66,29 @@ class AtomicCheckpointer(DetectionCheckpointer):
             self.tag_last_checkpoint(os.path.basename(candidate))
             return checkpoint
         raise RuntimeError(f"no checkpoint in {self.save_dir} can be loaded to resume from")
+
+
+class TrainedWeightsCheckpointer(DetectionCheckpointer):
+    """
+    Loads a trained model for evaluation, prediction or export. Weights that do not cover
+    the model (a config other than the one the file was trained with) are refused with the
+    file and the missing names, where detectron2 only logs them and runs on random values.
+    """
+
+    def load(self, path: str, *args, **kwargs):
+        self._loading = path
+        return super().load(path, *args, **kwargs)
+
+    def _log_incompatible_keys(self, incompatible):
+        super()._log_incompatible_keys(incompatible)
+        missing = incompatible.missing_keys
+        if missing:
+            shown = ", ".join(sorted(missing)[:6]) + (", ..." if len(missing) > 6 else "")
+            raise ValueError(
+                f"{self._loading}: these weights do not fit the model of this config "
+                f"({len(missing)} parameters missing: {shown}); pass the config the file "
+                "was trained with"
+            )
 
 
 class SeedEachIteration(HookBase):

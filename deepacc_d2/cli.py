@@ -4,7 +4,7 @@ The ``deepacc`` command.
     deepacc synth   --out DIR --num-images N --seed S ...   generate synthetic metaphases
     deepacc eval    --weights W [--config-file C] [--dataset D] [--output DIR] [--visualize N]
     deepacc predict --weights W [--config-file C] --output DIR IMAGE_OR_FOLDER ... [--opts K V]
-    deepacc export  --weights W [--config-file C] --output model.ts [--sample IMAGE]
+    deepacc export  --weights W [--config-file C] --output model.ts|model.onnx [--sample IMAGE]
     deepacc karyotype --weights W [--config-file C] --output DIR IMAGE_OR_FOLDER ...
                     per cell a karyogram + karyotype record, and the case summary
 
@@ -80,7 +80,7 @@ def _export(args):
     from detectron2.data import detection_utils
     from detectron2.data import transforms as T
 
-    from .export import export_torchscript
+    from .export import export_model
     from .inference import load_model
 
     cfg = _cfg(args)
@@ -95,7 +95,7 @@ def _export(args):
     resize = T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
     image = resize.get_transform(image).apply_image(image)
     sample = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1))).float()
-    info = export_torchscript(load_model(cfg), sample, args.output, cfg)
+    info = export_model(load_model(cfg), sample, args.output, cfg)
     print(f"wrote {args.output} (outputs {info['outputs']}) and {args.output}.json")
     return 0
 
@@ -144,8 +144,10 @@ def main(argv=None):
     )
     p.add_argument("inputs", nargs="+", help="images or folders of images")
     _model_args(p)
-    p = sub.add_parser("export", help="TorchScript (traced) model for deployment")
-    p.add_argument("--output", default="output/export/model.ts")
+    p = sub.add_parser("export", help="TorchScript or ONNX (traced) model for deployment")
+    p.add_argument(
+        "--output", default="output/export/model.ts", help="*.ts: TorchScript, *.onnx: ONNX"
+    )
     p.add_argument("--sample", help="an image to trace with (default: a synthetic metaphase)")
     _model_args(p)
     p = sub.add_parser(

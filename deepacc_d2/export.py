@@ -1,17 +1,18 @@
 """
-Export a trained model to TorchScript by tracing, along detectron2's deployment path
-(``TracingAdapter`` + ``torch.jit.trace``): the saved file runs with ``torch.jit.load``
-after ``import torchvision`` (its nms / roi_align ops), without detectron2's Python code.
+Export a trained model for deployment along detectron2's path (``TracingAdapter`` +
+tracing), to TorchScript (``.ts``: runs with ``torch.jit.load`` after ``import torchvision``
+for its nms / roi_align ops) or ONNX (``.onnx``: runs with ONNX Runtime alone), without
+detectron2's Python code.
 
-The traced module takes one image tensor (3, H, W), float, in the model's input format
+The exported graph takes one image tensor (3, H, W), float, in the model's input format
 (BGR for the configs here), already resized as ``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``
 say, and returns, in that resized image's coordinates:
 
     boxes (R, 4) XYXY, classes (R,) int64, scores (R,), class_scores (R, K)
 
 (the order of detectron2's flattened ``Instances`` fields, sorted by name, is given in the
-json written beside the model). ``KaryotypeTorchScript`` wraps the file and does the resize
-and the box scaling back to the original image.
+json written beside the model). ``ExportedModel`` runs either file and does the resize and
+the box scaling back to the original image.
 """
 
 import importlib
@@ -24,7 +25,9 @@ from typing import Dict
 import numpy as np
 import torch
 
-__all__ = ["export_torchscript", "KaryotypeTorchScript", "tracing_adapter_class"]
+__all__ = ["ExportedModel", "export_model", "tracing_adapter_class"]
+
+FORMATS = (".ts", ".onnx")  # by file extension
 
 
 def tracing_adapter_class():
@@ -53,26 +56,44 @@ def _inference(model, inputs):
     return [{"instances": model.inference(inputs, do_postprocess=False)[0]}]
 
 
-def export_torchscript(model, sample_image: torch.Tensor, output_path: str, cfg=None) -> Dict:
+def export_model(model, sample_image: torch.Tensor, output_path: str, cfg=None) -> Dict:
     """
     Args:
         model (GeneralizedRCNN): in eval mode, on the CPU or GPU.
-        sample_image (Tensor): (3, H, W) float, one input as the model sees it; the traced
-            module runs on other sizes too.
-        output_path (str): where to write the TorchScript file; ``<path>.json`` gets the
-            output names and the resize settings.
+        sample_image (Tensor): (3, H, W) float, one input as the model sees it; the exported
+            graph runs on other sizes too.
+        output_path (str): ``*.ts`` (TorchScript) or ``*.onnx`` (ONNX); ``<path>.json`` gets
+            the output names and the resize settings.
 
     Returns:
         dict: what was written to the json.
     """
-    TracingAdapter = tracing_adapter_class()
-    adapter = TracingAdapter(model, [{"image": sample_image}], _inference)
-    with torch.no_grad():
-        traced = torch.jit.trace(adapter, adapter.flattened_inputs, check_trace=False)
-    # names of the flattened outputs, in order
-    with torch.no_grad():
-        instances = adapter.outputs_schema(traced(*adapter.flattened_inputs))[0]["instances"]
+    extension = os.path.splitext(output_path)[1]
+    if extension not in FORMATS:
+        raise ValueError(f"{output_path}: the export format is chosen by {' or '.join(FORMATS)}")
+    # eval(): torch.onnx.export restores the adapter's mode on the whole tree afterwards
+    adapter = tracing_adapter_class()(model, [{"image": sample_image}], _inference).eval()
+    with torch.no_grad():  # runs once: names of the flattened outputs, in order
+        flat = adapter(*adapter.flattened_inputs)  # sets outputs_schema
+    instances = adapter.outputs_schema(flat)[0]["instances"]
     names = sorted(instances.get_fields().keys())
+    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
+    with torch.no_grad():
+        if extension == ".ts":
+            traced = torch.jit.trace(adapter, adapter.flattened_inputs, check_trace=False)
+            traced.save(output_path)
+        else:
+            torch.onnx.export(
+                adapter,
+                adapter.flattened_inputs,
+                output_path,
+                input_names=["image"],
+                output_names=names,
+                dynamic_axes={"image": {1: "height", 2: "width"}}
+                | {name: {0: "detections"} for name in names},
+                opset_version=17,
+                dynamo=False,
+            )
     info = {"outputs": names, "format": "BGR", "min_size_test": None, "max_size_test": None}
     if cfg is not None:
         info.update(
@@ -80,31 +101,41 @@ def export_torchscript(model, sample_image: torch.Tensor, output_path: str, cfg=
             min_size_test=cfg.INPUT.MIN_SIZE_TEST,
             max_size_test=cfg.INPUT.MAX_SIZE_TEST,
         )
-    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
-    traced.save(output_path)
     with open(output_path + ".json", "w") as f:
         json.dump(info, f, indent=1)
     return info
 
 
-class KaryotypeTorchScript:
+class ExportedModel:
     """
-    Run an exported model on an image: resize like detectron2's test-time
-    ``ResizeShortestEdge``, run, scale the boxes back.
+    Run an exported model (``.ts`` with torch, ``.onnx`` with ONNX Runtime) on an image:
+    resize like detectron2's test-time ``ResizeShortestEdge``, run, scale the boxes back.
 
     Example::
 
-        model = KaryotypeTorchScript("model.ts")
+        model = ExportedModel("model.ts")  # or "model.onnx"
         out = model(cv2.imread("metaphase.jpg"))  # BGR uint8
         out["boxes"], out["classes"], out["scores"], out["class_scores"], out["top1"]
     """
 
     def __init__(self, path: str):
-        import torchvision  # noqa: F401  (registers the ops the traced graph calls)
-
-        self.module = torch.jit.load(path, map_location="cpu")
         with open(path + ".json") as f:
             self.info = json.load(f)
+        if path.endswith(".onnx"):
+            import onnxruntime
+
+            session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+            self.run = lambda image: session.run(None, {"image": image.numpy()})
+        else:
+            import torchvision  # noqa: F401  (registers the ops the traced graph calls)
+
+            module = torch.jit.load(path, map_location="cpu")
+            self.run = lambda image: [t.numpy() for t in module(image)]
+
+    def raw(self, image: torch.Tensor) -> Dict[str, np.ndarray]:
+        """The graph's outputs by name, for a (3, H, W) float image already resized."""
+        with torch.no_grad():
+            return dict(zip(self.info["outputs"], self.run(image)))
 
     def _resized_shape(self, h: int, w: int):
         short, longest = self.info["min_size_test"], self.info["max_size_test"]
@@ -124,18 +155,17 @@ class KaryotypeTorchScript:
         if self.info["format"] == "RGB":
             resized = resized[:, :, ::-1]
         tensor = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1))).float()
-        with torch.no_grad():
-            outputs = dict(zip(self.info["outputs"], self.module(tensor)))
-        boxes = outputs["pred_boxes"].numpy().copy()
+        outputs = self.raw(tensor)
+        boxes = outputs["pred_boxes"].copy()
         boxes[:, 0::2] *= w / nw
         boxes[:, 1::2] *= h / nh
         result = {
             "boxes": boxes,
-            "classes": outputs["pred_classes"].numpy(),
-            "scores": outputs["scores"].numpy(),
-            "class_scores": outputs["class_scores"].numpy(),
+            "classes": outputs["pred_classes"],
+            "scores": outputs["scores"],
+            "class_scores": outputs["class_scores"],
         }
         for subset in ("top1", "all_classes"):  # which detections the metrics use
             if subset in outputs:
-                result[subset] = outputs[subset].numpy().astype(bool)
+                result[subset] = outputs[subset].astype(bool)
         return result

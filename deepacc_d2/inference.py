@@ -10,7 +10,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog, detection_utils
 from detectron2.engine import DefaultPredictor
 from detectron2.evaluation import inference_on_dataset
@@ -18,6 +17,7 @@ from detectron2.evaluation.evaluator import inference_context
 from detectron2.modeling import build_model
 from detectron2.utils import comm
 
+from .checkpoint import TrainedWeightsCheckpointer
 from .classes import CLASS_NAMES
 from .cpu import cpu_bf16_inference
 from .data.images import build_eval_loader, read_metaphase
@@ -31,7 +31,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 def load_model(cfg):
     model = build_model(cfg)
-    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    TrainedWeightsCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     return model.eval()
 
 

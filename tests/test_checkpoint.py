@@ -1,5 +1,6 @@
 """Checkpoints of an interrupted run: atomic saves, resume past a truncated last file, and a
-NaN loss that stops training with the iteration and the loss terms."""
+NaN loss that stops training with the iteration and the loss terms; trained weights that do
+not fit the model are refused."""
 
 import logging
 import os
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 
 import deepacc_d2  # noqa: F401
-from deepacc_d2.checkpoint import AtomicCheckpointer
+from deepacc_d2.checkpoint import AtomicCheckpointer, TrainedWeightsCheckpointer
 
 from detectron2.engine import SimpleTrainer
 
@@ -53,3 +54,17 @@ def test_nan_loss_stops_training_naming_iteration_and_term():
     with pytest.raises(FloatingPointError) as info:
         trainer.train(0, 2)
     assert "iteration=0" in str(info.value) and "loss_broken" in str(info.value)
+
+
+def test_trained_weights_that_leave_part_of_the_model_unset_are_refused(tmp_path):
+    trained = nn.Sequential(nn.Linear(3, 2))
+    path = str(tmp_path / "trained.pth")
+    torch.save({"model": trained.state_dict()}, path)
+    same = nn.Sequential(nn.Linear(3, 2))
+    TrainedWeightsCheckpointer(same).load(path)
+    assert torch.equal(same[0].weight, trained[0].weight)
+    bigger = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 2))  # another config's model
+    with pytest.raises(
+        ValueError, match=r"trained\.pth: .*2 parameters missing: 1\.bias, 1\.weight"
+    ):
+        TrainedWeightsCheckpointer(bigger).load(path)

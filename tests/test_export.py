@@ -1,4 +1,5 @@
-"""Export: trace at one size, run at another, save and reload, compare with the eager model."""
+"""Export (TorchScript and ONNX): trace at one size, run at another, save and reload, compare with
+the eager model."""
 
 import os
 
@@ -8,7 +9,7 @@ import torch
 
 import deepacc_d2  # noqa: F401
 from deepacc_d2.config import setup_cfg
-from deepacc_d2.export import KaryotypeTorchScript, export_torchscript
+from deepacc_d2.export import ExportedModel, export_model
 
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
@@ -21,8 +22,9 @@ def _eager(model, image):
         return model.inference([{"image": image}], do_postprocess=False)[0]
 
 
+@pytest.mark.parametrize("extension", [".ts", ".onnx"])
 @pytest.mark.parametrize("config", ["f_deepacc_cpu.yaml", "a_faster_rcnn_cpu.yaml"])
-def test_trace_one_size_run_another(tmp_path, config):
+def test_trace_one_size_run_another(tmp_path, config, extension):
     torch.manual_seed(0)
     # score threshold 0 so that a random model still yields detections to compare
     cfg = setup_cfg(
@@ -37,8 +39,8 @@ def test_trace_one_size_run_another(tmp_path, config):
         ],
     )
     model = build_model(cfg).eval()
-    path = str(tmp_path / "model.ts")
-    info = export_torchscript(model, torch.rand(3, 160, 224) * 255, path, cfg)
+    path = str(tmp_path / f"model{extension}")
+    info = export_model(model, torch.rand(3, 160, 224) * 255, path, cfg)
     assert info["outputs"] == [
         "all_classes",
         "class_scores",
@@ -48,10 +50,9 @@ def test_trace_one_size_run_another(tmp_path, config):
         "top1",
     ]
 
-    exported = KaryotypeTorchScript(path)  # reloaded from disk
+    exported = ExportedModel(path)  # reloaded from disk
     image = torch.rand(3, 200, 256) * 255  # another size than traced
-    with torch.no_grad():
-        got = dict(zip(info["outputs"], exported.module(image)))
+    got = {k: torch.as_tensor(v) for k, v in exported.raw(image).items()}
     want = _eager(model, image)
     assert len(want) > 0 and got["pred_boxes"].shape == want.pred_boxes.tensor.shape
     assert torch.allclose(got["pred_boxes"], want.pred_boxes.tensor, atol=1e-3)
@@ -59,6 +60,12 @@ def test_trace_one_size_run_another(tmp_path, config):
     assert torch.equal(got["pred_classes"], want.pred_classes)
     assert torch.allclose(got["class_scores"], want.class_scores, atol=1e-5)
     assert torch.equal(got["top1"], want.top1) and torch.equal(got["all_classes"], want.all_classes)
+
+
+def test_unknown_format_is_refused(tmp_path):
+    cfg = setup_cfg(os.path.join(REPO, "configs", "cpu", "a_faster_rcnn_cpu.yaml"))
+    with pytest.raises(ValueError, match="model.pt"):
+        export_model(build_model(cfg).eval(), torch.rand(3, 64, 64), str(tmp_path / "model.pt"))
 
 
 def test_wrapper_resizes_like_detectron2_and_scales_boxes_back(tmp_path):
@@ -69,8 +76,8 @@ def test_wrapper_resizes_like_detectron2_and_scales_boxes_back(tmp_path):
     )  # MIN 480, MAX 640
     model = build_model(cfg).eval()
     path = str(tmp_path / "model.ts")
-    export_torchscript(model, torch.rand(3, 240, 320) * 255, path, cfg)
-    exported = KaryotypeTorchScript(path)
+    export_model(model, torch.rand(3, 240, 320) * 255, path, cfg)
+    exported = ExportedModel(path)
     resize = T.ResizeShortestEdge(480, 640)
     for h, w in [(600, 800), (1200, 1600), (700, 685), (383, 1360)]:
         t = resize.get_transform(np.zeros((h, w, 3), np.uint8))
@@ -81,9 +88,7 @@ def test_wrapper_resizes_like_detectron2_and_scales_boxes_back(tmp_path):
     import cv2
 
     resized = cv2.resize(image, (640, 480), interpolation=cv2.INTER_LINEAR)
-    with torch.no_grad():
-        raw = exported.module(torch.as_tensor(resized.transpose(2, 0, 1).copy()).float())
-    raw = dict(zip(exported.info["outputs"], raw))
-    assert np.allclose(out["boxes"], raw["pred_boxes"].numpy() / 1.6, atol=1e-4)
+    raw = exported.raw(torch.as_tensor(resized.transpose(2, 0, 1).copy()).float())
+    assert np.allclose(out["boxes"], raw["pred_boxes"] / 1.6, atol=1e-4)
     assert out["class_scores"].shape[1] == 24
     assert out["top1"].dtype == bool and out["top1"].shape == out["scores"].shape

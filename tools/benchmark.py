@@ -2,13 +2,17 @@
 """
 Speed of the models against this machine's floor: per config, the FLOPs of one inference
 (fvcore), this device's measured matmul rate, training seconds per step and images per second,
-inference seconds per image (eager fp32, eager bf16 + channels_last on a CPU with bf16,
-TorchScript), each over the floor (FLOPs / rate), and the peak memory. Prints a table and
-writes it with the machine, the versions and the command to ``--out``.
+inference seconds per image (eager fp32, eager bf16 + channels_last on a CPU with bf16, the
+TorchScript and ONNX Runtime exports on the CPU), each over the floor (FLOPs / rate), and the
+peak memory. Prints a table and writes it with the machine, the versions and the command to
+``--out``.
 
     python tools/benchmark.py                                   # the CPU models, 512 px
     python tools/benchmark.py --paper                           # + R101-FPN at 1600x1200
     python tools/benchmark.py --device cuda --out docs/benchmarks_gpu.md
+    python tools/benchmark.py --configs "configs/cpu/cpu_small.yaml MODEL.FPN.OUT_CHANNELS 32"
+
+Each ``--configs`` entry is a config file, optionally followed by ``KEY VALUE`` overrides.
 
 A training step's FLOPs are taken as 3x the inference FLOPs (forward + backward); its floor is
 stated with that approximation.
@@ -37,6 +41,7 @@ from detectron2.utils.events import EventStorage
 
 CPU_CONFIGS = ["configs/cpu/a_faster_rcnn_cpu.yaml", "configs/cpu/f_deepacc_cil.yaml"]
 PAPER_CONFIGS = ["configs/table1/f_deepacc.yaml"]
+EXPORTS = {"TorchScript": ".ts", "ONNX Runtime": ".onnx"}
 
 
 def matmul_rate(dtype, device, n=2048, repeat=10):
@@ -97,13 +102,14 @@ def bf16_context(on, device):
     return torch.autocast(device.split(":")[0], dtype=torch.bfloat16)
 
 
-def measure(config, size, args):
-    """One config: FLOPs, train s/step (fp32, bf16), inference s/image (fp32, bf16, TorchScript)."""
-    cfg = setup_cfg(config, ["MODEL.DEVICE", args.device, "MODEL.WEIGHTS", ""])
+def measure(entry, size, args):
+    """One config: FLOPs, train s/step (fp32, bf16), inference s/image (fp32, bf16, exports)."""
+    config, *opts = entry.split()
+    cfg = setup_cfg(config, opts + ["MODEL.DEVICE", args.device, "MODEL.WEIGHTS", ""])
     torch.manual_seed(0)
     model = build_model(cfg)
     device = args.device
-    row = {"config": os.path.basename(config), "size": f"{size[0]}x{size[1]}"}
+    row = {"config": " ".join([os.path.basename(config)] + opts), "size": f"{size[0]}x{size[1]}"}
     model.eval()
     one = [{k: v for k, v in sample_batch(size, 1, device)[0].items() if k != "instances"}]
     with torch.no_grad():
@@ -128,7 +134,8 @@ def measure(config, size, args):
             with bf16_context(True, device):
                 row["infer bf16 s"] = timed(lambda: model_cl(one), 1, args.repeat, device)
             model.to(memory_format=torch.contiguous_format)
-        row["infer TorchScript s"] = torchscript_time(model, one, args)
+        for name, extension in EXPORTS.items():
+            row[f"infer {name} s"] = exported_time(model, one, extension, args)
     if not args.no_train:
         model.train()
         opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
@@ -149,15 +156,17 @@ def measure(config, size, args):
     return row
 
 
-def torchscript_time(model, one, args):
-    from deepacc_d2.export import export_torchscript
+def exported_time(model, one, extension, args):
+    """Seconds per image of the exported file (CPU: its deployment target), fp32."""
+    from deepacc_d2.export import ExportedModel, export_model
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "model.ts")
-        export_torchscript(model, one[0]["image"].float(), path)
-        traced = torch.jit.load(path, map_location=args.device)
-        image = one[0]["image"].float()
-        return timed(lambda: traced(image), 1, args.repeat, args.device)
+        path = os.path.join(tmp, "model" + extension)
+        image = one[0]["image"].float().cpu()
+        export_model(model.cpu(), image, path)
+        model.to(args.device)
+        exported = ExportedModel(path)
+        return timed(lambda: exported.raw(image), 1, args.repeat, "cpu")
 
 
 def main():
@@ -179,9 +188,9 @@ def main():
     args.bf16 = cpu_has_bf16() if args.device == "cpu" else args.device.startswith("cuda")
 
     if args.child:  # one config per process, so that peak memory is its own
-        config, h, w, no_train = args.child.split(",")
+        entry, h, w, no_train = args.child.rsplit(",", 3)
         args.no_train = no_train == "1"
-        print(repr(measure(config, (int(h), int(w)), args)))
+        print(repr(measure(entry, (int(h), int(w)), args)))
         return
 
     torch.set_grad_enabled(True)
@@ -251,7 +260,7 @@ def table(rows, rates, args):
     cols = ["config", "input", "GFLOPs", "infer fp32 s (x floor)"]
     if bf16:
         cols.append("infer bf16+CL s (x floor)")
-    cols += ["infer TorchScript s", "train fp32 s/step (img/s)"]
+    cols += [f"infer {name} s" for name in EXPORTS] + ["train fp32 s/step (img/s)"]
     if bf16:
         cols.append("train bf16 s/step (img/s)")
     cols.append("peak RSS GB")
@@ -270,7 +279,7 @@ def table(rows, rates, args):
                 if "infer bf16 s" in r
                 else "–"
             )
-        cells.append(f"{r['infer TorchScript s']:.3f}")
+        cells += [f"{r[f'infer {name} s']:.3f}" for name in EXPORTS]
         train = [("train fp32 s/step", fp32)] + ([("train bf16 s/step", bf16)] if bf16 else [])
         for key, rate in train:
             t, floor = r.get(key), 3 * g * args.batch / rate

@@ -25,7 +25,6 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join("configs", "cpu", "f_deepacc_cil.yaml")
-PRETRAIN_CONFIG = os.path.join("configs", "cpu", "f_deepacc_cpu.yaml")
 TABLE = ["mAP", "mAPmax", "COCO_AP50", "Acc", "AER"]
 
 
@@ -41,29 +40,29 @@ def device_opts(device):
 
 
 def pretrain(args, out_dir):
-    """Train on on-the-fly synthetic metaphases (never the same image twice)."""
+    """The same model and input pipeline trained on on-the-fly synthetic metaphases (never the
+    same image twice)."""
     return run(
         [
             sys.executable,
             "train_net.py",
             "--config-file",
-            PRETRAIN_CONFIG,
-            "DATASETS.TRAIN",
-            "('synth_onthefly_train',)",
-            "DATASETS.TEST",
-            "()",
-            "SOLVER.MAX_ITER",
-            str(args.synth_iters),
-            "SOLVER.STEPS",
-            f"({int(args.synth_iters * 0.8)},)",
-            "SOLVER.CPU_BF16",
-            "auto",
+            args.config,
             "SEED",
             str(args.seed),
             "OUTPUT_DIR",
             out_dir,
         ]
         + device_opts(args.device)
+        + args.opts
+        + [
+            "DATASETS.TRAIN",
+            "('synth_onthefly_train',)",
+            "DATASETS.TEST",
+            "()",
+            "SOLVER.MAX_ITER",
+            str(args.synth_iters),
+        ]
     )
 
 
@@ -96,7 +95,7 @@ def evaluate(args, weights, out_dir):
     from deepacc_d2.inference import evaluate as evaluate_model
     from deepacc_d2.inference import load_model
 
-    cfg = setup_cfg(args.config, device_opts(args.device), weights)
+    cfg = setup_cfg(args.config, device_opts(args.device) + args.opts, weights)
     results = evaluate_model(cfg, load_model(cfg), args.dataset, out_dir, args.visualize)
     return results["karyotype"]
 

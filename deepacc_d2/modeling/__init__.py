@@ -1,6 +1,7 @@
-"""DeepACC's ROI heads (§2.1–2.4); importing this module registers ``DeepACCROIHeads`` and
-``KaryotypeRetinaNet``."""
+"""DeepACC's ROI heads (§2.1–2.4); importing this module registers ``DeepACCROIHeads``,
+``KaryotypeRetinaNet`` and the narrow ResNet-FPN backbone for CPUs."""
 
+from .backbone import build_narrow_resnet_fpn_backbone
 from .box_head import SeparateBranchesHead, build_separate_branches_head
 from .fast_rcnn import DeepACCOutputLayers
 from .losses import aam_logits, aam_loss, group_inner_adjacency_loss, local_class_centers
@@ -14,6 +15,7 @@ __all__ = [
     "SeparateBranchesHead",
     "aam_logits",
     "aam_loss",
+    "build_narrow_resnet_fpn_backbone",
     "build_separate_branches_head",
     "group_inner_adjacency_loss",
     "local_class_centers",

@@ -42,6 +42,11 @@ from .losses import (
 __all__ = ["DeepACCOutputLayers"]
 
 
+def _isin(elements, test_elements):
+    """``torch.isin`` for 1-D tensors, as a comparison ONNX can export."""
+    return (elements[:, None] == test_elements[None, :]).any(dim=1)
+
+
 class DeepACCOutputLayers(FastRCNNOutputLayers):
     """
     With no margin branch this is :class:`FastRCNNOutputLayers` (same modules, same order, same
@@ -411,7 +416,7 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
             )
             sets.append((result, kept, kept * self.num_classes + result.pred_classes))
         (every, every_kept, every_key), (first, first_kept, first_key) = sets
-        new = ~torch.isin(first_key, every_key)  # top-1-first detections detectron2's lacks
+        new = ~_isin(first_key, every_key)  # top-1-first detections detectron2's lacks
         result = Instances.cat([every, first[new]])
         kept = torch.cat([every_kept, first_kept[new]])
         result.class_scores = fg_scores[kept]  # R' x K
@@ -422,5 +427,5 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
                 torch.zeros_like(first_kept[new], dtype=torch.bool),
             ]
         )
-        result.top1 = torch.cat([torch.isin(every_key, first_key), new[new]])
+        result.top1 = torch.cat([_isin(every_key, first_key), new[new]])
         return result, torch.nonzero(valid).squeeze(1)[kept]

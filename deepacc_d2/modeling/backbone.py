@@ -1,0 +1,49 @@
+"""A ResNet-18/34 + FPN at any width, for CPUs: detectron2's ``build_resnet_fpn_backbone`` fixes
+the basic-block ResNets at 64 channels in res2; here ``MODEL.RESNETS.STEM_OUT_CHANNELS`` and
+``RES2_OUT_CHANNELS`` set the widths (each later stage doubles them). At 64 / 64 it is
+detectron2's R-18 / R-34 layer for layer."""
+
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import BACKBONE_REGISTRY
+from detectron2.modeling.backbone import FPN, ResNet
+from detectron2.modeling.backbone.fpn import LastLevelMaxPool
+from detectron2.modeling.backbone.resnet import BasicBlock, BasicStem
+
+BLOCKS_PER_STAGE = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+
+
+def build_basic_resnet(cfg, input_shape: ShapeSpec):
+    """The basic-block ResNet (He et al. 2016, Table 1) with the configured widths."""
+    res = cfg.MODEL.RESNETS
+    if res.DEPTH not in BLOCKS_PER_STAGE:
+        raise ValueError(f"MODEL.RESNETS.DEPTH {res.DEPTH}: the narrow ResNet has depth 18 or 34")
+    stem = BasicStem(input_shape.channels, res.STEM_OUT_CHANNELS, norm=res.NORM)
+    stages, in_channels = [], res.STEM_OUT_CHANNELS
+    for i, num_blocks in enumerate(BLOCKS_PER_STAGE[res.DEPTH]):
+        out_channels = res.RES2_OUT_CHANNELS * 2**i
+        first_stride = 1 if i == 0 else 2
+        stages.append(
+            ResNet.make_stage(
+                BasicBlock,
+                num_blocks,
+                stride_per_block=[first_stride] + [1] * (num_blocks - 1),
+                in_channels=in_channels,
+                out_channels=out_channels,
+                norm=res.NORM,
+            )
+        )
+        in_channels = out_channels
+    return ResNet(stem, stages, out_features=res.OUT_FEATURES).freeze(cfg.MODEL.BACKBONE.FREEZE_AT)
+
+
+@BACKBONE_REGISTRY.register()
+def build_narrow_resnet_fpn_backbone(cfg, input_shape: ShapeSpec):
+    """FPN (Lin et al. 2017) on :func:`build_basic_resnet`, as detectron2 builds it on a ResNet."""
+    return FPN(
+        bottom_up=build_basic_resnet(cfg, input_shape),
+        in_features=cfg.MODEL.FPN.IN_FEATURES,
+        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
+        norm=cfg.MODEL.FPN.NORM,
+        top_block=LastLevelMaxPool(),
+        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
+    )
