@@ -25,5 +25,6 @@ setup(
         "pyryotype",
         "iscn-authenticator",
     ],
+    extras_require={"onnx": ["onnx", "onnxruntime"]},  # `deepacc export --output *.onnx`
     entry_points={"console_scripts": ["deepacc = deepacc_d2.cli:main"]},
 )

@@ -70,9 +70,10 @@ class AtomicCheckpointer(DetectionCheckpointer):
 
 class TrainedWeightsCheckpointer(DetectionCheckpointer):
     """
-    Loads a trained model for evaluation, prediction or export. Weights that do not cover
-    the model (a config other than the one the file was trained with) are refused with the
-    file and the missing names, where detectron2 only logs them and runs on random values.
+    Loads a trained model for evaluation, prediction or export. Weights that do not fit the
+    model (a config other than the one the file was trained with: parameters missing, or
+    left over) are refused with the file and the names, where detectron2 only logs them and
+    runs on random values.
     """
 
     def load(self, path: str, *args, **kwargs):
@@ -81,14 +82,17 @@ class TrainedWeightsCheckpointer(DetectionCheckpointer):
 
     def _log_incompatible_keys(self, incompatible):
         super()._log_incompatible_keys(incompatible)
-        missing = incompatible.missing_keys
-        if missing:
-            shown = ", ".join(sorted(missing)[:6]) + (", ..." if len(missing) > 6 else "")
-            raise ValueError(
-                f"{self._loading}: these weights do not fit the model of this config "
-                f"({len(missing)} parameters missing: {shown}); pass the config the file "
-                "was trained with"
-            )
+        for what, names in (
+            ("missing", incompatible.missing_keys),
+            ("not in the model", incompatible.unexpected_keys),
+        ):
+            if names:
+                shown = ", ".join(sorted(names)[:6]) + (", ..." if len(names) > 6 else "")
+                raise ValueError(
+                    f"{self._loading}: these weights do not fit the model of this config "
+                    f"({len(names)} parameters {what}: {shown}); pass the config the file "
+                    "was trained with"
+                )
 
 
 class SeedEachIteration(HookBase):

@@ -144,7 +144,11 @@ def predict_each(cfg, inputs: Sequence[str], output_dir: str, errors: Dict[str, 
         the (H, W, 3) uint8 BGR image and the model's ``Instances`` on the CPU; image and
         instances are None for a file that failed.
     """
-    predictor = DefaultPredictor(cfg)
+    unloaded = cfg.clone()
+    unloaded.defrost()
+    unloaded.MODEL.WEIGHTS = ""  # loaded below, checked against the model
+    predictor = DefaultPredictor(unloaded)
+    TrainedWeightsCheckpointer(predictor.model).load(cfg.MODEL.WEIGHTS)
     bf16 = cpu_bf16_inference(cfg, predictor.model)
     os.makedirs(output_dir, exist_ok=True)
     paths = list_images(inputs)

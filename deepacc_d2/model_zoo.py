@@ -13,7 +13,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # name -> (config file, weights file, sha256 of the weights file), paths relative to REPO
 MODELS = {
     "cil-r18-deepacc": (
-        "configs/cpu/f_deepacc_cil.yaml",
+        "configs/cpu/f_deepacc_cil_r18.yaml",
         "models/cil_r18_deepacc.pth",
         "1d907af389162b2432b8de4144ed20d1e7e0c06e75f27621eda7b446bc03ad04",
     ),

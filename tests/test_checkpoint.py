@@ -68,3 +68,6 @@ def test_trained_weights_that_leave_part_of_the_model_unset_are_refused(tmp_path
         ValueError, match=r"trained\.pth: .*2 parameters missing: 1\.bias, 1\.weight"
     ):
         TrainedWeightsCheckpointer(bigger).load(path)
+    smaller = nn.Sequential()  # the file has weights this model does not
+    with pytest.raises(ValueError, match=r"2 parameters not in the model: 0\.bias, 0\.weight"):
+        TrainedWeightsCheckpointer(smaller).load(path)

@@ -18,9 +18,7 @@ def test_retinanet_detections_carry_their_class_vector():
     cfg = get_cfg()
     deepacc_d2.add_deepacc_config(cfg)
     cfg.merge_from_file(os.path.join(CONFIGS, "cpu", "Base-DeepACC-CPU.yaml"))
-    cfg.MODEL.BACKBONE.NAME = "build_retinanet_resnet_fpn_backbone"
-    cfg.MODEL.RESNETS.OUT_FEATURES = ["res3", "res4", "res5"]
-    cfg.MODEL.FPN.IN_FEATURES = ["res3", "res4", "res5"]
+    cfg.MODEL.RETINANET.IN_FEATURES = ["p3", "p4", "p5", "p6"]  # the CPU model's FPN levels
     cfg.MODEL.RETINANET.NUM_CLASSES = NUM_CLASSES
     cfg.MODEL.RETINANET.SCORE_THRESH_TEST = 0.0  # an untrained model's scores are ~0.01
     models = []

@@ -23,6 +23,7 @@ import contextlib
 import os
 import platform
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -39,7 +40,18 @@ from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-CPU_CONFIGS = ["configs/cpu/a_faster_rcnn_cpu.yaml", "configs/cpu/f_deepacc_cil.yaml"]
+# The former CPU model, the reference of the CPU model's speed-up: detectron2's ResNet-18 + FPN
+# (128 channels) on P2-P6.
+RESNET18_FPN128 = (
+    "MODEL.BACKBONE.NAME build_resnet_fpn_backbone MODEL.RESNETS.STEM_OUT_CHANNELS 64 "
+    "MODEL.RESNETS.RES2_OUT_CHANNELS 64 MODEL.FPN.OUT_CHANNELS 128 "
+    'MODEL.FPN.IN_FEATURES ["res2","res3","res4","res5"] '
+    'MODEL.RPN.IN_FEATURES ["p2","p3","p4","p5","p6"] '
+    'MODEL.ROI_HEADS.IN_FEATURES ["p2","p3","p4","p5"] '
+    "MODEL.ANCHOR_GENERATOR.SIZES [[32],[64],[128],[256],[512]]"
+)
+CPU_A, CPU_F = "configs/cpu/a_faster_rcnn_cpu.yaml", "configs/cpu/f_deepacc_cpu.yaml"
+CPU_CONFIGS = [f"{CPU_A} {RESNET18_FPN128}", CPU_A, CPU_F]
 PAPER_CONFIGS = ["configs/table1/f_deepacc.yaml"]
 EXPORTS = {"TorchScript": ".ts", "ONNX Runtime": ".onnx"}
 
@@ -104,7 +116,7 @@ def bf16_context(on, device):
 
 def measure(entry, size, args):
     """One config: FLOPs, train s/step (fp32, bf16), inference s/image (fp32, bf16, exports)."""
-    config, *opts = entry.split()
+    config, *opts = shlex.split(entry)
     cfg = setup_cfg(config, opts + ["MODEL.DEVICE", args.device, "MODEL.WEIGHTS", ""])
     torch.manual_seed(0)
     model = build_model(cfg)
@@ -226,7 +238,7 @@ def main():
     header = [
         "# Benchmarks",
         "",
-        f"Made by `python tools/benchmark.py {' '.join(sys.argv[1:])}`.",
+        f"Made by `python tools/benchmark.py {shlex.join(sys.argv[1:])}`.",
         "",
         f"Machine: {cpu_name()}, {os.cpu_count()} cores, "
         f"{'bf16 instructions' if args.bf16 and args.device == 'cpu' else 'no CPU bf16'}; "
@@ -267,8 +279,11 @@ def table(rows, rates, args):
     lines = ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
     for r in rows:
         g = r["GFLOPs"]
+        former = r["config"].endswith(RESNET18_FPN128)
         cells = [
-            r["config"],
+            r["config"].replace(RESNET18_FPN128, "+ former ResNet-18-FPN128")
+            if former
+            else r["config"],
             r["size"],
             f"{g:.1f}",
             f"{r['infer fp32 s']:.3f} ({r['infer fp32 s'] / (g / fp32):.1f})",
@@ -286,13 +301,24 @@ def table(rows, rates, args):
             cells.append(f"{t:.2f} ({args.batch / t:.2f}, {t / floor:.1f})" if t else "–")
         cells.append(f"{r['peak RSS GB']:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
-    if len(rows) >= 2 and rows[0]["size"] == rows[1]["size"]:
-        ratio = rows[1]["infer fp32 s"] / rows[0]["infer fp32 s"]
+    by_entry = {r["config"]: r for r in rows}
+    named = {
+        k: by_entry.get(" ".join([os.path.basename(c.split()[0])] + c.split()[1:]))
+        for k, c in [("ref", CPU_CONFIGS[0]), ("a", CPU_A), ("f", CPU_F)]
+    }
+    if named["a"] and named["f"] and named["a"]["size"] == named["f"]["size"]:
         lines += [
             "",
-            f"Head cost: {rows[1]['config']} / {rows[0]['config']} inference time "
-            f"(fp32, same trunk and input) = {ratio:.2f}.",
+            f"Head cost: (f) / (a) inference time on the CPU model (fp32, same trunk and input) = "
+            f"{named['f']['infer fp32 s'] / named['a']['infer fp32 s']:.2f}.",
         ]
+    if named["ref"] and named["a"] and "train fp32 s/step" in named["ref"]:
+        best = "train bf16 s/step" if bf16 else "train fp32 s/step"
+        lines.append(
+            f"Training speed-up: the CPU model (a) {'bf16' if bf16 else 'fp32'} vs the former "
+            f"ResNet-18-FPN128 model (a) fp32 = "
+            f"{named['ref']['train fp32 s/step'] / named['a'][best]:.1f}x images per second."
+        )
     return lines
 
 

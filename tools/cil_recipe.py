@@ -24,7 +24,7 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = os.path.join("configs", "cpu", "f_deepacc_cil.yaml")
+CONFIG = os.path.join("configs", "cpu", "f_deepacc_cil_r18.yaml")
 TABLE = ["mAP", "mAPmax", "COCO_AP50", "Acc", "AER"]
 
 
@@ -60,8 +60,12 @@ def pretrain(args, out_dir):
             "('synth_onthefly_train',)",
             "DATASETS.TEST",
             "()",
+            "SOLVER.EPOCHS",
+            "0",
             "SOLVER.MAX_ITER",
             str(args.synth_iters),
+            "SOLVER.STEPS",
+            f"({int(args.synth_iters * 0.8)},)",  # for a step schedule; cosine ignores it
         ]
     )
 
@@ -192,7 +196,14 @@ def main():
     if os.path.isfile(summary_path):
         with open(summary_path) as f:
             summary = json.load(f)
-    summary.update(config=args.config, dataset=args.dataset, synth_iters=args.synth_iters)
+    if os.path.isfile(weights) and summary.get("opts", []) != args.opts:
+        raise SystemExit(
+            f"{weights} was trained with --opts {summary.get('opts')}, not {args.opts}: "
+            "pass the same --opts, another --out, or --fresh"
+        )
+    summary.update(
+        config=args.config, dataset=args.dataset, synth_iters=args.synth_iters, opts=args.opts
+    )
 
     init = ""
     if args.synth_iters:

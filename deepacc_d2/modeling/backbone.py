@@ -1,7 +1,8 @@
-"""A ResNet-18/34 + FPN at any width, for CPUs: detectron2's ``build_resnet_fpn_backbone`` fixes
-the basic-block ResNets at 64 channels in res2; here ``MODEL.RESNETS.STEM_OUT_CHANNELS`` and
-``RES2_OUT_CHANNELS`` set the widths (each later stage doubles them). At 64 / 64 it is
-detectron2's R-18 / R-34 layer for layer."""
+"""A narrower ResNet-18/34 + FPN for CPUs: detectron2's ``build_resnet_fpn_backbone`` fixes the
+basic-block ResNets at 64 channels in res2; here ``MODEL.RESNETS.STEM_OUT_CHANNELS`` and
+``RES2_OUT_CHANNELS`` set the widths (each later stage doubles them; multiples of 32 with
+GroupNorm's 32 groups). At 64 / 64 it is detectron2's R-18 / R-34 layer for layer. Like
+detectron2's basic-block ResNets: no groups, dilation or deformable convolutions."""
 
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
@@ -33,7 +34,9 @@ def build_basic_resnet(cfg, input_shape: ShapeSpec):
             )
         )
         in_channels = out_channels
-    return ResNet(stem, stages, out_features=res.OUT_FEATURES).freeze(cfg.MODEL.BACKBONE.FREEZE_AT)
+    return ResNet(
+        stem, stages, out_features=res.OUT_FEATURES, freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT
+    )
 
 
 @BACKBONE_REGISTRY.register()
