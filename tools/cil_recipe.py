@@ -39,10 +39,9 @@ def device_opts(device):
     return ["MODEL.DEVICE", device]  # CPU_BF16 applies to "cpu" only (deepacc_d2.cpu)
 
 
-def pretrain(args, out_dir):
-    """The same model and input pipeline trained on on-the-fly synthetic metaphases (never the
-    same image twice)."""
-    return run(
+def train_command(args, out_dir):
+    """train_net.py on --config with the seed, the device and --opts."""
+    return (
         [
             sys.executable,
             "train_net.py",
@@ -55,6 +54,14 @@ def pretrain(args, out_dir):
         ]
         + device_opts(args.device)
         + args.opts
+    )
+
+
+def pretrain(args, out_dir):
+    """The same model and input pipeline trained on on-the-fly synthetic metaphases (never the
+    same image twice)."""
+    return run(
+        train_command(args, out_dir)
         + [
             "DATASETS.TRAIN",
             "('synth_onthefly_train',)",
@@ -71,20 +78,7 @@ def pretrain(args, out_dir):
 
 
 def train(args, out_dir, init_weights):
-    cmd = (
-        [
-            sys.executable,
-            "train_net.py",
-            "--config-file",
-            args.config,
-            "SEED",
-            str(args.seed),
-            "OUTPUT_DIR",
-            out_dir,
-        ]
-        + device_opts(args.device)
-        + args.opts
-    )
+    cmd = train_command(args, out_dir)
     if args.iters:
         cmd += ["SOLVER.MAX_ITER", str(args.iters)]
     if init_weights:
