@@ -10,9 +10,10 @@ peak memory. Prints a table and writes it with the machine, the versions and the
     python tools/benchmark.py                                   # the CPU models, 512 px
     python tools/benchmark.py --paper                           # + R101-FPN at 1600x1200
     python tools/benchmark.py --device cuda --out docs/benchmarks_gpu.md
-    python tools/benchmark.py --configs "configs/cpu/cpu_small.yaml MODEL.FPN.OUT_CHANNELS 32"
+    python tools/benchmark.py --configs "configs/cpu/f_deepacc_cpu.yaml MODEL.FPN.OUT_CHANNELS 32"
 
-Each ``--configs`` entry is a config file, optionally followed by ``KEY VALUE`` overrides.
+Each ``--configs`` entry is a config file, optionally followed by ``KEY VALUE`` overrides
+(split at white space; a value has none).
 
 A training step's FLOPs are taken as 3x the inference FLOPs (forward + backward); its floor is
 stated with that approximation.
@@ -114,14 +115,20 @@ def bf16_context(on, device):
     return torch.autocast(device.split(":")[0], dtype=torch.bfloat16)
 
 
+def entry_label(entry):
+    """A ``--configs`` entry as its table row names it: the config's file name and the keys."""
+    config, *opts = entry.split()
+    return " ".join([os.path.basename(config)] + opts)
+
+
 def measure(entry, size, args):
     """One config: FLOPs, train s/step (fp32, bf16), inference s/image (fp32, bf16, exports)."""
-    config, *opts = shlex.split(entry)
+    config, *opts = entry.split()  # values as yacs reads them: ["p3","p4"] keeps its quotes
     cfg = setup_cfg(config, opts + ["MODEL.DEVICE", args.device, "MODEL.WEIGHTS", ""])
     torch.manual_seed(0)
     model = build_model(cfg)
     device = args.device
-    row = {"config": " ".join([os.path.basename(config)] + opts), "size": f"{size[0]}x{size[1]}"}
+    row = {"config": entry_label(entry), "size": f"{size[0]}x{size[1]}"}
     model.eval()
     one = [{k: v for k, v in sample_batch(size, 1, device)[0].items() if k != "instances"}]
     with torch.no_grad():
@@ -279,11 +286,8 @@ def table(rows, rates, args):
     lines = ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
     for r in rows:
         g = r["GFLOPs"]
-        former = r["config"].endswith(RESNET18_FPN128)
         cells = [
-            r["config"].replace(RESNET18_FPN128, "+ former ResNet-18-FPN128")
-            if former
-            else r["config"],
+            r["config"].replace(RESNET18_FPN128, "+ former ResNet-18-FPN128"),
             r["size"],
             f"{g:.1f}",
             f"{r['infer fp32 s']:.3f} ({r['infer fp32 s'] / (g / fp32):.1f})",
@@ -303,7 +307,7 @@ def table(rows, rates, args):
         lines.append("| " + " | ".join(cells) + " |")
     by_entry = {r["config"]: r for r in rows}
     named = {
-        k: by_entry.get(" ".join([os.path.basename(c.split()[0])] + c.split()[1:]))
+        k: by_entry.get(entry_label(c))
         for k, c in [("ref", CPU_CONFIGS[0]), ("a", CPU_A), ("f", CPU_F)]
     }
     if named["a"] and named["f"] and named["a"]["size"] == named["f"]["size"]:
