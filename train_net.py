@@ -19,6 +19,7 @@ from deepacc_d2.cpu import use_cpu_bf16
 from deepacc_d2.data.mapper import MetaphaseDatasetMapper
 from deepacc_d2.data.stream import build_resumable_train_loader, training_seed
 from deepacc_d2.inference import evaluate
+from deepacc_d2.solver import build_lr_scheduler
 
 from detectron2.engine import (
     DefaultTrainer,
@@ -70,6 +71,11 @@ class Trainer(DefaultTrainer):
         # reads files with read_metaphase, skipping unreadable ones; draws on-the-fly synthetic
         # images; after --resume, continues with the batches the killed run would have seen
         return build_resumable_train_loader(cfg, MetaphaseDatasetMapper(cfg, is_train=True))
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg, optimizer):
+        # detectron2's, or the cosine with warm restarts (SOLVER.COSINE_RESTARTS)
+        return build_lr_scheduler(cfg, optimizer)
 
     @classmethod
     def test(cls, cfg, model):

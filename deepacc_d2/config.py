@@ -58,6 +58,8 @@ def add_deepacc_config(cfg):
 
     _C.SOLVER.EPOCHS = 0  # > 0: schedule in epochs (§3.1: 24), turned into MAX_ITER / STEPS
     _C.SOLVER.EPOCH_STEPS = (16, 22)  # epochs after which the LR is x GAMMA (§3.1)
+    _C.SOLVER.COSINE_RESTARTS = ()  # WarmupCosineLR: iterations where the cosine restarts
+    _C.SOLVER.RESTART_LR_FACTOR = 1.0  # peak LR of restart k is BASE_LR x this ** k, (0, 1]
     _C.SOLVER.CPU_BF16 = "off"  # CPU training under bf16 autocast: on, off, auto (CPU has it)
 
     _C.INPUT.ROTATE_90 = False  # training: random rotation by k x 90 degrees; bool

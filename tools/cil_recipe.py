@@ -9,8 +9,10 @@ The CPU recipe on real metaphases, end to end: optional synthetic pre-training, 
     python tools/cil_recipe.py --config configs/table1/f_deepacc.yaml --device cuda \\
         --iters 0 --out output/cil_r101            # the paper's R101 recipe (24 epochs) on a GPU
 
-Each step is skipped when its result exists (a second call only re-evaluates); ``--fresh``
-starts over. Written under ``--out``: ``model/`` (training), ``eval/`` (metrics, pictures),
+Each step is skipped when its result exists (a second call only re-evaluates); a model
+trained for fewer iterations than the config now asks (a schedule extended by a warm restart,
+``SOLVER.COSINE_RESTARTS``) is trained on from its last checkpoint; ``--fresh`` starts over.
+Written under ``--out``: ``model/`` (training), ``eval/`` (metrics, pictures),
 ``learning_curve.png``, ``summary.json``.
 """
 
@@ -77,13 +79,31 @@ def pretrain(args, out_dir):
     )
 
 
-def train(args, out_dir, init_weights):
-    cmd = train_command(args, out_dir)
-    if args.iters:
-        cmd += ["SOLVER.MAX_ITER", str(args.iters)]
+def train(args, out_dir, init_weights, resume=False):
+    cmd = train_command(args, out_dir) + iteration_opts(args)
     if init_weights:
         cmd += ["MODEL.WEIGHTS", init_weights]
-    return run(cmd)
+    return run(cmd[:2] + ["--resume"] + cmd[2:] if resume else cmd)
+
+
+def iteration_opts(args):
+    return ["SOLVER.MAX_ITER", str(args.iters)] if args.iters else []
+
+
+def planned_iterations(args):
+    """MAX_ITER of the CIL training as train_net.py resolves it."""
+    import deepacc_d2  # noqa: F401  (compat fixes, registrations)
+    from deepacc_d2.config import setup_cfg
+
+    opts = device_opts(args.device) + args.opts + iteration_opts(args)
+    return setup_cfg(args.config, opts, training=True).SOLVER.MAX_ITER
+
+
+def checkpoint_iterations(weights):
+    """Iterations a detectron2 checkpoint was trained for (0 when it does not say)."""
+    import torch
+
+    return torch.load(weights, map_location="cpu", weights_only=False).get("iteration", -1) + 1
 
 
 def evaluate(args, weights, out_dir):
@@ -142,6 +162,12 @@ def plot_learning_curve(rows, final, final_iter, path):
         its, acc = zip(*train)
         ax1.plot(its, [100 * a for a in acc], lw=0.8)
     ax1.set(title="training: fg classification accuracy (%)", xlabel="iteration", ylim=(0, 100))
+    rates = [(r["iteration"], r["lr"]) for r in rows if "lr" in r]
+    if rates:  # the schedule, warm restarts included
+        ax_lr = ax1.twinx()
+        ax_lr.plot(*zip(*rates), color="gray", lw=0.8, ls=":")
+        ax_lr.set_ylabel("learning rate (dotted)")
+        ax_lr.set_ylim(bottom=0)
     evals = [(r["iteration"], r) for r in rows if "karyotype/mAP" in r]
     points = [(i, {k: r.get(f"karyotype/{k}") for k in TABLE}) for i, r in evals]
     if final and (not points or points[-1][0] < final_iter - 1):
@@ -207,6 +233,11 @@ def main():
             summary["pretrain_s"] = pretrain(args, pre_dir)
     if not os.path.isfile(weights):
         summary["train_s"] = train(args, model_dir, init)
+    elif checkpoint_iterations(weights) < planned_iterations(args):
+        # a longer schedule than the model's (SOLVER.COSINE_RESTARTS): train on from it
+        print(f"training {weights} on to {planned_iterations(args)} iterations")
+        done_s = summary.get("train_s") or logged_training_seconds(model_dir) or 0
+        summary["train_s"] = done_s + train(args, model_dir, init, resume=True)
     else:
         print(f"reusing trained model {weights}")
         summary.setdefault("train_s", logged_training_seconds(model_dir))
