@@ -1,7 +1,7 @@
 # make demo : set up .venv, generate synthetic metaphases, train a small model on CPU,
 #             evaluate it and draw its predictions into output/demo/.
 # make test : set up .venv, check formatting and lint, run the test suite (what .ci/run calls).
-# make cil  : the CPU recipe on the real CIL metaphases (~2 h on 2 cores; docs/cil.md).
+# make cil  : the CPU recipe on the real CIL metaphases (~2.5 h on 2 cores; docs/cil.md).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python

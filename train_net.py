@@ -66,6 +66,13 @@ class Trainer(DefaultTrainer):
         if not _SAVES_OPTIMIZER and "_trainer" in state_dict:
             self.optimizer.load_state_dict(state_dict["_trainer"]["optimizer"])
 
+    def resume_or_load(self, resume=True):
+        super().resume_or_load(resume=resume)
+        # The first iteration's LR is the schedule's at start_iter, also when the checkpoint's
+        # optimizer holds the LR of another schedule (a finished run extended by a restart).
+        for group, lr in zip(self.optimizer.param_groups, self.scheduler.get_lr()):
+            group["lr"] = lr
+
     @classmethod
     def build_train_loader(cls, cfg):
         # reads files with read_metaphase, skipping unreadable ones; draws on-the-fly synthetic

@@ -15,7 +15,7 @@ MODELS = {
     "cil-r18-deepacc": (
         "configs/cpu/f_deepacc_cil_r18.yaml",
         "models/cil_r18_deepacc.pth",
-        "1d907af389162b2432b8de4144ed20d1e7e0c06e75f27621eda7b446bc03ad04",
+        "57120f069de767a0be10d7181f5106dab794c6e95db23752b46343a787f7b24a",
     ),
 }
 

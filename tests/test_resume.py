@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import deepacc_d2  # noqa: F401
 from deepacc_d2.data.stream import ResumableTrainLoader
@@ -117,7 +118,7 @@ train_net.main(default_argument_parser().parse_args(sys.argv[3:]))
 MAX_ITER, KILL_AT = 7, 4  # checkpoints after iterations 1 and 3
 
 
-def _train(tmp_path, name, out, kill_at=-1, resume=False, num_workers=0):
+def _train(tmp_path, name, out, kill_at=-1, resume=False, num_workers=0, extra_opts=()):
     log = tmp_path / f"{name}.jsonl"
     args = ["--config-file", "configs/cpu/f_deepacc_cpu.yaml"] + (["--resume"] if resume else [])
     opts = [
@@ -153,6 +154,7 @@ def _train(tmp_path, name, out, kill_at=-1, resume=False, num_workers=0):
         "off",
         "DATALOADER.NUM_WORKERS",
         str(num_workers),
+        *extra_opts,
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     proc = subprocess.run(
@@ -185,3 +187,28 @@ def test_killed_run_resumes_exactly(tmp_path):
         assert resumed[it] == uninterrupted[it], (it, resumed[it], uninterrupted[it])
     # in warm-up the LR differs at every iteration: a schedule restarted at 0 would show
     assert len({r["lr"] for r in uninterrupted.values()}) == MAX_ITER
+
+
+def test_finished_run_extended_by_a_warm_restart(tmp_path):
+    """A finished cosine run, trained on with --resume under a longer schedule that restarts
+    where it ended, is the first part of that longer schedule's run, and the rest equals it too
+    (losses and LR): how the CIL recipe extends its learning curve."""
+    restart = ["SOLVER.LR_SCHEDULER_NAME", "WarmupCosineLR", "SOLVER.WARMUP_ITERS", "2"]
+    restart += ["SOLVER.COSINE_RESTARTS", "(4,)", "SOLVER.RESTART_LR_FACTOR", "0.5"]
+    whole_opts = restart + ["SOLVER.MAX_ITER", "7"]
+    proc, whole = _train(tmp_path, "whole", tmp_path / "a", extra_opts=whole_opts)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    short_opts = restart + ["SOLVER.MAX_ITER", "4"]  # the restart at MAX_ITER is dropped
+    proc, short = _train(tmp_path, "short", tmp_path / "b", extra_opts=short_opts)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc, extended = _train(
+        tmp_path, "extended", tmp_path / "b", resume=True, extra_opts=whole_opts
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    assert sorted(short) == list(range(4)) and sorted(extended) == list(range(4, 7))
+    for it, row in {**short, **extended}.items():
+        assert row == whole[it], (it, row, whole[it])
+    base_lr = 0.01  # configs/cpu/Base-DeepACC-CPU.yaml
+    assert whole[4]["lr"] == pytest.approx(0.5 * base_lr)  # the restart's peak
+    assert whole[3]["lr"] < 0.5 * whole[4]["lr"]  # the first cycle had ended near 0

@@ -4,7 +4,7 @@ The CPU recipe on real metaphases, end to end: optional synthetic pre-training, 
 ``cil24_train``, evaluation on ``cil24_val``, the metric table, the learning curve, and
 (``--ship``) the half-precision weights file of the model zoo.
 
-    python tools/cil_recipe.py                      # `make cil`: ~2 h on 2 CPU cores
+    python tools/cil_recipe.py                      # `make cil`: ~2.5 h on 2 CPU cores
     python tools/cil_recipe.py --synth-iters 1000   # pre-train on on-the-fly synthetic images
     python tools/cil_recipe.py --config configs/table1/f_deepacc.yaml --device cuda \\
         --iters 0 --out output/cil_r101            # the paper's R101 recipe (24 epochs) on a GPU
