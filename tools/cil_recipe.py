@@ -9,9 +9,10 @@ The CPU recipe on real metaphases, end to end: optional synthetic pre-training, 
     python tools/cil_recipe.py --config configs/table1/f_deepacc.yaml --device cuda \\
         --iters 0 --out output/cil_r101            # the paper's R101 recipe (24 epochs) on a GPU
 
-Each step is skipped when its result exists (a second call only re-evaluates); a model
-trained for fewer iterations than the config now asks (a schedule extended by a warm restart,
-``SOLVER.COSINE_RESTARTS``) is trained on from its last checkpoint; ``--fresh`` starts over.
+Each step is skipped when its result exists (a second call only re-evaluates); a training
+that stopped short of the config's MAX_ITER (interrupted, or a schedule since extended by a
+warm restart, ``SOLVER.COSINE_RESTARTS``) goes on from its last checkpoint; ``--fresh``
+starts over.
 Written under ``--out``: ``model/`` (training), ``eval/`` (metrics, pictures),
 ``learning_curve.png``, ``summary.json``.
 """
@@ -99,11 +100,19 @@ def planned_iterations(args):
     return setup_cfg(args.config, opts, training=True).SOLVER.MAX_ITER
 
 
-def checkpoint_iterations(weights):
-    """Iterations a detectron2 checkpoint was trained for (0 when it does not say)."""
+def trained_iterations(model_dir):
+    """Iterations of the last checkpoint that train_net.py --resume would continue from (0:
+    none)."""
     import torch
 
-    return torch.load(weights, map_location="cpu", weights_only=False).get("iteration", -1) + 1
+    path = os.path.join(model_dir, "last_checkpoint")
+    if not os.path.isfile(path):
+        return 0
+    with open(path) as f:
+        checkpoint = os.path.join(model_dir, f.read().strip())
+    if not os.path.isfile(checkpoint):
+        return 0
+    return torch.load(checkpoint, map_location="cpu", weights_only=False).get("iteration", -1) + 1
 
 
 def evaluate(args, weights, out_dir):
@@ -231,11 +240,13 @@ def main():
         init = os.path.join(pre_dir, "model_final.pth")
         if not os.path.isfile(init):
             summary["pretrain_s"] = pretrain(args, pre_dir)
-    if not os.path.isfile(weights):
+    trained, planned = trained_iterations(model_dir), planned_iterations(args)
+    if not trained:
         summary["train_s"] = train(args, model_dir, init)
-    elif checkpoint_iterations(weights) < planned_iterations(args):
-        # a longer schedule than the model's (SOLVER.COSINE_RESTARTS): train on from it
-        print(f"training {weights} on to {planned_iterations(args)} iterations")
+    elif trained < planned:
+        # an interrupted run, or a schedule extended by a warm restart: train on from the last
+        # checkpoint (its time so far is counted when the run had finished before)
+        print(f"training {model_dir} on from iteration {trained} to {planned}")
         done_s = summary.get("train_s") or logged_training_seconds(model_dir) or 0
         summary["train_s"] = done_s + train(args, model_dir, init, resume=True)
     else:
