@@ -1,25 +1,11 @@
 """tools/cil_recipe.py: where a training stands, which decides between training, training on
 from the last checkpoint, and reusing the model."""
 
-import importlib.util
-import os
-
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-def _recipe():
-    spec = importlib.util.spec_from_file_location(
-        "cil_recipe", os.path.join(REPO, "tools", "cil_recipe.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_trained_iterations_reads_the_last_checkpoint(tmp_path):
-    recipe = _recipe()
+def test_trained_iterations_reads_the_last_checkpoint(tmp_path, load_tool):
+    recipe = load_tool("cil_recipe")
     assert recipe.trained_iterations(str(tmp_path / "none")) == 0  # never trained
     torch.save({"model": {}, "iteration": 649}, tmp_path / "model_0000649.pth")
     torch.save({"model": {}, "iteration": 1299}, tmp_path / "model_final.pth")
@@ -31,8 +17,8 @@ def test_trained_iterations_reads_the_last_checkpoint(tmp_path):
     assert recipe.trained_iterations(str(tmp_path)) == 0
 
 
-def test_iteration_override_reaches_training_and_the_plan():
-    recipe = _recipe()
+def test_iteration_override_reaches_training_and_the_plan(load_tool):
+    recipe = load_tool("cil_recipe")
     args = recipe.argparse.Namespace(config=recipe.CONFIG, device="cpu", opts=[], iters=0)
     assert recipe.iteration_opts(args) == []
     args.iters = 123

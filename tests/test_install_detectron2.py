@@ -1,22 +1,12 @@
 """tools/install_detectron2.py gets the sdist through pip (the user's index, mirror or
 wheelhouse) and refuses a file whose sha256 is not the pinned one."""
 
-import importlib.util
 import os
 import tarfile
 
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _installer():
-    spec = importlib.util.spec_from_file_location(
-        "install_detectron2", os.path.join(REPO, "tools", "install_detectron2.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _fake_sdist(folder):
@@ -33,8 +23,8 @@ def _fake_sdist(folder):
     return path
 
 
-def test_download_goes_through_pip_configuration(tmp_path, monkeypatch):
-    installer = _installer()
+def test_download_goes_through_pip_configuration(tmp_path, monkeypatch, load_tool):
+    installer = load_tool("install_detectron2")
     wheelhouse = tmp_path / "wheelhouse"
     wheelhouse.mkdir()
     _fake_sdist(wheelhouse)
@@ -50,8 +40,8 @@ def test_download_goes_through_pip_configuration(tmp_path, monkeypatch):
         installer.install_from_sdist(path)
 
 
-def test_download_failure_says_what_to_do(tmp_path, monkeypatch):
-    installer = _installer()
+def test_download_failure_says_what_to_do(tmp_path, monkeypatch, load_tool):
+    installer = load_tool("install_detectron2")
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))  # empty: nothing to find
     with pytest.raises(SystemExit, match="--sdist PATH"):

@@ -42,12 +42,14 @@ def device_opts(device):
     return ["MODEL.DEVICE", device]  # CPU_BF16 applies to "cpu" only (deepacc_d2.cpu)
 
 
-def train_command(args, out_dir):
-    """train_net.py on --config with the seed, the device and --opts."""
+def train_command(args, out_dir, resume=False):
+    """train_net.py on --config with the seed, the device and --opts; ``resume``: go on from
+    out_dir's last checkpoint."""
     return (
         [
             sys.executable,
             "train_net.py",
+            *(["--resume"] if resume else []),
             "--config-file",
             args.config,
             "SEED",
@@ -81,10 +83,10 @@ def pretrain(args, out_dir):
 
 
 def train(args, out_dir, init_weights, resume=False):
-    cmd = train_command(args, out_dir) + iteration_opts(args)
+    cmd = train_command(args, out_dir, resume) + iteration_opts(args)
     if init_weights:
         cmd += ["MODEL.WEIGHTS", init_weights]
-    return run(cmd[:2] + ["--resume"] + cmd[2:] if resume else cmd)
+    return run(cmd)
 
 
 def iteration_opts(args):
