@@ -82,8 +82,14 @@ class TrainedWeightsCheckpointer(DetectionCheckpointer):
 
     def _log_incompatible_keys(self, incompatible):
         super()._log_incompatible_keys(incompatible)
+        # a module that loaded its own weights file (the second look's classifier) may be
+        # absent from the model's file
+        own_files = tuple(
+            f"{name}." for name, m in self.model.named_modules() if getattr(m, "weights_file", "")
+        )
+        missing = [k for k in incompatible.missing_keys if not k.startswith(own_files)]
         for what, names in (
-            ("missing", incompatible.missing_keys),
+            ("missing", missing),
             ("not in the model", incompatible.unexpected_keys),
         ):
             if names:

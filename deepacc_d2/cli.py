@@ -27,7 +27,7 @@ def _model_args(p):
     p.add_argument(
         "--weights",
         required=True,
-        help="a model of MODEL_ZOO.md by name (e.g. cil-r18-deepacc) or a checkpoint (.pth)",
+        help="a model of MODEL_ZOO.md by name (e.g. cil-r18-crops) or a checkpoint (.pth)",
     )
     p.add_argument("--config-file", help="the model's YAML (default: a named model's own)")
     p.add_argument(
@@ -45,10 +45,10 @@ def _cfg(args):
     from .model_zoo import resolve_model
 
     try:
-        config_file, weights = resolve_model(args.weights, args.config_file)
+        config_file, weights, model_opts = resolve_model(args.weights, args.config_file)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"deepacc: error: {e}") from None
-    return setup_cfg(config_file, args.opts, weights)
+    return setup_cfg(config_file, model_opts + list(args.opts), weights)
 
 
 def _eval(args):

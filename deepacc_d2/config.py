@@ -20,8 +20,8 @@ logger = logging.getLogger(__name__)
 
 def add_deepacc_config(cfg):
     """
-    Add the ``MODEL.DEEPACC``, ``TEST.KARYOTYPE``, ``SOLVER.EPOCHS`` and ``DATASETS.SYNTH``
-    keys to ``cfg`` (in place). Call it right after ``get_cfg()``.
+    Add the ``MODEL.DEEPACC``, ``MODEL.SECOND_LOOK``, ``TEST.KARYOTYPE``, ``SOLVER`` and
+    ``INPUT`` keys below to ``cfg`` (in place). Call it right after ``get_cfg()``.
     """
     _C = cfg
 
@@ -44,6 +44,17 @@ def add_deepacc_config(cfg):
     _C.MODEL.DEEPACC.AAM_LOSS_WEIGHT = 0.1  # α of Eq. 4, >= 0
     _C.MODEL.DEEPACC.CE_LOSS_WEIGHT = 1.0  # β of Eq. 4, >= 0
     _C.MODEL.DEEPACC.GIA_LOSS_WEIGHT = 0.1  # γ of Eq. 4, >= 0
+
+    # The second look (docs/second_look.md): each candidate box named again by a classifier of
+    # its own crop of the input image, combined with the detector's class probabilities.
+    _C.MODEL.SECOND_LOOK = CN()
+    _C.MODEL.SECOND_LOOK.ENABLED = False  # run it at inference (the paper's configs: off); bool
+    _C.MODEL.SECOND_LOOK.WEIGHTS = ""  # the crop classifier's weights file (train_crop_classifier)
+    _C.MODEL.SECOND_LOOK.CROP_SIZE = 64  # S: the crop's side in pixels, > 0
+    _C.MODEL.SECOND_LOOK.CROP_MARGIN = 0.08  # box grown by this x its longest side per side, >= 0
+    _C.MODEL.SECOND_LOOK.WIDTH = 32  # the classifier's channels in stem and res2, > 0
+    _C.MODEL.SECOND_LOOK.DEPTH = 18  # the classifier's basic-block ResNet depth: 18, 34
+    _C.MODEL.SECOND_LOOK.DETECTOR_WEIGHT = 1.0  # w: names ∝ p_detector^w x p_crop, >= 0
 
     # Karyotype metrics (§3.1, docs/metrics.md) and the karyotype step (docs/karyotype.md).
     _C.TEST.KARYOTYPE = CN()

@@ -1,21 +1,30 @@
 """
 Trained models shipped in the repository, by short name (``MODEL_ZOO.md`` has their cards).
 
-    config_file, weights = resolve_model("cil-r18-deepacc")
+    config_file, weights, opts = resolve_model("cil-r18-crops")
+    cfg = setup_cfg(config_file, opts, weights)
 """
 
 import hashlib
 import os
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# name -> (config file, weights file, sha256 of the weights file), paths relative to REPO
+DETECTOR = (
+    "models/cil_r18_deepacc.pth",
+    "57120f069de767a0be10d7181f5106dab794c6e95db23752b46343a787f7b24a",
+)
+CROP_CLASSIFIER = ("models/cil_crop_classifier.pth", "TBD")
+
+# name -> (config file, (weights file, sha256), {config key: (further weights file, sha256)}),
+# paths relative to REPO
 MODELS = {
-    "cil-r18-deepacc": (
-        "configs/cpu/f_deepacc_cil_r18.yaml",
-        "models/cil_r18_deepacc.pth",
-        "57120f069de767a0be10d7181f5106dab794c6e95db23752b46343a787f7b24a",
+    "cil-r18-deepacc": ("configs/cpu/f_deepacc_cil_r18.yaml", DETECTOR, {}),
+    "cil-r18-crops": (
+        "configs/cpu/f_deepacc_cil_r18_crops.yaml",
+        DETECTOR,
+        {"MODEL.SECOND_LOOK.WEIGHTS": CROP_CLASSIFIER},
     ),
 }
 
@@ -46,30 +55,38 @@ def save_half_weights(checkpoint: str, path: str) -> Tuple[str, int]:
     return _sha256(path), os.path.getsize(path)
 
 
-def resolve_model(weights: str, config_file: Optional[str] = None) -> Tuple[str, str]:
+def _published_file(name: str, path: str, digest: str) -> str:
+    path = os.path.join(REPO, path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"model {name!r}: {path} is missing (the model zoo's files live in the repository "
+            f"checkout)"
+        )
+    if _sha256(path) != digest:
+        raise ValueError(
+            f"model {name!r}: {path} is not the published file (sha256 differs from "
+            f"MODEL_ZOO.md; a git-lfs pointer or a modified copy?)"
+        )
+    return path
+
+
+def resolve_model(weights: str, config_file: Optional[str] = None) -> Tuple[str, str, List[str]]:
     """
     Args:
         weights (str): a model name of :data:`MODELS` or the path of a checkpoint.
         config_file (str): the model's YAML; optional for a named model (default: its own).
 
     Returns:
-        tuple[str, str]: (config file, weights file), both existing files.
+        tuple[str, str, list[str]]: (config file, weights file, config overrides that point
+        the config at the model's further weights files), files that exist.
     """
-    path = weights
+    path, opts = weights, []
     if weights in MODELS:
-        own_config, path, digest = MODELS[weights]
-        own_config, path = os.path.join(REPO, own_config), os.path.join(REPO, path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"model {weights!r}: {path} is missing (the model zoo's files "
-                f"live in the repository checkout)"
-            )
-        if _sha256(path) != digest:
-            raise ValueError(
-                f"model {weights!r}: {path} is not the published file (sha256 "
-                f"differs from MODEL_ZOO.md; a git-lfs pointer or a modified copy?)"
-            )
-        config_file = config_file or own_config
+        own_config, (path, digest), further = MODELS[weights]
+        path = _published_file(weights, path, digest)
+        for key, (other, other_digest) in further.items():
+            opts += [key, _published_file(weights, other, other_digest)]
+        config_file = config_file or os.path.join(REPO, own_config)
     elif not os.path.isfile(weights):
         known = ", ".join(sorted(MODELS)) or "none"
         raise FileNotFoundError(
@@ -81,4 +98,4 @@ def resolve_model(weights: str, config_file: Optional[str] = None) -> Tuple[str,
         )
     if not os.path.isfile(config_file):
         raise FileNotFoundError(f"{config_file}: no such config file")
-    return config_file, path
+    return config_file, path, opts

@@ -22,9 +22,20 @@ def _eager(model, image):
         return model.inference([{"image": image}], do_postprocess=False)[0]
 
 
+SECOND_LOOK = ["MODEL.SECOND_LOOK.ENABLED", "True", "MODEL.SECOND_LOOK.WIDTH", "8"]
+
+
 @pytest.mark.parametrize("extension", [".ts", ".onnx"])
-@pytest.mark.parametrize("config", ["f_deepacc_cpu.yaml", "a_faster_rcnn_cpu.yaml"])
-def test_trace_one_size_run_another(tmp_path, config, extension):
+@pytest.mark.parametrize(
+    "config, opts",
+    [
+        ("f_deepacc_cpu.yaml", []),
+        ("a_faster_rcnn_cpu.yaml", []),
+        ("f_deepacc_cpu.yaml", SECOND_LOOK),
+    ],
+    ids=["deepacc", "faster_rcnn", "second_look"],
+)
+def test_trace_one_size_run_another(tmp_path, config, opts, extension):
     torch.manual_seed(0)
     # score threshold 0 so that a random model still yields detections to compare
     cfg = setup_cfg(
@@ -36,7 +47,8 @@ def test_trace_one_size_run_another(tmp_path, config, extension):
             "200",
             "INPUT.MAX_SIZE_TEST",
             "256",
-        ],
+        ]
+        + opts,
     )
     model = build_model(cfg).eval()
     path = str(tmp_path / f"model{extension}")

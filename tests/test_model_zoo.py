@@ -37,11 +37,27 @@ def test_a_named_model_is_checked_against_its_sha256(tmp_path, monkeypatch):
     config.write_text("MODEL: {}\n")
     monkeypatch.setattr(model_zoo, "REPO", str(tmp_path))
     good = model_zoo._sha256(str(weights))
-    monkeypatch.setitem(MODELS, "tiny", ("c.yaml", "m.pth", good))
-    assert resolve_model("tiny") == (str(config), str(weights))
-    monkeypatch.setitem(MODELS, "tiny", ("c.yaml", "m.pth", "0" * 64))
+    monkeypatch.setitem(MODELS, "tiny", ("c.yaml", ("m.pth", good), {}))
+    assert resolve_model("tiny") == (str(config), str(weights), [])
+    monkeypatch.setitem(MODELS, "tiny", ("c.yaml", ("m.pth", "0" * 64), {}))
     with pytest.raises(ValueError, match="not the published file"):
         resolve_model("tiny")
+
+
+def test_a_named_model_points_its_config_at_its_further_files(tmp_path, monkeypatch):
+    for name in ("m.pth", "crops.pth"):
+        (tmp_path / name).write_bytes(name.encode())
+    (tmp_path / "c.yaml").write_text("MODEL: {}\n")
+    monkeypatch.setattr(model_zoo, "REPO", str(tmp_path))
+    digest = {n: model_zoo._sha256(str(tmp_path / n)) for n in ("m.pth", "crops.pth")}
+    further = {"MODEL.SECOND_LOOK.WEIGHTS": ("crops.pth", digest["crops.pth"])}
+    monkeypatch.setitem(MODELS, "two", ("c.yaml", ("m.pth", digest["m.pth"]), further))
+    _, _, opts = resolve_model("two")
+    assert opts == ["MODEL.SECOND_LOOK.WEIGHTS", str(tmp_path / "crops.pth")]
+    further = {"MODEL.SECOND_LOOK.WEIGHTS": ("crops.pth", "0" * 64)}
+    monkeypatch.setitem(MODELS, "two", ("c.yaml", ("m.pth", digest["m.pth"]), further))
+    with pytest.raises(ValueError, match="crops.pth is not the published file"):
+        resolve_model("two")
 
 
 def test_unknown_weights_and_missing_config_are_named(tmp_path):
@@ -51,15 +67,16 @@ def test_unknown_weights_and_missing_config_are_named(tmp_path):
     ckpt.write_bytes(b"")
     with pytest.raises(ValueError, match="--config-file"):
         resolve_model(str(ckpt))
-    assert resolve_model(str(ckpt), __file__) == (__file__, str(ckpt))
+    assert resolve_model(str(ckpt), __file__) == (__file__, str(ckpt), [])
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_shipped_models_are_whole(name):
-    config, weights = resolve_model(name)  # exists, sha256 as published
-    assert os.path.getsize(weights) <= 50 * 2**20
-    state = torch.load(weights, map_location="cpu", weights_only=True)["model"]
-    assert all(v.dtype != torch.float32 for v in state.values())
+    config, weights, opts = resolve_model(name)  # exist, sha256 as published
+    for path in [weights] + opts[1::2]:
+        assert os.path.getsize(path) <= 50 * 2**20
+        state = torch.load(path, map_location="cpu", weights_only=True)["model"]
+        assert all(v.dtype != torch.float32 for v in state.values())
 
 
 def _first_val_image(root):
@@ -99,7 +116,7 @@ def test_shipped_model_finds_and_names_chromosomes_on_a_real_metaphase(cil24):
     from deepacc_d2.data.images import read_metaphase
     from deepacc_d2.evaluation.metrics import match_karyotype
 
-    config, weights = resolve_model(SHIPPED)
+    config, weights, _ = resolve_model(SHIPPED)
     cfg = setup_cfg(config, weights=weights)
     record = _first_val_image(cil24)  # never trained on: the val split
     gt_boxes = np.array([a["bbox"] for a in record["annotations"]])
@@ -121,7 +138,7 @@ def test_bf16_inference_keeps_the_float32_detections(cil24):
 
     from detectron2.structures import Boxes, pairwise_iou
 
-    config, weights = resolve_model(SHIPPED)
+    config, weights, _ = resolve_model(SHIPPED)
     image = read_metaphase(_first_val_image(cil24)["file_name"])
     low_cut = ["TEST.KARYOTYPE.SCORE_THRESH", "0.2"]  # more detections to compare
     cfg32 = setup_cfg(config, low_cut, weights=weights)

@@ -13,29 +13,56 @@ from detectron2.modeling.backbone.resnet import BasicBlock, BasicStem
 BLOCKS_PER_STAGE = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 
 
-def build_basic_resnet(cfg, input_shape: ShapeSpec):
-    """The basic-block ResNet (He et al. 2016, Table 1) with the configured widths."""
-    res = cfg.MODEL.RESNETS
-    if res.DEPTH not in BLOCKS_PER_STAGE:
-        raise ValueError(f"MODEL.RESNETS.DEPTH {res.DEPTH}: the narrow ResNet has depth 18 or 34")
-    stem = BasicStem(input_shape.channels, res.STEM_OUT_CHANNELS, norm=res.NORM)
-    stages, in_channels = [], res.STEM_OUT_CHANNELS
-    for i, num_blocks in enumerate(BLOCKS_PER_STAGE[res.DEPTH]):
-        out_channels = res.RES2_OUT_CHANNELS * 2**i
+def basic_resnet(
+    in_channels: int,
+    stem_width: int,
+    width: int,
+    depth: int,
+    norm: str,
+    out_features,
+    freeze_at: int = 0,
+    num_classes=None,
+):
+    """
+    The basic-block ResNet (He et al. 2016, Table 1) on detectron2's ``BasicStem`` and
+    ``BasicBlock``: ``stem_width`` channels out of the stem, ``width`` out of res2, doubled by
+    each later stage.
+    With ``num_classes`` it ends in detectron2's pooled linear classifier ("linear").
+    """
+    if depth not in BLOCKS_PER_STAGE:
+        raise ValueError(f"ResNet depth {depth}: the narrow ResNet has depth 18 or 34")
+    stem = BasicStem(in_channels, stem_width, norm=norm)
+    stages, channels = [], stem_width
+    for i, num_blocks in enumerate(BLOCKS_PER_STAGE[depth]):
+        out_channels = width * 2**i
         first_stride = 1 if i == 0 else 2
         stages.append(
             ResNet.make_stage(
                 BasicBlock,
                 num_blocks,
                 stride_per_block=[first_stride] + [1] * (num_blocks - 1),
-                in_channels=in_channels,
+                in_channels=channels,
                 out_channels=out_channels,
-                norm=res.NORM,
+                norm=norm,
             )
         )
-        in_channels = out_channels
+        channels = out_channels
     return ResNet(
-        stem, stages, out_features=res.OUT_FEATURES, freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT
+        stem, stages, num_classes=num_classes, out_features=out_features, freeze_at=freeze_at
+    )
+
+
+def build_basic_resnet(cfg, input_shape: ShapeSpec):
+    """:func:`basic_resnet` with the widths of ``MODEL.RESNETS``."""
+    res = cfg.MODEL.RESNETS
+    return basic_resnet(
+        input_shape.channels,
+        res.STEM_OUT_CHANNELS,
+        res.RES2_OUT_CHANNELS,
+        res.DEPTH,
+        res.NORM,
+        res.OUT_FEATURES,
+        freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
     )
 
 

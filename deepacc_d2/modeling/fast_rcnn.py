@@ -385,6 +385,17 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
         """
         boxes = self.predict_boxes(predictions, proposals)
         scores = self.predict_probs(predictions, proposals)
+        return self.select(boxes, scores, proposals)
+
+    def select(self, boxes: List[torch.Tensor], scores: List[torch.Tensor], proposals):
+        """
+        The detections of :meth:`inference` from given boxes and class probabilities (the
+        second look hands in its combined probabilities here).
+
+        Args:
+            boxes (list[Tensor]): per image (R_i, K x 4) or (R_i, 4), :meth:`predict_boxes`.
+            scores (list[Tensor]): per image (R_i, K + 1), :meth:`predict_probs` or a substitute.
+        """
         results, proposal_indices = [], []
         for boxes_i, scores_i, proposals_i in zip(boxes, scores, proposals):
             result, indices = self._inference_single_image(

@@ -1,14 +1,18 @@
 """
 :class:`DeepACCROIHeads`: detectron2's StandardROIHeads with DeepACC's box head (§2.1) and
-predictor (§2.2–2.4). Only ``_init_box_head`` differs; detectron2's ``_forward_box`` runs as is.
+predictor (§2.2–2.4). ``_init_box_head`` differs; detectron2's ``_forward_box`` runs as is.
+With the second look on (``MODEL.SECOND_LOOK``), inference also names each candidate box from
+its crop of the input image, which only ``forward`` sees.
 """
 
+from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.poolers import ROIPooler
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads, build_box_head
 
 from .box_head import build_separate_branches_head
 from .fast_rcnn import DeepACCOutputLayers
+from .second_look import SecondLook
 
 __all__ = ["DeepACCROIHeads"]
 
@@ -21,6 +25,36 @@ class DeepACCROIHeads(StandardROIHeads):
     initialisation), and computes the same losses and detections as StandardROIHeads; the
     detections then also carry ``class_scores`` (see :meth:`DeepACCOutputLayers.inference`).
     """
+
+    @configurable
+    def __init__(self, *, second_look=None, **kwargs):
+        """
+        Args:
+            second_look (SecondLook or None): renames the candidates at inference.
+        """
+        super().__init__(**kwargs)
+        self.second_look = second_look
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        ret = super().from_config(cfg, input_shape)
+        if cfg.MODEL.SECOND_LOOK.ENABLED:
+            ret["second_look"] = SecondLook.from_config(cfg)
+        return ret
+
+    def forward(self, images, features, proposals, targets=None):
+        if self.training or self.second_look is None:
+            return super().forward(images, features, proposals, targets)
+        # _forward_box's inference, with the second look between the predictor and the selection
+        features = [features[f] for f in self.box_in_features]
+        box_features = self.box_pooler(features, [x.proposal_boxes for x in proposals])
+        predictions = self.box_predictor(self.box_head(box_features))
+        boxes = self.box_predictor.predict_boxes(predictions, proposals)
+        probs = self.second_look(
+            images, boxes, self.box_predictor.predict_probs(predictions, proposals)
+        )
+        instances, _ = self.box_predictor.select(boxes, probs, proposals)
+        return instances, {}
 
     @classmethod
     def _init_box_head(cls, cfg, input_shape):

@@ -1,0 +1,215 @@
+"""
+The second look: each candidate chromosome named again from its own pixels. The detector's
+classifier sees a chromosome through a 7 x 7 RoIAlign of FPN features, where its bands are
+gone; a small classifier of the chromosome's crop, cut from the input image at the image's
+own resolution, sees them. Its class probabilities are combined with the detector's
+(:func:`combine_class_probs`) before the detections are selected, so every consumer
+(metrics, karyotype, pictures, export) sees the combined vector. Off unless
+``MODEL.SECOND_LOOK.ENABLED``; the paper's configs keep it off.
+
+Shape shorthand: N images, R boxes, K foreground classes (label K is background), S crop side.
+"""
+
+from typing import List
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torchvision.ops import roi_align
+
+from detectron2.structures import ImageList
+
+from ..classes import NUM_CLASSES
+from .backbone import basic_resnet
+
+__all__ = ["CropClassifier", "SecondLook", "combine_class_probs", "crop_boxes"]
+
+WHITE = 255.0  # what a crop holds outside its box and outside the image: the slide
+
+
+def crop_boxes(images, image_sizes, boxes, batch_index, size: int, margin: float):
+    """
+    Cut each box out of its gray image: the box grown by ``margin`` x its longest side on every
+    side, its longest side scaled to ``size`` (aspect kept), centred in a ``size`` x ``size``
+    square; whatever of that square lies outside the grown box or outside the image is white.
+    Bilinear RoIAlign (pixel i spans [i, i + 1), detectron2's box convention) with adaptive
+    sampling, so large boxes are averaged, not aliased.
+
+    Args:
+        images (Tensor): (N, 1, H, W) gray values 0-255, possibly padded beyond image_sizes.
+        image_sizes (Tensor): (N, 2) the (height, width) of each image's content.
+        boxes (Tensor): (R, 4) XYXY in image pixels.
+        batch_index (Tensor): (R,) which image each box is on.
+
+    Returns:
+        Tensor: (R, 1, size, size) float crops, gray 0-255.
+    """
+    x0, y0, x1, y1 = boxes.unbind(dim=1)
+    longest = torch.maximum(x1 - x0, y1 - y0).clamp(min=1.0)
+    pad = margin * longest
+    x0, y0, x1, y1 = x0 - pad, y0 - pad, x1 + pad, y1 + pad
+    side = longest + 2 * pad
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    left, top = cx - side / 2, cy - side / 2
+    rois = torch.stack([batch_index.to(boxes.dtype), left, top, left + side, top + side], dim=1)
+    crops = roi_align(images, rois, (size, size), 1.0, 0, True)  # R x 1 x S x S
+    # centres of the output cells, in image pixels
+    steps = (torch.arange(size, device=boxes.device, dtype=boxes.dtype) + 0.5) / size
+    gx = left[:, None] + steps[None, :] * side[:, None]  # R x S
+    gy = top[:, None] + steps[None, :] * side[:, None]  # R x S
+    height, width = image_sizes[batch_index].to(boxes.dtype).unbind(dim=1)
+    inside_x = (gx >= torch.clamp(x0, min=0)[:, None]) & (gx <= torch.minimum(x1, width)[:, None])
+    inside_y = (gy >= torch.clamp(y0, min=0)[:, None]) & (gy <= torch.minimum(y1, height)[:, None])
+    inside = inside_y[:, :, None] & inside_x[:, None, :]  # R x S x S
+    return torch.where(inside[:, None], crops, torch.full_like(crops, WHITE))
+
+
+def combine_class_probs(detector_probs, crop_probs, detector_weight: float):
+    """
+    The detector's and the crop classifier's opinions of each box, as one probability vector.
+    Whether a box is a chromosome is the detector's call (its background probability stays);
+    which chromosome it is, is the normalised product p_k^w * q_k of the detector's class
+    probabilities p (raised to ``detector_weight`` w) and the crop classifier's q:
+    w = 1 the plain product, w = 0 the crop classifier alone.
+
+    Args:
+        detector_probs (Tensor): (R, K + 1), background last.
+        crop_probs (Tensor): (R, K).
+
+    Returns:
+        Tensor: (R, K + 1); each row's foreground part sums to 1 - its background probability.
+    """
+    foreground, background = detector_probs[:, :-1], detector_probs[:, -1:]
+    joint = foreground.clamp(min=1e-12).pow(detector_weight) * crop_probs  # R x K
+    names = joint / joint.sum(dim=1, keepdim=True).clamp(min=1e-30)
+    return torch.cat([names * (1 - background), background], dim=1)
+
+
+class CropClassifier(nn.Module):
+    """
+    A small basic-block ResNet (:func:`basic_resnet`, BatchNorm) that names a chromosome crop:
+    (R, 1, S, S) gray values 0-255 in, (R, K) logits out.
+    """
+
+    def __init__(self, width: int = 32, depth: int = 18, num_classes: int = NUM_CLASSES):
+        super().__init__()
+        # out_features None: every stage, then the pooled linear layer ("linear")
+        self.net = basic_resnet(1, width, width, depth, "BN", None, num_classes=num_classes)
+
+    def forward(self, crops):
+        return self.net(crops / (WHITE / 2) - 1)["linear"]
+
+
+class SecondLook(nn.Module):
+    """
+    Crops each candidate box from the input image (:func:`crop_boxes`), names it with a frozen
+    :class:`CropClassifier`, and combines that with the detector (:func:`combine_class_probs`).
+    Candidates are the boxes whose foreground probability reaches the detector's test score
+    threshold: no other box can yield a detection, whatever the combined names.
+    """
+
+    def __init__(
+        self,
+        classifier: CropClassifier,
+        *,
+        pixel_mean,
+        pixel_std,
+        crop_size: int,
+        crop_margin: float,
+        detector_weight: float,
+        score_thresh: float,
+    ):
+        super().__init__()
+        self.classifier = classifier.requires_grad_(False).eval()
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.crop_size = crop_size
+        self.crop_margin = crop_margin
+        self.detector_weight = detector_weight
+        self.score_thresh = score_thresh
+        self.weights_file = ""  # set by from_config when the classifier is loaded from a file
+
+    @classmethod
+    def from_config(cls, cfg):
+        look = cfg.MODEL.SECOND_LOOK
+        classifier = CropClassifier(look.WIDTH, look.DEPTH)
+        module = cls(
+            classifier,
+            pixel_mean=cfg.MODEL.PIXEL_MEAN,
+            pixel_std=cfg.MODEL.PIXEL_STD,
+            crop_size=look.CROP_SIZE,
+            crop_margin=look.CROP_MARGIN,
+            detector_weight=look.DETECTOR_WEIGHT,
+            score_thresh=cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
+        )
+        if look.WEIGHTS:
+            load_classifier(classifier, look.WEIGHTS)
+            module.weights_file = look.WEIGHTS
+        return module
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.classifier.eval()  # frozen: trained by its own command, BatchNorm statistics kept
+        return self
+
+    def forward(self, images: ImageList, boxes: List[torch.Tensor], probs: List[torch.Tensor]):
+        """
+        Args:
+            images (ImageList): the model's normalised input images (N, C, H, W).
+            boxes (list[Tensor]): per image (R_i, K x 4) or (R_i, 4), the predicted boxes.
+            probs (list[Tensor]): per image (R_i, K + 1), the detector's class probabilities.
+
+        Returns:
+            list[Tensor]: per image (R_i, K + 1), the combined probabilities of the candidates,
+            the detector's for the other boxes.
+        """
+        gray = (images.tensor * self.pixel_std + self.pixel_mean).mean(dim=1, keepdim=True)
+        sizes = torch.stack([torch.as_tensor(s) for s in images.image_sizes]).to(gray.device)
+        picked, which, rows = [], [], []
+        for i, (boxes_i, probs_i) in enumerate(zip(boxes, probs)):
+            foreground = probs_i[:, :-1]
+            row = torch.nonzero(foreground.sum(dim=1) >= self.score_thresh).squeeze(1)
+            per_class = boxes_i.view(boxes_i.shape[0], -1, 4)  # R_i x (K or 1) x 4
+            # the box of the detector's most probable class (the one box when class-agnostic)
+            top = (
+                foreground.argmax(dim=1) if per_class.shape[1] > 1 else row.new_zeros(len(probs_i))
+            )
+            picked.append(per_class[row, top[row]])
+            which.append(torch.full_like(row, i))
+            rows.append(row)
+        with torch.autocast("cpu", enabled=False):
+            crops = crop_boxes(
+                gray.float(),
+                sizes,
+                torch.cat(picked).float(),
+                torch.cat(which),
+                self.crop_size,
+                self.crop_margin,
+            )
+            crop_probs = F.softmax(self.classifier(crops), dim=1)
+        out, start = [], 0
+        for probs_i, row in zip(probs, rows):
+            end = start + row.shape[0]
+            combined = combine_class_probs(
+                probs_i[row].float(), crop_probs[start:end], self.detector_weight
+            )
+            out.append(probs_i.float().index_put((row,), combined))
+            start = end
+        return out
+
+
+def load_classifier(classifier: CropClassifier, path: str):
+    """Load a crop classifier's weights file (``{"model": state_dict}``), refusing one that
+    does not fit, with the file's name."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)["model"]
+    except Exception as e:
+        raise ValueError(f"{path}: cannot read crop classifier weights ({e})") from e
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    try:
+        classifier.load_state_dict(state)
+    except RuntimeError as e:  # missing, left over or differently shaped parameters
+        raise ValueError(
+            f"{path}: these crop classifier weights do not fit MODEL.SECOND_LOOK's WIDTH / "
+            f"DEPTH ({str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e})"
+        ) from None

@@ -1,0 +1,177 @@
+"""Training the second look's crop classifier: patches, augmentation, learning, exact resume."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import deepacc_d2  # noqa: F401
+from deepacc_d2.config import setup_cfg
+from deepacc_d2.crop_training import train_crop_classifier
+from deepacc_d2.data.crops import (
+    evaluation_crops,
+    image_patches,
+    patch_size,
+    resize_scale,
+    training_crops,
+)
+
+from detectron2.data import DatasetCatalog
+from detectron2.structures import BoxMode
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_test_scale_is_detectron2s_resize():
+    from detectron2.data import transforms as T
+
+    for h, w in [(700, 685), (383, 1360), (1024, 1024), (300, 400)]:
+        t = T.ResizeShortestEdge(512, 768).get_transform(np.zeros((h, w, 3), np.uint8))
+        s = resize_scale(h, w, 512, 768)
+        assert (int(h * s + 0.5), int(w * s + 0.5)) == (t.new_h, t.new_w)
+
+
+def _rod_image(path, rods):
+    """A white image with dark rods: (x0, y0, x1, y1, striped) each; striped rods have light
+    bands every 4 pixels along their length."""
+    image = np.full((96, 128), 245, np.uint8)
+    for x0, y0, x1, y1, striped in rods:
+        image[y0:y1, x0:x1] = 40
+        if striped:
+            for x in range(x0 + 2, x1, 4):
+                image[y0:y1, x : x + 2] = 200
+    Image.fromarray(image).save(path)
+
+
+def _toy_dataset(root, n_images, seed):
+    """Each image: two rods of class 0 (solid) and two of class 1 (striped), placed at random."""
+    rng = np.random.default_rng(seed)
+    dicts = []
+    for i in range(n_images):
+        rods = []
+        for j in range(4):
+            x0, y0 = int(rng.integers(2, 90)), 4 + 22 * j
+            rods.append((x0, y0, x0 + int(rng.integers(24, 36)), y0 + 8, j % 2))
+        path = os.path.join(root, f"{seed}_{i}.png")
+        _rod_image(path, rods)
+        dicts.append(
+            {
+                "file_name": path,
+                "height": 96,
+                "width": 128,
+                "annotations": [
+                    {"bbox": list(r[:4]), "bbox_mode": BoxMode.XYXY_ABS, "category_id": r[4]}
+                    for r in rods
+                ],
+            }
+        )
+    return dicts
+
+
+def test_patches_hold_the_box_at_the_crops_scale(tmp_path):
+    d = _toy_dataset(str(tmp_path), 1, 0)[0]
+    size = patch_size(64, 0.08)
+    patches, boxes, classes = image_patches(d, 96, 128, size)  # test scale 1
+    assert patches.shape == (4, size, size) and patches.dtype == torch.uint8
+    assert classes.tolist() == [0, 1, 0, 1]
+    x0, y0, x1, y1 = d["annotations"][0]["bbox"]
+    longest = max(x1 - x0, y1 - y0)
+    scale = size / (longest * 1.6)  # the patch spans the longest side grown by 0.3 each side
+    want = torch.tensor([size / 2 - (x1 - x0) * scale / 2, size / 2 - (y1 - y0) * scale / 2])
+    assert torch.allclose(boxes[0, :2], want, atol=1e-3)
+    # the true box cropped from its patch is the rod: dark inside, white at the corners
+    crop = evaluation_crops(patches, boxes, 32, 0.08)[0, 0]
+    assert crop[16, 8:24].mean() < 80 and crop[0, 0] > 200
+
+
+def test_training_crops_vary_but_keep_the_rod(tmp_path):
+    d = _toy_dataset(str(tmp_path), 1, 0)[0]
+    patches, boxes, _ = image_patches(d, 96, 128, patch_size(32, 0.08))
+    a = training_crops(patches, boxes, 32, 0.08, torch.Generator().manual_seed(0))
+    b = training_crops(patches, boxes, 32, 0.08, torch.Generator().manual_seed(1))
+    assert a.shape == (4, 1, 32, 32) and not torch.equal(a, b)
+    assert torch.equal(
+        a, training_crops(patches, boxes, 32, 0.08, torch.Generator().manual_seed(0))
+    )
+    # rods of 40 on 245 keep their contrast through the stain jitter: the darkest is at most
+    # 255 - 215 x 0.75 + 15 = 108.75 (+ a little interpolation), the slide stays light
+    assert (a.amin(dim=(1, 2, 3)) < 115).all() and (a.amax(dim=(1, 2, 3)) > 200).all()
+
+
+@pytest.fixture
+def toy_cfg(tmp_path):
+    for split, n, seed in (("train", 24, 0), ("val", 6, 1)):
+        name = f"toy_rods_{split}"
+        if name in DatasetCatalog.list():
+            DatasetCatalog.remove(name)
+        dicts = _toy_dataset(str(tmp_path), n, seed)
+        DatasetCatalog.register(name, lambda dicts=dicts: dicts)
+    return setup_cfg(
+        os.path.join(REPO, "configs", "cpu", "f_deepacc_cpu.yaml"),
+        [
+            "DATASETS.TRAIN",
+            "('toy_rods_train',)",
+            "DATASETS.TEST",
+            "('toy_rods_val',)",
+            "INPUT.MIN_SIZE_TEST",
+            "96",
+            "INPUT.MAX_SIZE_TEST",
+            "128",
+            "MODEL.SECOND_LOOK.CROP_SIZE",
+            "32",
+            "MODEL.SECOND_LOOK.WIDTH",
+            "8",
+        ],
+    )
+
+
+def test_it_learns_solid_from_striped_rods(tmp_path, toy_cfg):
+    summary = train_crop_classifier(
+        toy_cfg,
+        str(tmp_path / "run"),
+        epochs=12,
+        batch_size=16,
+        base_lr=0.05,
+        precision="fp32",
+    )
+    assert summary["train_chromosomes"] == 96 and summary["val_chromosomes"] == 24
+    assert summary["val"]["val_top1"] >= 90  # chance: 50 % between the two classes given
+    weights = torch.load(tmp_path / "run" / "model_final.pth", weights_only=True)["model"]
+    assert "net.linear.weight" in weights
+
+
+def test_an_interrupted_run_resumes_as_if_it_had_not_stopped(tmp_path, toy_cfg):
+    kwargs = dict(epochs=2, batch_size=16, precision="fp32", checkpoint_period=3)
+    train_crop_classifier(toy_cfg, str(tmp_path / "whole"), **kwargs)
+
+    from deepacc_d2 import crop_training
+
+    class Stop(Exception):
+        pass
+
+    calls = {"n": 0}
+    real = crop_training.training_crops
+
+    def stop_after_seven(*args):
+        calls["n"] += 1
+        if calls["n"] > 7:
+            raise Stop
+        return real(*args)
+
+    crop_training.training_crops = stop_after_seven
+    try:
+        with pytest.raises(Stop):
+            train_crop_classifier(toy_cfg, str(tmp_path / "cut"), **kwargs)
+    finally:
+        crop_training.training_crops = real
+    state = torch.load(tmp_path / "cut" / "last.pth", weights_only=False)["state"]
+    assert state["step"] == 6  # the checkpoint of step 6; step 7 is done again
+    train_crop_classifier(toy_cfg, str(tmp_path / "cut"), **kwargs)
+    whole = torch.load(tmp_path / "whole" / "model_final.pth", weights_only=True)["model"]
+    cut = torch.load(tmp_path / "cut" / "model_final.pth", weights_only=True)["model"]
+    assert all(torch.equal(whole[k], cut[k]) for k in whole)
+    with open(tmp_path / "whole" / "summary.json") as f:
+        assert json.load(f)["steps"] == 12  # 2 epochs of 96 chromosomes in batches of 16

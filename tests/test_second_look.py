@@ -1,0 +1,195 @@
+"""The second look: crop geometry, the combination rule, which boxes it renames, its place in
+the model's inference and in loading trained weights."""
+
+import math
+import os
+
+import pytest
+import torch
+
+import deepacc_d2  # noqa: F401
+from deepacc_d2.config import setup_cfg
+from deepacc_d2.inference import load_model
+from deepacc_d2.modeling.second_look import (
+    CropClassifier,
+    SecondLook,
+    combine_class_probs,
+    crop_boxes,
+)
+
+from detectron2.modeling import build_model
+from detectron2.structures import ImageList
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CPU_CONFIG = os.path.join(REPO, "configs", "cpu", "f_deepacc_cpu.yaml")
+K = 24
+
+
+def _column_image(height=20, width=20):
+    """(1, 1, H, W): each pixel holds its column index."""
+    return torch.arange(width, dtype=torch.float32).repeat(height, 1)[None, None]
+
+
+def test_a_known_box_gives_a_known_crop():
+    # box 8 x 4 at (4, 4): square of side 8 centred at (8, 6) = [4, 2, 12, 10]; cell centres
+    # x = 4.5 .. 11.5 read columns 4 .. 11; rows centred at y = 4.5 .. 7.5 lie in the box
+    crop = crop_boxes(
+        _column_image(),
+        torch.tensor([[20, 20]]),
+        torch.tensor([[4.0, 4, 12, 8]]),
+        torch.tensor([0]),
+        8,
+        0.0,
+    )[0, 0]
+    assert crop.shape == (8, 8)
+    assert torch.allclose(crop[2:6], torch.arange(4.0, 12).repeat(4, 1), atol=1e-5)
+    assert (crop[:2] == 255).all() and (crop[6:] == 255).all()
+
+
+def test_the_margin_grows_the_box_and_the_image_border_is_white():
+    # box [0, 0, 4, 4], margin 0.25 -> [-1, -1, 5, 5], side 6: cell centres -0.5 .. 4.5;
+    # the cells left of / above the image are white, the others read columns 0 .. 4
+    crop = crop_boxes(
+        _column_image(),
+        torch.tensor([[20, 20]]),
+        torch.tensor([[0.0, 0, 4, 4]]),
+        torch.tensor([0]),
+        6,
+        0.25,
+    )[0, 0]
+    assert (crop[0] == 255).all() and (crop[:, 0] == 255).all()
+    assert torch.allclose(crop[1:, 1:], torch.arange(5.0).repeat(5, 1), atol=1e-5)
+    # the same image padded below row 3 (a batch's padding): rows from y = 3 on are white
+    padded = crop_boxes(
+        _column_image(),
+        torch.tensor([[3, 20]]),
+        torch.tensor([[0.0, 0, 4, 4]]),
+        torch.tensor([0]),
+        6,
+        0.25,
+    )[0, 0]
+    assert torch.equal(padded[:4], crop[:4]) and (padded[4:] == 255).all()
+
+
+def test_combination_rule_by_hand():
+    detector = torch.tensor([[0.2, 0.5, 0.1, 0.2]])  # K = 3, background 0.2
+    crop = torch.tensor([[0.5, 0.25, 0.25]])
+    # product: joint [0.1, 0.125, 0.025] / 0.25 = [0.4, 0.5, 0.1], x (1 - 0.2)
+    assert torch.allclose(
+        combine_class_probs(detector, crop, 1.0), torch.tensor([[0.32, 0.4, 0.08, 0.2]])
+    )
+    # w = 0: the crop classifier names, the detector says how sure it is of a chromosome
+    assert torch.allclose(
+        combine_class_probs(detector, crop, 0.0), torch.tensor([[0.4, 0.2, 0.2, 0.2]])
+    )
+    # w = 2: [0.04, 0.25, 0.01] x q = [0.02, 0.0625, 0.0025] / 0.085
+    want = torch.tensor([0.02, 0.0625, 0.0025]) / 0.085 * 0.8
+    assert torch.allclose(combine_class_probs(detector, crop, 2.0)[0, :3], want)
+
+
+def _constant_classifier(probs):
+    """A CropClassifier that answers ``probs`` (K,) whatever the crop."""
+    classifier = CropClassifier(width=8)
+    linear = classifier.net.linear
+    torch.nn.init.zeros_(linear.weight)
+    linear.bias.data.copy_(torch.log(probs))
+    return classifier.eval()
+
+
+def _look(probs, detector_weight=0.0, score_thresh=0.05):
+    return SecondLook(
+        _constant_classifier(probs),
+        pixel_mean=[100.0, 100.0, 100.0],
+        pixel_std=[1.0, 1.0, 1.0],
+        crop_size=16,
+        crop_margin=0.08,
+        detector_weight=detector_weight,
+        score_thresh=score_thresh,
+    )
+
+
+def test_only_boxes_that_can_become_detections_are_renamed():
+    q = torch.full((K,), 0.1 / (K - 1))
+    q[7] = 0.9
+    look = _look(q)
+    images = ImageList(torch.zeros(1, 3, 40, 40), [(40, 40)])
+    probs = torch.zeros(3, K + 1)
+    probs[0, 0], probs[0, K] = 0.9, 0.1  # a sure chromosome, named 1 by the detector
+    probs[1, 1], probs[1, K] = 0.01, 0.99  # foreground 0.01 < 0.05: can never be kept
+    probs[2, 2], probs[2, 3], probs[2, K] = 0.3, 0.2, 0.5
+    boxes = torch.tensor([[2.0, 2, 20, 10]]).repeat(3, K)  # R x K*4
+    (out,) = look(images, [boxes], [probs])
+    assert torch.allclose(out[0], torch.cat([0.9 * q, torch.tensor([0.1])]), atol=1e-5)
+    assert torch.equal(out[1], probs[1])
+    assert torch.allclose(out[2], torch.cat([0.5 * q, torch.tensor([0.5])]), atol=1e-5)
+
+
+def _tiny_cfg(*opts):
+    return setup_cfg(
+        CPU_CONFIG,
+        [
+            "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+            "0.0",
+            "INPUT.MIN_SIZE_TEST",
+            "160",
+            "INPUT.MAX_SIZE_TEST",
+            "224",
+            "MODEL.SECOND_LOOK.ENABLED",
+            "True",
+            "MODEL.SECOND_LOOK.WIDTH",
+            "8",
+            *opts,
+        ],
+    )
+
+
+def test_the_models_detections_carry_the_combined_names():
+    torch.manual_seed(0)
+    cfg = _tiny_cfg("MODEL.SECOND_LOOK.DETECTOR_WEIGHT", "0.0")
+    model = build_model(cfg).eval()
+    q = torch.full((K,), 0.05 / (K - 1))
+    q[11] = 0.95
+    model.roi_heads.second_look.classifier = _constant_classifier(q)
+    with torch.no_grad():
+        out = model.inference([{"image": torch.rand(3, 160, 208) * 255}], do_postprocess=False)
+    instances = out[0]
+    assert len(instances) > 0
+    names = instances.class_scores / instances.class_scores.sum(dim=1, keepdim=True)
+    assert torch.allclose(names, q.expand_as(names), atol=1e-4)
+    assert (instances.pred_classes[instances.top1] == 11).all()
+
+
+def test_trained_weights_load_with_the_classifiers_own_file(tmp_path):
+    torch.manual_seed(0)
+    detector = build_model(setup_cfg(CPU_CONFIG)).state_dict()
+    torch.save({"model": detector}, tmp_path / "detector.pth")
+    classifier = CropClassifier(width=8)
+    torch.nn.init.normal_(classifier.net.linear.weight)
+    torch.save({"model": classifier.state_dict()}, tmp_path / "crops.pth")
+
+    cfg = _tiny_cfg("MODEL.WEIGHTS", str(tmp_path / "detector.pth"))
+    with pytest.raises(ValueError, match="missing.*second_look"):
+        load_model(cfg)  # no classifier file: its weights would be random
+    cfg = _tiny_cfg(
+        "MODEL.WEIGHTS",
+        str(tmp_path / "detector.pth"),
+        "MODEL.SECOND_LOOK.WEIGHTS",
+        str(tmp_path / "crops.pth"),
+    )
+    model = load_model(cfg)
+    loaded = model.roi_heads.second_look.classifier.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in classifier.state_dict().items())
+    assert not model.roi_heads.second_look.classifier.training
+    wide = _tiny_cfg(
+        "MODEL.SECOND_LOOK.WEIGHTS", str(tmp_path / "crops.pth"), "MODEL.SECOND_LOOK.WIDTH", "16"
+    )
+    with pytest.raises(ValueError, match="crops.pth.*do not fit"):
+        build_model(wide)
+
+
+def test_training_leaves_the_classifier_frozen():
+    model = build_model(_tiny_cfg()).train()
+    look = model.roi_heads.second_look
+    assert not look.classifier.training
+    assert not any(p.requires_grad for p in look.parameters())
+    assert math.isclose(look.score_thresh, 0.0)

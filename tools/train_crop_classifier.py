@@ -1,0 +1,62 @@
+"""
+Train the second look's crop classifier (docs/second_look.md) on the labelled chromosomes of a
+config's DATASETS.TRAIN, evaluated on its DATASETS.TEST; resumes from OUTPUT/last.pth.
+
+    python tools/train_crop_classifier.py --config-file configs/cpu/f_deepacc_cil_r18_crops.yaml \\
+        --epochs 4 --output output/crop_classifier [--ship models/cil_crop_classifier.pth]
+"""
+
+import argparse
+import json
+import sys
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config-file", required=True, help="a config with MODEL.SECOND_LOOK")
+    p.add_argument("--output", default="output/crop_classifier")
+    p.add_argument("--epochs", type=float, default=4.0)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.1, help="peak of the one-cycle schedule")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--eval-period", type=int, default=0, help="steps between evaluations (0: each epoch)"
+    )
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="auto: whichever trains faster on this CPU (timed at the start)",
+    )
+    p.add_argument("--ship", help="also write the final weights as float16 to this file")
+    p.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE")
+    args = p.parse_args(argv)
+
+    import deepacc_d2  # noqa: F401
+    from deepacc_d2.config import setup_cfg
+    from deepacc_d2.crop_training import train_crop_classifier
+    from deepacc_d2.model_zoo import save_half_weights
+
+    from detectron2.utils.logger import setup_logger
+
+    setup_logger(name="deepacc_d2", abbrev_name="deepacc")
+    cfg = setup_cfg(args.config_file, args.opts)
+    summary = train_crop_classifier(
+        cfg,
+        args.output,
+        args.epochs,
+        batch_size=args.batch_size,
+        base_lr=args.lr,
+        seed=args.seed,
+        eval_period=args.eval_period,
+        precision=args.precision,
+    )
+    summary["command"] = " ".join(["python", "tools/train_crop_classifier.py"] + sys.argv[1:])
+    if args.ship:
+        digest, size = save_half_weights(f"{args.output}/model_final.pth", args.ship)
+        summary["shipped"] = {"path": args.ship, "sha256": digest, "bytes": size}
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
