@@ -51,6 +51,7 @@ class AtomicCheckpointer(DetectionCheckpointer):
         try:
             return self.load(last)
         except Exception as e:  # truncated, corrupt or missing: try the ones before it
+            self._forget_failed_load()
             logger.warning(f"cannot resume from {last} ({type(e).__name__}: {e})")
             failed = {os.path.abspath(last)}
         for candidate in self._checkpoints_newest_first():
@@ -59,6 +60,7 @@ class AtomicCheckpointer(DetectionCheckpointer):
             try:
                 checkpoint = self.load(candidate)
             except Exception as e:
+                self._forget_failed_load()
                 logger.warning(f"cannot resume from {candidate} ({type(e).__name__}: {e})")
                 failed.add(os.path.abspath(candidate))
                 continue
@@ -66,6 +68,13 @@ class AtomicCheckpointer(DetectionCheckpointer):
             self.tag_last_checkpoint(os.path.basename(candidate))
             return checkpoint
         raise RuntimeError(f"no checkpoint in {self.save_dir} can be loaded to resume from")
+
+    def _forget_failed_load(self):
+        # Version switch: detectron2 after 0.6 keeps the URL of the load in progress in
+        # ``_parsed_url_during_load``, clears it only when a load succeeds, and asserts it is
+        # clear when the next load starts; 0.6 has no such attribute.
+        if getattr(self, "_parsed_url_during_load", None) is not None:
+            self._parsed_url_during_load = None
 
 
 class TrainedWeightsCheckpointer(DetectionCheckpointer):

@@ -54,13 +54,20 @@ def add_deepacc_config(cfg):
     _C.MODEL.SECOND_LOOK.CROP_MARGIN = 0.08  # box grown by this x its longest side per side, >= 0
     _C.MODEL.SECOND_LOOK.WIDTH = 32  # the classifier's channels in stem and res2, > 0
     _C.MODEL.SECOND_LOOK.DEPTH = 18  # the classifier's basic-block ResNet depth: 18, 34
-    _C.MODEL.SECOND_LOOK.DETECTOR_WEIGHT = 1.0  # w: names ∝ p_detector^w x p_crop, >= 0
+    _C.MODEL.SECOND_LOOK.DETECTOR_WEIGHT = 0.5  # w: names ∝ p_detector^w x p_crop, >= 0 (cil24_val)
 
     # Karyotype metrics (§3.1, docs/metrics.md) and the karyotype step (docs/karyotype.md).
     _C.TEST.KARYOTYPE = CN()
     _C.TEST.KARYOTYPE.IOU_THRESH = 0.5  # a detection matches a truth at IoU >= this, [0, 1]
     _C.TEST.KARYOTYPE.SCORE_THRESH = 0.5  # p: Acc/AER, calls, pictures keep score >= p, [0, 1]
     _C.TEST.KARYOTYPE.NMS_THRESH = 0.7  # class-agnostic NMS IoU after the score cut, [0, 1]
+    # The karyotype step's own counting and naming (docs/karyotype.md); the metrics keep §3.1's.
+    _C.TEST.KARYOTYPE.COUNT_BY = "score"  # count top-1 score >= p (score) or 1 - p_bg (foreground)
+    _C.TEST.KARYOTYPE.COUNT_FG_THRESH = 0.5  # foreground counting: 1 - p_background >= this
+    _C.TEST.KARYOTYPE.ASSIGN = False  # name a cell's chromosomes together (Hungarian); bool
+    _C.TEST.KARYOTYPE.EXTRA_COPY_COST = 2.0  # assignment: cost of a copy beyond 46,XX/XY, >= 0
+    _C.TEST.KARYOTYPE.MISSING_COPY_COST = 2.0  # assignment: cost of a missing normal copy, >= 0
+    _C.TEST.KARYOTYPE.REVIEW_NAME_MARGIN = 1.0  # assignment: a name this close to another is unsure
     _C.TEST.KARYOTYPE.REVIEW_LOW_SCORE = 0.8  # a counted call below this is low-confidence
     _C.TEST.KARYOTYPE.REVIEW_LOW_SCORE_SHARE = 0.1  # review when more than this share is low
     _C.TEST.KARYOTYPE.REVIEW_OVERLAP_IOU = 0.3  # review two counted boxes overlapping this much

@@ -15,7 +15,10 @@ DETECTOR = (
     "models/cil_r18_deepacc.pth",
     "57120f069de767a0be10d7181f5106dab794c6e95db23752b46343a787f7b24a",
 )
-CROP_CLASSIFIER = ("models/cil_crop_classifier.pth", "TBD")
+CROP_CLASSIFIER = (
+    "models/cil_crop_classifier.pth",
+    "f8365474b63dcf79bc4a5e64a027dc96a6da6c2737d860c150570c20b289e2ef",
+)
 
 # name -> (config file, (weights file, sha256), {config key: (further weights file, sha256)}),
 # paths relative to REPO

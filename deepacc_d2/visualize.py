@@ -76,14 +76,36 @@ def draw_predictions(
         ndarray: (H', W', 3) uint8 RGB picture.
     """
     instances = select_for_display(instances, score_thresh, nms_thresh)
-    # keep only the fields Visualizer understands
-    from detectron2.structures import Instances
+    return draw_detections(
+        image_rgb,
+        instances.pred_boxes.tensor.numpy(),
+        instances.pred_classes.numpy(),
+        instances.scores.numpy(),
+        scale,
+    )
+
+
+def draw_detections(
+    image_rgb: np.ndarray,
+    boxes: np.ndarray,
+    classes: np.ndarray,
+    scores: np.ndarray,
+    scale: float = 1.0,
+) -> np.ndarray:
+    """
+    Draw given detections, (N, 4) XYXY boxes, (N,) classes and scores, with detectron2's
+    Visualizer in Denver-group colours.
+
+    Returns:
+        ndarray: (H', W', 3) uint8 RGB picture.
+    """
+    from detectron2.structures import Boxes, Instances
 
     slim = Instances(
-        instances.image_size,
-        pred_boxes=instances.pred_boxes,
-        scores=instances.scores,
-        pred_classes=instances.pred_classes,
+        image_rgb.shape[:2],
+        pred_boxes=Boxes(torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 4))),
+        scores=torch.as_tensor(np.asarray(scores, np.float32)),
+        pred_classes=torch.as_tensor(np.asarray(classes, np.int64)),
     )
     v = Visualizer(
         image_rgb, _KaryotypeMetadata(), scale=scale, instance_mode=ColorMode.SEGMENTATION

@@ -36,6 +36,9 @@ SECOND_LOOK = ["MODEL.SECOND_LOOK.ENABLED", "True", "MODEL.SECOND_LOOK.WIDTH", "
     ids=["deepacc", "faster_rcnn", "second_look"],
 )
 def test_trace_one_size_run_another(tmp_path, config, opts, extension):
+    if extension == ".onnx":  # the optional [onnx] extra
+        pytest.importorskip("onnx", reason="ONNX export needs the onnx package (.[onnx])")
+        pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed (.[onnx])")
     torch.manual_seed(0)
     # score threshold 0 so that a random model still yields detections to compare
     cfg = setup_cfg(

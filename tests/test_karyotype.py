@@ -46,7 +46,13 @@ def cell(names, score=0.99, second=None):
     class_scores[np.arange(n), classes] = scores
     for i, (name, s) in (second or {}).items():
         class_scores[i, CLASS_NAMES.index(name)] = s
-    return {"boxes": boxes, "classes": classes, "scores": scores, "class_scores": class_scores}
+    return {
+        "boxes": boxes,
+        "classes": classes,
+        "scores": scores,
+        "class_scores": class_scores,
+        "margins": np.full(n, np.inf),  # named one by one
+    }
 
 
 def normal(sex):

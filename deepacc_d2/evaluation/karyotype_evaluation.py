@@ -120,13 +120,13 @@ class KaryotypeEvaluator(DatasetEvaluator):
         if self._dataset_name is not None:
             if self._gt_by_image is None:
                 self._gt_by_image = {
-                    d.get("image_id", d.get("file_name")): _annotations_to_arrays(d)
+                    d.get("image_id", d.get("file_name")): annotations_to_arrays(d)
                     for d in DatasetCatalog.get(self._dataset_name)
                 }
             if key in self._gt_by_image:
                 return self._gt_by_image[key]
         if "annotations" in image:
-            return _annotations_to_arrays(image)
+            return annotations_to_arrays(image)
         raise KeyError(f"no ground truth for image {key!r} in dataset {self._dataset_name!r}")
 
     def process(self, inputs, outputs):
@@ -254,7 +254,8 @@ def _check_classes(dataset_name: str):
         )
 
 
-def _annotations_to_arrays(dataset_dict: Dict) -> Tuple[np.ndarray, np.ndarray]:
+def annotations_to_arrays(dataset_dict: Dict) -> Tuple[np.ndarray, np.ndarray]:
+    """A dataset dict's true (G, 4) XYXY boxes and (G,) classes."""
     annotations = dataset_dict.get("annotations", [])
     boxes = [
         BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYXY_ABS) for a in annotations

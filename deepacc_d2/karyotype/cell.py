@@ -1,7 +1,7 @@
 """
-One cell's karyotype record: the chromosomes the model names (top-1 class of each proposal,
-score >= p, class-agnostic NMS: what Acc/AER judge), their counts, the numerical ISCN call and
-the review flags that send a cell to a person.
+One cell's karyotype record: the chromosomes the model counts and names
+(:func:`counted_detections`), their counts, the numerical ISCN call and the review flags that
+send a cell to a person.
 """
 
 from collections import Counter
@@ -11,24 +11,35 @@ from typing import Dict, List
 import numpy as np
 
 from ..classes import CLASS_NAMES, NUM_CLASSES, denver_group_of
-from ..evaluation.metrics import box_iou
+from ..evaluation.karyotype_evaluation import detection_subsets
+from ..evaluation.metrics import box_iou, select_for_counting
+from .assignment import assign_classes
 from .iscn import AUTOSOMES, numerical_karyotype
 
 
 @dataclass(frozen=True)
 class ReviewRules:
-    """The thresholds of the review flags (``cfg.TEST.KARYOTYPE``; see config.py)."""
+    """How the karyotype step counts and names, and the thresholds of the review flags
+    (``cfg.TEST.KARYOTYPE``; see config.py)."""
 
-    score_thresh: float  # p: a detection counts at score >= p
+    score_thresh: float  # p: a detection counts at score >= p (count_by "score")
     nms_thresh: float  # class-agnostic NMS between counted detections
     low_score: float  # a counted detection below this is a low-confidence call
     low_score_share: float  # flag the cell when more than this share is low-confidence
     overlap_iou: float  # flag two counted detections overlapping at IoU >= this
     ambiguity_margin: float  # flag top-2 classes of one Denver group closer than this
+    count_by: str = "score"  # "score": top-1 score >= p; "foreground": 1 - p_bg >= fg_thresh
+    fg_thresh: float = 0.5
+    assign: bool = False  # name the cell's chromosomes together (assignment.py)
+    extra_cost: float = 2.0
+    missing_cost: float = 2.0
+    name_margin: float = 1.0  # with assign: flag a name whose assignment margin is below this
 
     @classmethod
     def from_config(cls, cfg):
         k = cfg.TEST.KARYOTYPE
+        if k.COUNT_BY not in ("score", "foreground"):
+            raise ValueError(f"TEST.KARYOTYPE.COUNT_BY {k.COUNT_BY!r}: score or foreground")
         return cls(
             k.SCORE_THRESH,
             k.NMS_THRESH,
@@ -36,33 +47,77 @@ class ReviewRules:
             k.REVIEW_LOW_SCORE_SHARE,
             k.REVIEW_OVERLAP_IOU,
             k.REVIEW_AMBIGUITY_MARGIN,
+            k.COUNT_BY,
+            k.COUNT_FG_THRESH,
+            k.ASSIGN,
+            k.EXTRA_COPY_COST,
+            k.MISSING_COPY_COST,
+            k.REVIEW_NAME_MARGIN,
         )
+
+
+def _class_vectors(instances) -> np.ndarray:
+    """(R, K) each detection's foreground class probabilities; only the named class's score
+    for a model without class vectors."""
+    if instances.has("class_scores"):
+        return instances.class_scores.numpy()[:, :NUM_CLASSES].astype(np.float64)
+    vectors = np.zeros((len(instances), NUM_CLASSES))
+    vectors[np.arange(len(instances)), instances.pred_classes.numpy()] = instances.scores.numpy()
+    return vectors
 
 
 def counted_detections(instances, rules: ReviewRules) -> Dict[str, np.ndarray]:
     """
+    The chromosomes of one cell and their names.
+
+    Counted: the top-1 detection of each proposal whose score (``count_by`` "score", what
+    Acc/AER judge) or foreground probability 1 - p_background ("foreground") reaches its
+    threshold, then class-agnostic NMS. Named: each by its top class, or all together by
+    :func:`.assignment.assign_classes` (``assign``).
+
     Args:
         instances (Instances): a model's output for one image, on the CPU.
 
     Returns:
-        dict: "boxes" (N, 4), "classes" (N,), "scores" (N,), "class_scores" (N, K) of the
-        detections that are counted, highest score first.
+        dict: "boxes" (N, 4), "classes" (N,), "scores" (N,) the probability of the given
+        name, "class_scores" (N, K), "margins" (N,) the assignment's margins (inf when not
+        assigned), of the counted detections, in counting order.
     """
-    from ..visualize import select_for_display
-
-    kept = select_for_display(instances, rules.score_thresh, rules.nms_thresh)
-    classes = kept.pred_classes.numpy().astype(np.int64)
-    if kept.has("class_scores"):
-        class_scores = kept.class_scores.numpy()[:, :NUM_CLASSES].astype(np.float64)
-    else:  # a model without class vectors: only the named class is known
-        class_scores = np.zeros((len(kept), NUM_CLASSES))
-        class_scores[np.arange(len(kept)), classes] = kept.scores.numpy()
+    top1, _ = detection_subsets(instances)
+    boxes = instances.pred_boxes.tensor.numpy().astype(np.float64)
+    class_scores = _class_vectors(instances)
+    if rules.count_by == "score":
+        counting, thresh = instances.scores.numpy().astype(np.float64), rules.score_thresh
+    else:
+        counting, thresh = class_scores.sum(axis=1), rules.fg_thresh
+    keep = select_for_counting(boxes, counting, top1, thresh, rules.nms_thresh)
+    class_scores = class_scores[keep]
+    classes, margins = name_chromosomes(class_scores, rules)
     return {
-        "boxes": kept.pred_boxes.tensor.numpy().astype(np.float64),
+        "boxes": boxes[keep],
         "classes": classes,
-        "scores": kept.scores.numpy().astype(np.float64),
+        "scores": class_scores[np.arange(len(keep)), classes],
         "class_scores": class_scores,
+        "margins": margins,
     }
+
+
+def name_chromosomes(class_scores: np.ndarray, rules: ReviewRules):
+    """
+    Name a cell's counted chromosomes: each by its top class, or together
+    (:func:`.assignment.assign_classes`) when ``rules.assign``.
+
+    Args:
+        class_scores (ndarray): (N, K) their foreground class probabilities.
+
+    Returns:
+        ndarray: (N,) int classes.
+        ndarray: (N,) the assignment's margins (inf when named one by one).
+    """
+    if not rules.assign:
+        return class_scores.argmax(axis=1).astype(np.int64), np.full(len(class_scores), np.inf)
+    names = class_scores / np.clip(class_scores.sum(axis=1, keepdims=True), 1e-12, None)
+    return assign_classes(names, rules.extra_cost, rules.missing_cost)
 
 
 def review_flags(
@@ -92,6 +147,16 @@ def review_flags(
                 "flag": "sex_chromosomes",
                 "message": f"sex chromosomes {sex or 'none'}",
                 "detections": np.nonzero(classes >= 22)[0].tolist(),
+            }
+        )
+    unsure = np.nonzero(detections["margins"] < rules.name_margin)[0]
+    if len(unsure):
+        flags.append(
+            {
+                "flag": "unsure_names",
+                "message": f"{len(unsure)} name(s) the cell's assignment could change at a "
+                f"cost below {rules.name_margin}",
+                "detections": unsure.tolist(),
             }
         )
     scores = detections["scores"]

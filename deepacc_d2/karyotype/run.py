@@ -30,7 +30,7 @@ def karyotype_cell(image_rgb: np.ndarray, instances, rules: ReviewRules) -> Tupl
         ndarray: the overlay of the counted detections (detectron2 Visualizer, Denver-group
         colours) beside the karyogram, RGB.
     """
-    from ..visualize import draw_predictions, side_by_side
+    from ..visualize import draw_detections, side_by_side
 
     detections = counted_detections(instances, rules)
     record = cell_record(detections, rules)
@@ -38,8 +38,8 @@ def karyotype_cell(image_rgb: np.ndarray, instances, rules: ReviewRules) -> Tupl
         image_rgb, detections["boxes"], detections["classes"], detections["scores"], rules.low_score
     )
     scale = karyogram.shape[0] / image_rgb.shape[0]
-    overlay = draw_predictions(
-        image_rgb, instances, rules.score_thresh, rules.nms_thresh, scale=scale
+    overlay = draw_detections(
+        image_rgb, detections["boxes"], detections["classes"], detections["scores"], scale
     )
     return record, side_by_side(overlay, karyogram)
 

@@ -8,9 +8,9 @@ from typing import List, Tuple
 
 import torch
 
-from detectron2.layers import batched_nms, cat
+from detectron2.layers import cat
 from detectron2.modeling import META_ARCH_REGISTRY, RetinaNet
-from detectron2.structures import Boxes, Instances
+from detectron2.structures import Boxes
 
 __all__ = ["KaryotypeRetinaNet"]
 
@@ -18,9 +18,8 @@ __all__ = ["KaryotypeRetinaNet"]
 @META_ARCH_REGISTRY.register()
 class KaryotypeRetinaNet(RetinaNet):
     """
-    The same detections as :class:`RetinaNet` (score threshold and top-k candidates per
-    level, per-class NMS, top detections per image), each with ``class_scores`` (R', K): the
-    sigmoid scores of every class at the anchor it comes from.
+    The installed detectron2's :class:`RetinaNet` detections, unchanged, each with
+    ``class_scores`` (R', K): the sigmoid scores of every class at the anchor it comes from.
     """
 
     def inference_single_image(
@@ -40,26 +39,25 @@ class KaryotypeRetinaNet(RetinaNet):
         Returns:
             Instances: ``pred_boxes``, ``scores``, ``pred_classes``, ``class_scores``.
         """
-        boxes, scores, classes, class_scores = [], [], [], []
-        for anchors_l, scores_l, deltas_l in zip(anchors, box_cls, box_delta):
-            candidates = torch.nonzero(scores_l > self.test_score_thresh)  # C x 2
-            candidate_scores = scores_l[candidates[:, 0], candidates[:, 1]]
-            order = candidate_scores.argsort(descending=True)[: self.test_topk_candidates]
-            anchor_idx, class_idx = candidates[order].unbind(dim=1)
-            boxes.append(
-                self.box2box_transform.apply_deltas(
-                    deltas_l[anchor_idx], anchors_l.tensor[anchor_idx]
-                )
-            )
-            scores.append(candidate_scores[order])
-            classes.append(class_idx)
-            class_scores.append(scores_l[anchor_idx])
-        boxes, scores, classes = cat(boxes), cat(scores), cat(classes)
-        keep = batched_nms(boxes, scores, classes, self.test_nms_thresh)
-        keep = keep[: self.max_detections_per_image]
-        result = Instances(image_size)
-        result.pred_boxes = Boxes(boxes[keep])
-        result.scores = scores[keep]
-        result.pred_classes = classes[keep]
-        result.class_scores = cat(class_scores)[keep]
+        result = super().inference_single_image(anchors, box_cls, box_delta, image_size)
+        result.class_scores = self._anchor_class_scores(result, anchors, box_cls, box_delta)
         return result
+
+    def _anchor_class_scores(self, result, anchors, box_cls, box_delta):
+        """
+        Each detection's anchor, found again (the detectron2 versions decode by different
+        private functions, so the anchor indices are not handed out): an anchor whose score
+        for the detection's class is the detection's score, and whose decoded box is the
+        detection's box (the nearest, should two anchors tie on the score).
+
+        Returns:
+            Tensor: (R', K) the class scores of each detection's anchor.
+        """
+        scores = cat(box_cls)  # A x K
+        decoded = self.box2box_transform.apply_deltas(
+            cat(box_delta), cat([a.tensor for a in anchors])
+        )  # A x 4
+        same_score = scores[:, result.pred_classes].T == result.scores[:, None]  # R' x A
+        distance = (decoded[None] - result.pred_boxes.tensor[:, None]).abs().sum(dim=2)
+        anchor = torch.where(same_score, distance, torch.full_like(distance, float("inf")))
+        return scores[anchor.argmin(dim=1)]
