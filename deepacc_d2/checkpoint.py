@@ -90,13 +90,14 @@ class TrainedWeightsCheckpointer(DetectionCheckpointer):
         return super().load(path, *args, **kwargs)
 
     def _log_incompatible_keys(self, incompatible):
-        super()._log_incompatible_keys(incompatible)
         # a module that loaded its own weights file (the second look's classifier) may be
         # absent from the model's file
         own_files = tuple(
             f"{name}." for name, m in self.model.named_modules() if getattr(m, "weights_file", "")
         )
         missing = [k for k in incompatible.missing_keys if not k.startswith(own_files)]
+        incompatible.missing_keys[:] = missing
+        super()._log_incompatible_keys(incompatible)
         for what, names in (
             ("missing", missing),
             ("not in the model", incompatible.unexpected_keys),

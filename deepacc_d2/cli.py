@@ -7,6 +7,7 @@ The ``deepacc`` command.
     deepacc export  --weights W [--config-file C] --output model.ts|model.onnx [--sample IMAGE]
     deepacc karyotype --weights W [--config-file C] --output DIR IMAGE_OR_FOLDER ...
                     per cell a karyogram + karyotype record, and the case summary
+    (predict, karyotype: --pictures none|overlay|all)
 
 W is a model of MODEL_ZOO.md by name (its config is known) or a checkpoint with its --config-file.
 
@@ -69,7 +70,9 @@ def _predict(args):
     from .inference import predict_files
 
     cfg = _cfg(args)
-    results, errors = predict_files(cfg, args.inputs, args.output, args.score_thresh)
+    results, errors = predict_files(
+        cfg, args.inputs, args.output, args.score_thresh, pictures=args.pictures
+    )
     print(f"{len(results)} image(s) predicted into {args.output}; {len(errors)} skipped")
     for msg in errors.values():
         print("  error:", msg, file=sys.stderr)
@@ -104,7 +107,7 @@ def _karyotype(args):
     from .karyotype.run import karyotype_files, summary_text
 
     cfg = _cfg(args)
-    summary = karyotype_files(cfg, args.inputs, args.output)
+    summary = karyotype_files(cfg, args.inputs, args.output, pictures=args.pictures)
     print(summary_text(summary), end="")
     print(
         f"written to {args.output} (case.json, case.txt, <cell>_karyogram.png, "
@@ -142,6 +145,12 @@ def main(argv=None):
         help="pictures: draw top-1 detections scoring at least this (default: the "
         "config's TEST.KARYOTYPE.SCORE_THRESH)",
     )
+    p.add_argument(
+        "--pictures",
+        choices=("none", "overlay", "all"),
+        default="overlay",
+        help="a picture per image (overlay, all: the same here) or none (JSON only)",
+    )
     p.add_argument("inputs", nargs="+", help="images or folders of images")
     _model_args(p)
     p = sub.add_parser("export", help="TorchScript or ONNX (traced) model for deployment")
@@ -155,6 +164,12 @@ def main(argv=None):
         help="karyogram, ISCN call and review flags per cell; the case karyotype over all cells",
     )
     p.add_argument("--output", default="output/karyotype")
+    p.add_argument(
+        "--pictures",
+        choices=("none", "overlay", "all"),
+        default="all",
+        help="per cell: the overlay beside the karyogram (all), the overlay alone, or none",
+    )
     p.add_argument("inputs", nargs="+", help="images or folders of images (one case)")
     _model_args(p)
     args = parser.parse_args(argv)

@@ -287,3 +287,23 @@ def plot_crop_curves(runs: Dict[str, str], path: str):
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path)
+
+
+def crop_runs_table(run_dirs: List[str]) -> str:
+    """A markdown table of finished runs (``summary.json``): shape, epochs, precision,
+    training minutes, val accuracy."""
+    lines = [
+        "| run | crop px | width | epochs | precision | training min | val top-1 | top-2 "
+        "| Denver group |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run_dir in run_dirs:
+        with open(os.path.join(run_dir, "summary.json")) as f:
+            s = json.load(f)
+        v = s["val"]
+        lines.append(
+            f"| {os.path.basename(run_dir.rstrip('/'))} | {s['crop_size']} | {s['width']} | "
+            f"{s['epochs']:g} | {s['precision']} | {s['train_seconds'] / 60:.1f} | "
+            f"{v['val_top1']:.1f} | {v['val_top2']:.1f} | {v['val_group']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"

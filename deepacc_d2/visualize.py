@@ -5,6 +5,7 @@ Boxes are coloured by Denver group, so a chromosome named with a class of the wr
 stands out at a glance.
 """
 
+import contextlib
 from typing import Dict, Optional
 
 import numpy as np
@@ -110,7 +111,20 @@ def draw_detections(
     v = Visualizer(
         image_rgb, _KaryotypeMetadata(), scale=scale, instance_mode=ColorMode.SEGMENTATION
     )  # the mode that uses thing_colors
-    return v.draw_instance_predictions(slim).get_image()
+    with _fixed_jitter():
+        return v.draw_instance_predictions(slim).get_image()
+
+
+@contextlib.contextmanager
+def _fixed_jitter():
+    """The Visualizer jitters each class colour with numpy's global RNG; a fixed seed makes
+    the same detections the same picture every time (the RNG's state is given back)."""
+    state = np.random.get_state()
+    np.random.seed(0)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
 
 
 def draw_ground_truth(image_rgb: np.ndarray, dataset_dict: Dict, scale: float = 1.0) -> np.ndarray:
@@ -122,7 +136,8 @@ def draw_ground_truth(image_rgb: np.ndarray, dataset_dict: Dict, scale: float = 
     v = Visualizer(
         image_rgb, _KaryotypeMetadata(), scale=scale, instance_mode=ColorMode.SEGMENTATION
     )
-    return v.draw_dataset_dict(d).get_image()
+    with _fixed_jitter():
+        return v.draw_dataset_dict(d).get_image()
 
 
 def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 8) -> np.ndarray:

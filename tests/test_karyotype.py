@@ -12,9 +12,9 @@ from PIL import Image
 
 import deepacc_d2  # noqa: F401  (compatibility fixes, registration)
 from deepacc_d2 import add_deepacc_config
+from deepacc_d2.case import output_stems
 from deepacc_d2.classes import CLASS_NAMES, NUM_CLASSES
 from deepacc_d2.data.images import read_metaphase
-from deepacc_d2.inference import output_stems
 from deepacc_d2.karyotype import case_karyotype, karyotype_counts, numerical_karyotype
 from deepacc_d2.karyotype.cell import ReviewRules, cell_record
 from deepacc_d2.karyotype.karyogram import draw_karyogram

@@ -193,3 +193,12 @@ def test_training_leaves_the_classifier_frozen():
     assert not look.classifier.training
     assert not any(p.requires_grad for p in look.parameters())
     assert math.isclose(look.score_thresh, 0.0)
+
+
+def test_no_candidate_leaves_the_detector_alone():
+    look = _look(torch.full((K,), 1.0 / K))
+    probs = torch.zeros(2, K + 1)
+    probs[:, 0], probs[:, K] = 0.01, 0.99  # foreground 0.01 < 0.05 everywhere
+    images = ImageList(torch.zeros(1, 3, 40, 40), [(40, 40)])
+    (out,) = look(images, [torch.zeros(2, 4 * K)], [probs])
+    assert torch.equal(out, probs)

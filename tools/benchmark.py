@@ -11,6 +11,12 @@ peak memory. Prints a table and writes it with the machine, the versions and the
     python tools/benchmark.py --paper                           # + R101-FPN at 1600x1200
     python tools/benchmark.py --device cuda --out docs/benchmarks_gpu.md
     python tools/benchmark.py --configs "configs/cpu/f_deepacc_cpu.yaml MODEL.FPN.OUT_CHANNELS 32"
+    python tools/benchmark.py --case FOLDER --weights cil-r18-crops --out docs/benchmarks_case.md
+
+``--case``: how close ``deepacc predict`` and ``deepacc karyotype`` come to the model's own
+speed on a folder of metaphases: the model's forward passes alone (images read and resized
+beforehand), each command's stages one after the other (profile), and each command as it
+runs (reading and drawing beside the model), in images per second.
 
 Each ``--configs`` entry is a config file, optionally followed by ``KEY VALUE`` overrides
 (split at white space; a value has none).
@@ -35,8 +41,14 @@ import torch
 
 import deepacc_d2  # noqa: F401  (compat fixes, registrations)
 from deepacc_d2.config import setup_cfg
-from deepacc_d2.cpu import cpu_has_bf16
+from deepacc_d2.case import list_images
+from deepacc_d2.cpu import cpu_bf16_inference, cpu_has_bf16
+from deepacc_d2.data.images import read_metaphase
+from deepacc_d2.inference import load_model, predict_files
+from deepacc_d2.karyotype.run import karyotype_files
+from deepacc_d2.model_zoo import resolve_model
 
+from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
@@ -203,7 +215,11 @@ def main():
     p.add_argument("--no-train", action="store_true")
     p.add_argument("--out", default="docs/benchmarks.md")
     p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--case", help="a folder of metaphases: the commands' speed (see above)")
+    p.add_argument("--weights", default="cil-r18-crops", help="--case: the model")
     args = p.parse_args()
+    if args.case:
+        return case_benchmark(args)
     args.bf16 = cpu_has_bf16() if args.device == "cpu" else args.device.startswith("cuda")
 
     if args.child:  # one config per process, so that peak memory is its own
@@ -260,6 +276,76 @@ def main():
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         f.write("\n".join(header) + "\n" + text + "\n")
+    print(f"written to {args.out}")
+
+
+def case_benchmark(args):
+    """The ``--case`` table (module docstring)."""
+    config_file, weights, opts = resolve_model(args.weights)
+    cfg = setup_cfg(config_file, opts, weights)
+    paths = list_images([args.case])
+    model = load_model(cfg)
+    resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
+    inputs = []
+    for path in paths:
+        image = read_metaphase(path)
+        resized = resize.get_transform(image).apply_image(image)
+        tensor = torch.as_tensor(resized.astype("float32").transpose(2, 0, 1))
+        inputs.append({"image": tensor, "height": image.shape[0], "width": image.shape[1]})
+    with torch.no_grad(), cpu_bf16_inference(cfg, model):
+        model([inputs[0]])  # warm-up
+        start = time.perf_counter()
+        for x in inputs:
+            model([x])
+        forward = len(inputs) / (time.perf_counter() - start)
+    rows = []
+    stages = ["start-up", "read (waiting)", "model", "selection", "karyogram", "pictures", "write"]
+    with tempfile.TemporaryDirectory() as out:
+        for name, run in (("predict", predict_files), ("karyotype", karyotype_files)):
+            for background in (False, True):
+                timings = {}
+                start = time.perf_counter()
+                run(
+                    cfg,
+                    [args.case],
+                    os.path.join(out, f"{name}{background}"),
+                    background=background,
+                    timings=timings,
+                )
+                wall = time.perf_counter() - start
+                rows.append((name, background, wall, timings))
+    n = len(paths)
+    lines = [
+        f"{n} images of `{args.case}`, model `{args.weights}`; the model's forward passes "
+        f"alone: **{forward:.2f} images/s**.",
+        "",
+        "| command | reading, drawing | images/s (x forward) | without start-up | "
+        + " | ".join(f"{s} s/img" for s in stages)
+        + " |",
+        "|---" * (4 + len(stages)) + "|",
+    ]
+    for name, background, wall, timings in rows:
+        rate = n / wall
+        rate_run = n / (wall - timings.get("start-up", 0.0))
+        lines.append(
+            f"| deepacc {name} | {'beside the model' if background else 'one after the other'} "
+            f"| {rate:.2f} ({rate / forward:.2f}) | {rate_run:.2f} ({rate_run / forward:.2f}) | "
+            + " | ".join(f"{timings.get(s, 0.0) / n:.3f}" for s in stages)
+            + " |"
+        )
+    lines += [
+        "",
+        "Stage seconds beside the model overlap each other (they add up to more than the wall "
+        "time); one after the other they are the profile.",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    with open(args.out, "w") as f:
+        f.write(
+            f"# Speed of a case\n\nMade by `python tools/benchmark.py {shlex.join(sys.argv[1:])}` "
+            f"on {cpu_name()}, {os.cpu_count()} cores; Python {platform.python_version()}, "
+            f"torch {torch.__version__}.\n\n{text}\n"
+        )
     print(f"written to {args.out}")
 
 

@@ -8,10 +8,13 @@ files and the summary are written as soon as that cell is done.
 import json
 import logging
 import os
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..case import InOrderWorker, Progress, list_images, predict_each, timed
+from ..inference import check_pictures, load_model, save_png
+from ..visualize import draw_detections, side_by_side
 from .cell import ReviewRules, cell_record, counted_detections
 from .iscn import case_karyotype
 from .karyogram import draw_karyogram
@@ -19,29 +22,42 @@ from .karyogram import draw_karyogram
 logger = logging.getLogger(__name__)
 
 
-def karyotype_cell(image_rgb: np.ndarray, instances, rules: ReviewRules) -> Tuple[Dict, np.ndarray]:
+def karyotype_cell(
+    image_rgb: np.ndarray, instances, rules: ReviewRules, pictures: str = "all", timings=None
+) -> Tuple[Dict, Optional[np.ndarray]]:
     """
     Args:
         image_rgb (ndarray): (H, W, 3) uint8.
         instances (Instances): the model's output for it, on the CPU.
+        pictures (str): "all": the overlay of the counted detections (detectron2 Visualizer,
+            Denver-group colours) beside the karyogram; "overlay": the overlay alone; "none".
+        timings (dict or None): adds up the seconds of each stage (:func:`..case.timed`).
 
     Returns:
         dict: the cell's record (:func:`.cell.cell_record`).
-        ndarray: the overlay of the counted detections (detectron2 Visualizer, Denver-group
-        colours) beside the karyogram, RGB.
+        ndarray or None: the picture, RGB.
     """
-    from ..visualize import draw_detections, side_by_side
-
-    detections = counted_detections(instances, rules)
-    record = cell_record(detections, rules)
-    karyogram, _ = draw_karyogram(
-        image_rgb, detections["boxes"], detections["classes"], detections["scores"], rules.low_score
-    )
-    scale = karyogram.shape[0] / image_rgb.shape[0]
-    overlay = draw_detections(
-        image_rgb, detections["boxes"], detections["classes"], detections["scores"], scale
-    )
-    return record, side_by_side(overlay, karyogram)
+    with timed(timings, "selection"):
+        detections = counted_detections(instances, rules)
+        record = cell_record(detections, rules)
+    if pictures == "none":
+        return record, None
+    scale = 1.0
+    if pictures == "all":
+        with timed(timings, "karyogram"):
+            karyogram, _ = draw_karyogram(
+                image_rgb,
+                detections["boxes"],
+                detections["classes"],
+                detections["scores"],
+                rules.low_score,
+            )
+        scale = karyogram.shape[0] / image_rgb.shape[0]
+    with timed(timings, "pictures"):
+        overlay = draw_detections(
+            image_rgb, detections["boxes"], detections["classes"], detections["scores"], scale
+        )
+    return record, side_by_side(overlay, karyogram) if pictures == "all" else overlay
 
 
 def case_summary(cells: Dict[str, Dict], errors: Dict[str, str]) -> Dict:
@@ -99,37 +115,59 @@ def _write_summary(output_dir, cells, errors) -> Dict:
     return summary
 
 
-def karyotype_files(cfg, inputs: Sequence[str], output_dir: str) -> Dict:
+def karyotype_files(
+    cfg,
+    inputs: Sequence[str],
+    output_dir: str,
+    pictures: str = "all",
+    background: bool = True,
+    timings: Optional[Dict[str, float]] = None,
+) -> Dict:
     """
     Run the model on image files or folders and write, per image ``<name>_karyotype.json`` and
-    ``<name>_karyogram.png``, and ``case.json`` / ``case.txt`` for all of them.
+    ``<name>_karyogram.png`` (:func:`karyotype_cell`'s ``pictures``), and ``case.json`` /
+    ``case.txt`` for all of them, updated after each cell. A cell's pictures and files are
+    made on a background thread while the model runs on the next image (``background``).
 
     Returns:
         dict: the case summary (:func:`case_summary`).
     """
-    from detectron2.data import detection_utils
-
-    from ..inference import predict_each
-
+    check_pictures(pictures)
     rules = ReviewRules.from_config(cfg)
+    with timed(timings, "start-up"):
+        model = load_model(cfg)
     cells, errors = {}, {}
     os.makedirs(output_dir, exist_ok=True)
-    summary = _write_summary(output_dir, cells, errors)  # an empty case has one too
-    for path, name, image_bgr, instances in predict_each(cfg, inputs, output_dir, errors):
-        if instances is not None:
+    summary = {"case": _write_summary(output_dir, cells, errors)}  # an empty case has one too
+    paths = list_images(inputs)
+    progress = Progress(len(paths), "karyotype")
+
+    def finish(path, name, image_bgr, instances, error):
+        if error is None:
             try:
                 record, picture = karyotype_cell(
-                    np.ascontiguousarray(image_bgr[:, :, ::-1]), instances, rules
+                    np.ascontiguousarray(image_bgr[:, :, ::-1]), instances, rules, pictures, timings
                 )
             except Exception as e:  # one bad cell never loses the rest of the case
-                errors[path] = f"{path}: {type(e).__name__}: {e}"
-                logger.error(errors[path])
+                error = f"{path}: {type(e).__name__}: {e}"
             else:
                 record = {"file": path, **record}
                 stem = os.path.join(output_dir, name)
-                with open(stem + "_karyotype.json", "w") as f:
-                    json.dump(record, f, indent=1)
-                detection_utils.Image.fromarray(picture).save(stem + "_karyogram.png")
+                with timed(timings, "write"):
+                    with open(stem + "_karyotype.json", "w") as f:
+                        json.dump(record, f, indent=1)
+                    if picture is not None:
+                        save_png(picture, stem + "_karyogram.png")
                 cells[path] = record
-        summary = _write_summary(output_dir, cells, errors)
-    return summary
+        if error is not None:
+            errors[path] = error
+            logger.error(error)
+        with timed(timings, "write"):
+            summary["case"] = _write_summary(output_dir, cells, errors)
+        progress.step()
+
+    with InOrderWorker(background) as worker:
+        for item in predict_each(cfg, model, paths, timings):
+            worker.submit(finish, *item)
+    progress.close()
+    return summary["case"]
