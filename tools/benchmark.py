@@ -40,8 +40,8 @@ import numpy as np
 import torch
 
 import deepacc_d2  # noqa: F401  (compat fixes, registrations)
-from deepacc_d2.config import setup_cfg
 from deepacc_d2.case import list_images
+from deepacc_d2.config import setup_cfg
 from deepacc_d2.cpu import cpu_bf16_inference, cpu_has_bf16
 from deepacc_d2.data.images import read_metaphase
 from deepacc_d2.inference import load_model, predict_files
