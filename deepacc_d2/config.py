@@ -64,6 +64,7 @@ def add_deepacc_config(cfg):
     # The karyotype step's own counting and naming (docs/karyotype.md); the metrics keep §3.1's.
     _C.TEST.KARYOTYPE.COUNT_BY = "score"  # count top-1 score >= p (score) or 1 - p_bg (foreground)
     _C.TEST.KARYOTYPE.COUNT_FG_THRESH = 0.5  # foreground counting: 1 - p_background >= this
+    _C.TEST.KARYOTYPE.COUNT_NMS_THRESH = 0.7  # foreground counting: class-agnostic NMS IoU
     _C.TEST.KARYOTYPE.ASSIGN = False  # name a cell's chromosomes together (Hungarian); bool
     _C.TEST.KARYOTYPE.EXTRA_COPY_COST = 2.0  # assignment: cost of a copy beyond 46,XX/XY, >= 0
     _C.TEST.KARYOTYPE.MISSING_COPY_COST = 2.0  # assignment: cost of a missing normal copy, >= 0

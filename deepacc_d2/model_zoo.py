@@ -17,7 +17,7 @@ DETECTOR = (
 )
 CROP_CLASSIFIER = (
     "models/cil_crop_classifier.pth",
-    "f8365474b63dcf79bc4a5e64a027dc96a6da6c2737d860c150570c20b289e2ef",
+    "3ec43acccc3e3c251f9b4286b4864716cccbeb525937474b92680eb6023afcd8",
 )
 
 # name -> (config file, (weights file, sha256), {config key: (further weights file, sha256)}),

@@ -27,7 +27,7 @@ def run(cmd):
     subprocess.check_call(cmd, cwd=REPO)
 
 
-SHIPPED = "cil-r18-deepacc"
+SHIPPED = "cil-r18-crops"
 
 
 def shipped_model_on_real_images(out):

@@ -26,7 +26,13 @@ def main(argv=None):
     p.add_argument("--num-cells", type=int, default=1000, help="simulated cells")
     p.add_argument("--abnormality-scale", type=float, default=6.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--costs", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0, 8.0])
+    p.add_argument("--costs", type=float, nargs="+", default=[1.0, 2.0, 4.0, 8.0])
+    p.add_argument(
+        "--fg-thresh", type=float, nargs="+", default=[0.3, 0.5], help="COUNT_FG_THRESH values"
+    )
+    p.add_argument(
+        "--nms", type=float, nargs="+", default=[0.5, 0.7], help="COUNT_NMS_THRESH values"
+    )
     p.add_argument("--opts", nargs="+", default=[])
     args = p.parse_args(argv)
 
@@ -55,20 +61,20 @@ def main(argv=None):
         torch.save(records, cache)
     base = ReviewRules.from_config(cfg)
     rules = {"top-1 score >= p, top class (the paper's counting)": base}
-    rules["foreground >= 0.5, top class"] = dataclasses.replace(
-        base, count_by="foreground", assign=False
-    )
-    for extra in args.costs:
-        for missing in args.costs:
-            rules[f"foreground >= 0.5, assignment (extra {extra:g}, missing {missing:g})"] = (
-                dataclasses.replace(
-                    base,
-                    count_by="foreground",
-                    assign=True,
-                    extra_cost=extra,
-                    missing_cost=missing,
-                )
+    for fg in args.fg_thresh:
+        for nms in args.nms:
+            counting = dataclasses.replace(
+                base, count_by="foreground", fg_thresh=fg, fg_nms_thresh=nms, assign=False
             )
+            rules[f"foreground >= {fg:g}, NMS {nms:g}, top class"] = counting
+            for extra in args.costs:
+                for missing in args.costs:
+                    rules[
+                        f"foreground >= {fg:g}, NMS {nms:g}, assignment (extra {extra:g}, "
+                        f"missing {missing:g})"
+                    ] = dataclasses.replace(
+                        counting, assign=True, extra_cost=extra, missing_cost=missing
+                    )
     results, chosen = compare_rules(
         records, rules, args.num_cells, args.abnormality_scale, args.seed
     )

@@ -76,11 +76,10 @@ def _truth_call(classes) -> str:
         return ""
 
 
-def judge_cell(record: Dict, rules: ReviewRules) -> Dict:
-    """One labelled cell under one rule: its call against the true one, how many of its
-    chromosomes are named right (a counted detection of the right class at IoU >= 0.5)."""
+def _counted_and_matched(record: Dict, rules: ReviewRules):
+    """A labelled cell's counted detections (:func:`.cell.counted_detections`) and their
+    match to its chromosomes at IoU >= 0.5 (:func:`match_karyotype`)."""
     detections = counted_detections(_instances(record), rules)
-    cell = cell_record(detections, rules)
     judged = match_karyotype(
         record["gt_boxes"],
         record["gt_classes"],
@@ -89,6 +88,14 @@ def judge_cell(record: Dict, rules: ReviewRules) -> Dict:
         detections["classes"],
         0.5,
     )
+    return detections, judged
+
+
+def judge_cell(record: Dict, rules: ReviewRules) -> Dict:
+    """One labelled cell under one rule: its call against the true one, how many of its
+    chromosomes are named right (a counted detection of the right class at IoU >= 0.5)."""
+    detections, judged = _counted_and_matched(record, rules)
+    cell = cell_record(detections, rules)
     truth = _truth_call(record["gt_classes"])
     return {
         "truth": truth,
@@ -113,15 +120,7 @@ def detection_bank(records: List[Dict], rules: ReviewRules) -> Dict:
     seen, missed = np.zeros(NUM_CLASSES), np.zeros(NUM_CLASSES)
     false, false_per_cell = [], []
     for record in records:
-        detections = counted_detections(_instances(record), rules)
-        judged = match_karyotype(
-            record["gt_boxes"],
-            record["gt_classes"],
-            detections["boxes"],
-            detections["scores"],
-            detections["classes"],
-            0.5,
-        )
+        detections, judged = _counted_and_matched(record, rules)
         on = judged["gt_index"]
         for d in range(len(on)):
             if on[d] >= 0:
@@ -148,11 +147,12 @@ def simulate_cells(bank: Dict, num_cells: int, abnormality_scale: float, seed: i
         list[dict]: "truth" (ISCN), "true_classes" (G,), "class_scores" (N, K) of its
         detections, "on" (N,) the true chromosome each detection is on (-1: none).
     """
-    rng = np.random.default_rng(seed)
+    # karyotypes from their own generator: every bank meets the same cells
+    karyotypes, rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
     rates = {a: r * abnormality_scale for a, r in DEFAULT_ABNORMALITY_RATES.items()}
     cells = []
     for _ in range(num_cells):
-        iscn = sample_karyotype(rng, rates)
+        iscn = sample_karyotype(karyotypes, rates)
         true = np.array([CLASS_NAMES.index(n) for n in karyotype_chromosomes(iscn)])
         vectors, on = [], []
         for g, k in enumerate(true):
@@ -235,7 +235,7 @@ def compare_rules(
     """
     Each rule on the labelled cells and on simulated ones (one bank per way of counting).
     The chosen rule: the most exact calls on the labelled cells among the rules that call
-    the simulated abnormal cells at least as well as naming by the top class does.
+    the simulated abnormal cells at least as well as every rule that names by the top class.
 
     Returns:
         dict: rule name -> {"dataset": summary, "simulated": summary}.
@@ -243,12 +243,19 @@ def compare_rules(
     """
     banks, results = {}, {}
     for name, rule in rules.items():
-        if rule.count_by not in banks:
+        counting = (
+            rule.count_by,
+            rule.score_thresh,
+            rule.nms_thresh,
+            rule.fg_thresh,
+            rule.fg_nms_thresh,
+        )
+        if counting not in banks:
             bank = detection_bank(records, rule)
-            banks[rule.count_by] = simulate_cells(bank, num_cells, scale, seed)
+            banks[counting] = simulate_cells(bank, num_cells, scale, seed)
         results[name] = {
             "dataset": summarize([judge_cell(r, rule) for r in records]),
-            "simulated": summarize([judge_simulated_cell(c, rule) for c in banks[rule.count_by]]),
+            "simulated": summarize([judge_simulated_cell(c, rule) for c in banks[counting]]),
         }
     floor = max(
         r["simulated"]["exact_abnormal"] for name, r in results.items() if not rules[name].assign

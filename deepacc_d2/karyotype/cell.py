@@ -30,6 +30,7 @@ class ReviewRules:
     ambiguity_margin: float  # flag top-2 classes of one Denver group closer than this
     count_by: str = "score"  # "score": top-1 score >= p; "foreground": 1 - p_bg >= fg_thresh
     fg_thresh: float = 0.5
+    fg_nms_thresh: float = 0.7  # class-agnostic NMS of foreground counting
     assign: bool = False  # name the cell's chromosomes together (assignment.py)
     extra_cost: float = 2.0
     missing_cost: float = 2.0
@@ -49,6 +50,7 @@ class ReviewRules:
             k.REVIEW_AMBIGUITY_MARGIN,
             k.COUNT_BY,
             k.COUNT_FG_THRESH,
+            k.COUNT_NMS_THRESH,
             k.ASSIGN,
             k.EXTRA_COPY_COST,
             k.MISSING_COPY_COST,
@@ -72,8 +74,8 @@ def counted_detections(instances, rules: ReviewRules) -> Dict[str, np.ndarray]:
 
     Counted: the top-1 detection of each proposal whose score (``count_by`` "score", what
     Acc/AER judge) or foreground probability 1 - p_background ("foreground") reaches its
-    threshold, then class-agnostic NMS. Named: each by its top class, or all together by
-    :func:`.assignment.assign_classes` (``assign``).
+    threshold, then class-agnostic NMS (Acc/AER's, or ``fg_nms_thresh``). Named: each by its
+    top class, or all together by :func:`.assignment.assign_classes` (``assign``).
 
     Args:
         instances (Instances): a model's output for one image, on the CPU.
@@ -88,9 +90,11 @@ def counted_detections(instances, rules: ReviewRules) -> Dict[str, np.ndarray]:
     class_scores = _class_vectors(instances)
     if rules.count_by == "score":
         counting, thresh = instances.scores.numpy().astype(np.float64), rules.score_thresh
+        nms_thresh = rules.nms_thresh
     else:
         counting, thresh = class_scores.sum(axis=1), rules.fg_thresh
-    keep = select_for_counting(boxes, counting, top1, thresh, rules.nms_thresh)
+        nms_thresh = rules.fg_nms_thresh
+    keep = select_for_counting(boxes, counting, top1, thresh, nms_thresh)
     class_scores = class_scores[keep]
     classes, margins = name_chromosomes(class_scores, rules)
     return {

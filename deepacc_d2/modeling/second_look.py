@@ -209,7 +209,8 @@ def load_classifier(classifier: CropClassifier, path: str):
     try:
         classifier.load_state_dict(state)
     except RuntimeError as e:  # missing, left over or differently shaped parameters
+        detail = [line.strip() for line in str(e).splitlines() if line.strip()][-1]
         raise ValueError(
             f"{path}: these crop classifier weights do not fit MODEL.SECOND_LOOK's WIDTH / "
-            f"DEPTH ({str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e})"
+            f"DEPTH ({detail})"
         ) from None
