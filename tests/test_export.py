@@ -54,6 +54,10 @@ def test_trace_one_size_run_another(tmp_path, config, opts, extension):
         + opts,
     )
     model = build_model(cfg).eval()
+    if opts == SECOND_LOOK:
+        # an untrained classifier names every crop ~1/24 each: near-tied scores, whose order
+        # the exported runtimes' last float bits may swap; decisive names compare exactly
+        torch.nn.init.normal_(model.roi_heads.second_look.classifier.net.linear.weight, std=1.0)
     path = str(tmp_path / f"model{extension}")
     info = export_model(model, torch.rand(3, 160, 224) * 255, path, cfg)
     assert info["outputs"] == [
@@ -71,9 +75,11 @@ def test_trace_one_size_run_another(tmp_path, config, opts, extension):
     want = _eager(model, image)
     assert len(want) > 0 and got["pred_boxes"].shape == want.pred_boxes.tensor.shape
     assert torch.allclose(got["pred_boxes"], want.pred_boxes.tensor, atol=1e-3)
-    assert torch.allclose(got["scores"], want.scores, atol=1e-5)
+    # the second look's classifier, a conv net, adds its own rounding (measured: 1.4e-5)
+    atol = 1e-4 if opts == SECOND_LOOK else 1e-5
+    assert torch.allclose(got["scores"], want.scores, atol=atol)
     assert torch.equal(got["pred_classes"], want.pred_classes)
-    assert torch.allclose(got["class_scores"], want.class_scores, atol=1e-5)
+    assert torch.allclose(got["class_scores"], want.class_scores, atol=atol)
     assert torch.equal(got["top1"], want.top1) and torch.equal(got["all_classes"], want.all_classes)
 
 
