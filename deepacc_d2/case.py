@@ -75,6 +75,39 @@ def _read(path: str):
         return None, str(e)
 
 
+def predictor_resize(cfg) -> T.ResizeShortestEdge:
+    """The test-time resize of detectron2's ``DefaultPredictor``."""
+    return T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
+
+
+def model_input(image, resize: T.ResizeShortestEdge, input_format: str) -> Dict:
+    """A (H, W, 3) uint8 BGR image as the model's input dict, prepared as detectron2's
+    ``DefaultPredictor`` prepares it (channel order, resize, float CHW tensor, original size)."""
+    height, width = image.shape[:2]
+    pixels = image[:, :, ::-1] if input_format == "RGB" else image
+    pixels = resize.get_transform(pixels).apply_image(pixels)
+    tensor = torch.as_tensor(pixels.astype("float32").transpose(2, 0, 1))
+    return {"image": tensor, "height": height, "width": width}
+
+
+def run_case(cfg, model, paths, finish, what: str, background: bool = True, timings=None):
+    """
+    Predict every image of ``paths`` (:func:`predict_each`) and hand each result to
+    ``finish(path, name, image, instances, error)`` on a background thread, in order
+    (:class:`InOrderWorker`), with progress (:class:`Progress`).
+    """
+    progress = Progress(len(paths), what)
+
+    def finish_and_count(*item):
+        finish(*item)
+        progress.step()
+
+    with InOrderWorker(background) as worker:
+        for item in predict_each(cfg, model, paths, timings):
+            worker.submit(finish_and_count, *item)
+    progress.close()
+
+
 def predict_each(cfg, model, inputs: Sequence[str], timings=None) -> Iterator:
     """
     Run ``model`` on every image of ``inputs`` (files or folders) in order, as detectron2's
@@ -86,7 +119,7 @@ def predict_each(cfg, model, inputs: Sequence[str], timings=None) -> Iterator:
         (:func:`output_stems`), the (H, W, 3) uint8 BGR image and the model's ``Instances``
         on the CPU, or None for both and the error message of a file that failed.
     """
-    resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
+    resize = predictor_resize(cfg)
     bf16 = cpu_bf16_inference(cfg, model)
     paths = list_images(inputs)
     names = output_stems(paths)
@@ -102,11 +135,7 @@ def predict_each(cfg, model, inputs: Sequence[str], timings=None) -> Iterator:
                 continue
             try:
                 with timed(timings, "model"), torch.no_grad(), bf16:
-                    height, width = image.shape[:2]
-                    pixels = image[:, :, ::-1] if cfg.INPUT.FORMAT == "RGB" else image
-                    pixels = resize.get_transform(pixels).apply_image(pixels)
-                    tensor = torch.as_tensor(pixels.astype("float32").transpose(2, 0, 1))
-                    outputs = model([{"image": tensor, "height": height, "width": width}])
+                    outputs = model([model_input(image, resize, cfg.INPUT.FORMAT)])
                     instances = outputs[0]["instances"].to("cpu")
             except Exception as e:  # name it, go on with the batch
                 yield path, names[path], None, None, f"{path}: {type(e).__name__}: {e}"

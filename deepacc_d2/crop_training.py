@@ -6,6 +6,7 @@ augmentation of step t depend on (seed, epoch, step) alone, so an interrupted ru
 if it had not stopped.
 """
 
+import copy
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ from torch.nn import functional as F
 
 from .classes import DENVER_GROUPS, NUM_CLASSES, denver_group_of
 from .cpu import cpu_has_bf16
-from .data.crops import cached_patches, evaluation_crops, patch_size, training_crops
+from .data.crops import cached_patches, patch_crops, patch_size, save_atomic, training_crops
 from .modeling.second_look import CropClassifier
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def crop_accuracy(model, data, crop_size: int, crop_margin: float, batch_size: i
     logits = []
     for start in range(0, len(data["classes"]), batch_size):
         end = start + batch_size
-        crops = evaluation_crops(
+        crops = patch_crops(
             data["patches"][start:end], data["boxes"][start:end], crop_size, crop_margin
         )
         logits.append(model(crops.contiguous(memory_format=torch.channels_last)))
@@ -59,12 +60,10 @@ def faster_precision(model, data, batch_size: int, crop_size: int, crop_margin: 
     "bf16" or "fp32", whichever trains ``model`` faster on this CPU: a few timed steps of
     each on a copy (the model itself is not changed).
     """
-    import copy
-
     if not cpu_has_bf16():
         return "fp32"
     n = min(batch_size, len(data["classes"]))
-    crops = evaluation_crops(data["patches"][:n], data["boxes"][:n], crop_size, crop_margin)
+    crops = patch_crops(data["patches"][:n], data["boxes"][:n], crop_size, crop_margin)
     crops = crops.contiguous(memory_format=torch.channels_last)
     seconds = {}
     for precision in ("fp32", "bf16"):
@@ -81,11 +80,6 @@ def faster_precision(model, data, batch_size: int, crop_size: int, crop_margin: 
         seconds[precision] = time.perf_counter() - start
     logger.info(f"3 training steps: fp32 {seconds['fp32']:.2f} s, bf16 {seconds['bf16']:.2f} s")
     return min(seconds, key=seconds.get)
-
-
-def _save_atomic(obj, path: str):
-    torch.save(obj, path + ".partial")
-    os.replace(path + ".partial", path)
 
 
 def train_crop_classifier(
@@ -153,7 +147,7 @@ def train_crop_classifier(
     os.makedirs(output_dir, exist_ok=True)
 
     def checkpoint():
-        _save_atomic(
+        save_atomic(
             {
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
@@ -221,7 +215,7 @@ def train_crop_classifier(
             record = evaluate()
     if record is None or record["step"] != state["step"]:
         record = evaluate()
-    _save_atomic({"model": model.state_dict()}, os.path.join(output_dir, "model_final.pth"))
+    save_atomic({"model": model.state_dict()}, os.path.join(output_dir, "model_final.pth"))
     summary = {
         "train_dataset": train_name,
         "val_dataset": val_name,

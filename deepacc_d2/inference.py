@@ -14,7 +14,7 @@ from detectron2.evaluation import DatasetEvaluator, DatasetEvaluators, inference
 from detectron2.modeling import build_model
 from detectron2.utils import comm
 
-from .case import InOrderWorker, Progress, list_images, predict_each, timed
+from .case import list_images, run_case, timed
 from .checkpoint import TrainedWeightsCheckpointer
 from .classes import CLASS_NAMES
 from .cpu import cpu_bf16_inference
@@ -125,8 +125,6 @@ def predict_files(
         model = load_model(cfg)
     os.makedirs(output_dir, exist_ok=True)
     results, errors = {}, {}
-    paths = list_images(inputs)
-    progress = Progress(len(paths), "predict")
 
     def finish(path, name, image, instances, error):
         if error is None:
@@ -147,12 +145,8 @@ def predict_files(
             logger.error(error)
         with timed(timings, "write"), open(os.path.join(output_dir, "predictions.json"), "w") as f:
             json.dump({"predictions": results, "errors": errors}, f, indent=1)
-        progress.step()
 
-    with InOrderWorker(background) as worker:
-        for item in predict_each(cfg, model, paths, timings):
-            worker.submit(finish, *item)
-    progress.close()
+    run_case(cfg, model, list_images(inputs), finish, "predict", background, timings)
     return results, errors
 
 

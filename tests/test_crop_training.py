@@ -12,8 +12,8 @@ import deepacc_d2  # noqa: F401
 from deepacc_d2.config import setup_cfg
 from deepacc_d2.crop_training import train_crop_classifier
 from deepacc_d2.data.crops import (
-    evaluation_crops,
     image_patches,
+    patch_crops,
     patch_size,
     resize_scale,
     training_crops,
@@ -83,7 +83,7 @@ def test_patches_hold_the_box_at_the_crops_scale(tmp_path):
     want = torch.tensor([size / 2 - (x1 - x0) * scale / 2, size / 2 - (y1 - y0) * scale / 2])
     assert torch.allclose(boxes[0, :2], want, atol=1e-3)
     # the true box cropped from its patch is the rod: dark inside, white at the corners
-    crop = evaluation_crops(patches, boxes, 32, 0.08)[0, 0]
+    crop = patch_crops(patches, boxes, 32, 0.08)[0, 0]
     assert crop[16, 8:24].mean() < 80 and crop[0, 0] > 200
 
 

@@ -25,22 +25,18 @@ CPU_CONFIG = os.path.join(REPO, "configs", "cpu", "f_deepacc_cpu.yaml")
 K = 24
 
 
-def _column_image(height=20, width=20):
-    """(1, 1, H, W): each pixel holds its column index."""
-    return torch.arange(width, dtype=torch.float32).repeat(height, 1)[None, None]
+def _column_crop(box, size, margin, content=(20, 20)):
+    """One box cropped from a 20 x 20 image whose pixels hold their column index, its content
+    ``content`` = (height, width) of it (a padded batch's image is smaller than the tensor)."""
+    image = torch.arange(20, dtype=torch.float32).repeat(20, 1)[None, None]
+    boxes = torch.tensor([box], dtype=torch.float32)
+    return crop_boxes(image, torch.tensor([content]), boxes, torch.tensor([0]), size, margin)[0, 0]
 
 
 def test_a_known_box_gives_a_known_crop():
     # box 8 x 4 at (4, 4): square of side 8 centred at (8, 6) = [4, 2, 12, 10]; cell centres
     # x = 4.5 .. 11.5 read columns 4 .. 11; rows centred at y = 4.5 .. 7.5 lie in the box
-    crop = crop_boxes(
-        _column_image(),
-        torch.tensor([[20, 20]]),
-        torch.tensor([[4.0, 4, 12, 8]]),
-        torch.tensor([0]),
-        8,
-        0.0,
-    )[0, 0]
+    crop = _column_crop([4, 4, 12, 8], 8, 0.0)
     assert crop.shape == (8, 8)
     assert torch.allclose(crop[2:6], torch.arange(4.0, 12).repeat(4, 1), atol=1e-5)
     assert (crop[:2] == 255).all() and (crop[6:] == 255).all()
@@ -49,25 +45,11 @@ def test_a_known_box_gives_a_known_crop():
 def test_the_margin_grows_the_box_and_the_image_border_is_white():
     # box [0, 0, 4, 4], margin 0.25 -> [-1, -1, 5, 5], side 6: cell centres -0.5 .. 4.5;
     # the cells left of / above the image are white, the others read columns 0 .. 4
-    crop = crop_boxes(
-        _column_image(),
-        torch.tensor([[20, 20]]),
-        torch.tensor([[0.0, 0, 4, 4]]),
-        torch.tensor([0]),
-        6,
-        0.25,
-    )[0, 0]
+    crop = _column_crop([0, 0, 4, 4], 6, 0.25)
     assert (crop[0] == 255).all() and (crop[:, 0] == 255).all()
     assert torch.allclose(crop[1:, 1:], torch.arange(5.0).repeat(5, 1), atol=1e-5)
     # the same image padded below row 3 (a batch's padding): rows from y = 3 on are white
-    padded = crop_boxes(
-        _column_image(),
-        torch.tensor([[3, 20]]),
-        torch.tensor([[0.0, 0, 4, 4]]),
-        torch.tensor([0]),
-        6,
-        0.25,
-    )[0, 0]
+    padded = _column_crop([0, 0, 4, 4], 6, 0.25, content=(3, 20))
     assert torch.equal(padded[:4], crop[:4]) and (padded[4:] == 255).all()
 
 

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 import deepacc_d2  # noqa: F401  (compat fixes, registrations)
-from deepacc_d2.case import list_images
+from deepacc_d2.case import list_images, model_input, predictor_resize
 from deepacc_d2.config import setup_cfg
 from deepacc_d2.cpu import cpu_bf16_inference, cpu_has_bf16
 from deepacc_d2.data.images import read_metaphase
@@ -48,7 +48,6 @@ from deepacc_d2.inference import load_model, predict_files
 from deepacc_d2.karyotype.run import karyotype_files
 from deepacc_d2.model_zoo import resolve_model
 
-from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
@@ -285,13 +284,8 @@ def case_benchmark(args):
     cfg = setup_cfg(config_file, opts, weights)
     paths = list_images([args.case])
     model = load_model(cfg)
-    resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
-    inputs = []
-    for path in paths:
-        image = read_metaphase(path)
-        resized = resize.get_transform(image).apply_image(image)
-        tensor = torch.as_tensor(resized.astype("float32").transpose(2, 0, 1))
-        inputs.append({"image": tensor, "height": image.shape[0], "width": image.shape[1]})
+    resize = predictor_resize(cfg)
+    inputs = [model_input(read_metaphase(p), resize, cfg.INPUT.FORMAT) for p in paths]
     with torch.no_grad(), cpu_bf16_inference(cfg, model):
         model([inputs[0]])  # warm-up
         start = time.perf_counter()

@@ -34,6 +34,13 @@ STAIN_JITTER = 0.25  # training crops: darkness x U[1 - j, 1 + j]
 BRIGHTNESS_JITTER = 15.0  # training crops: + U[-b, b] gray levels
 
 
+def save_atomic(obj, path: str):
+    """``torch.save`` to a temporary file, then renamed: an interrupted write never leaves a
+    truncated ``path``."""
+    torch.save(obj, path + ".partial")
+    os.replace(path + ".partial", path)
+
+
 def resize_scale(height: int, width: int, min_size: int, max_size: int) -> float:
     """The factor detectron2's ResizeShortestEdge applies to an image at test time."""
     scale = min_size / min(height, width)
@@ -131,8 +138,7 @@ def cached_patches(dataset_name: str, cache_dir: str, min_size: int, max_size: i
         return torch.load(path, weights_only=False)
     data = build_patches(dicts, min_size, max_size, size)
     os.makedirs(cache_dir, exist_ok=True)
-    torch.save(data, path + ".partial")
-    os.replace(path + ".partial", path)
+    save_atomic(data, path)
     return data
 
 
@@ -158,15 +164,8 @@ def training_crops(patches, boxes, crop_size: int, crop_margin: float, generator
     Returns:
         Tensor: (B, 1, S, S) float gray 0-255.
     """
-    n, p = patches.shape[0], patches.shape[1]
-    crops = crop_boxes(
-        patches[:, None].float(),
-        torch.tensor([[p, p]]).expand(n, 2),
-        jitter_boxes(boxes, generator),
-        torch.arange(n),
-        crop_size,
-        crop_margin,
-    )
+    n = patches.shape[0]
+    crops = patch_crops(patches, jitter_boxes(boxes, generator), crop_size, crop_margin)
     turns = torch.randint(0, 4, (n,), generator=generator)
     for k in (1, 2, 3):
         crops[turns == k] = torch.rot90(crops[turns == k], k, dims=(2, 3))
@@ -177,8 +176,8 @@ def training_crops(patches, boxes, crop_size: int, crop_margin: float, generator
     return (255 - (255 - crops) * stain + light).clamp(0, 255)
 
 
-def evaluation_crops(patches, boxes, crop_size: int, crop_margin: float):
-    """The true boxes cropped from their patches, nothing varied: (B, 1, S, S)."""
+def patch_crops(patches, boxes, crop_size: int, crop_margin: float):
+    """Each box cropped from its patch (:func:`crop_boxes`), nothing varied: (B, 1, S, S)."""
     n, p = patches.shape[0], patches.shape[1]
     return crop_boxes(
         patches[:, None].float(),

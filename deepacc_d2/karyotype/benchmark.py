@@ -95,15 +95,23 @@ def judge_cell(record: Dict, rules: ReviewRules) -> Dict:
     """One labelled cell under one rule: its call against the true one, how many of its
     chromosomes are named right (a counted detection of the right class at IoU >= 0.5)."""
     detections, judged = _counted_and_matched(record, rules)
-    cell = cell_record(detections, rules)
-    truth = _truth_call(record["gt_classes"])
+    return _judgment(
+        cell_record(detections, rules),
+        _truth_call(record["gt_classes"]),
+        len(record["gt_classes"]),
+        int(judged["is_tp"].sum()),
+    )
+
+
+def _judgment(cell: Dict, truth: str, chromosomes: int, named_right: int) -> Dict:
+    """A cell's record (:func:`.cell.cell_record`) judged against its true call and count."""
     return {
         "truth": truth,
         "call": cell["karyotype"] or "",
         "exact": cell["karyotype"] == truth,
-        "count_right": cell["total"] == len(record["gt_classes"]),
-        "named_right": int(judged["is_tp"].sum()),
-        "chromosomes": len(record["gt_classes"]),
+        "count_right": cell["total"] == chromosomes,
+        "named_right": named_right,
+        "chromosomes": chromosomes,
         "counted": cell["total"],
         "needs_review": cell["needs_review"],
     }
@@ -184,19 +192,11 @@ def judge_simulated_cell(cell: Dict, rules: ReviewRules) -> Dict:
         "class_scores": cell["class_scores"],
         "margins": margins,
     }
-    record = cell_record(detections, rules)
     on = cell["on"]
     right = (on >= 0) & (classes == cell["true_classes"][np.clip(on, 0, None)])
-    return {
-        "truth": cell["truth"],
-        "call": record["karyotype"] or "",
-        "exact": record["karyotype"] == cell["truth"],
-        "count_right": record["total"] == len(cell["true_classes"]),
-        "named_right": int(right.sum()),
-        "chromosomes": len(cell["true_classes"]),
-        "counted": record["total"],
-        "needs_review": record["needs_review"],
-    }
+    return _judgment(
+        cell_record(detections, rules), cell["truth"], len(cell["true_classes"]), int(right.sum())
+    )
 
 
 NORMAL_CALLS = ("46,XX", "46,XY")

@@ -12,7 +12,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..case import InOrderWorker, Progress, list_images, predict_each, timed
+from ..case import list_images, run_case, timed
 from ..inference import check_pictures, load_model, save_png
 from ..visualize import draw_detections, side_by_side
 from .cell import ReviewRules, cell_record, counted_detections
@@ -139,8 +139,6 @@ def karyotype_files(
     cells, errors = {}, {}
     os.makedirs(output_dir, exist_ok=True)
     summary = {"case": _write_summary(output_dir, cells, errors)}  # an empty case has one too
-    paths = list_images(inputs)
-    progress = Progress(len(paths), "karyotype")
 
     def finish(path, name, image_bgr, instances, error):
         if error is None:
@@ -164,10 +162,6 @@ def karyotype_files(
             logger.error(error)
         with timed(timings, "write"):
             summary["case"] = _write_summary(output_dir, cells, errors)
-        progress.step()
 
-    with InOrderWorker(background) as worker:
-        for item in predict_each(cfg, model, paths, timings):
-            worker.submit(finish, *item)
-    progress.close()
+    run_case(cfg, model, list_images(inputs), finish, "karyotype", background, timings)
     return summary["case"]
