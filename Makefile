@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # The real CIL images, when they lie beside the repository (as in CI).
 CIL24  ?= $(wildcard ../shared/data/cil24)
 
-.PHONY: install test lint demo cil datasets clean
+.PHONY: install test lint demo cil datasets browser clean
 
 install: $(STAMP)
 
@@ -24,7 +24,19 @@ datasets:
 	@if [ -n "$(CIL24)" ] && [ ! -e datasets/cil24 ]; then \
 		ln -s "$$(cd $(CIL24) && pwd)" datasets/cil24 && echo "linked datasets/cil24 -> $(CIL24)"; fi
 
-test: install datasets lint
+# Debian's chromium and chromium-driver, for the review page's browser test: installed where
+# missing when apt-get runs as root; elsewhere that test is skipped and says why.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium and chromium-driver (apt-get)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			chromium chromium-driver >/dev/null) || echo "browser: apt-get failed; the \
+			browser test will be skipped"; \
+	else echo "browser: no chromium/chromedriver and no apt-get as root; the browser test \
+		will be skipped"; fi
+
+test: install datasets lint browser
 	$(PY) -m pytest tests -q
 
 lint: install

@@ -8,6 +8,8 @@ The ``deepacc`` command.
     deepacc karyotype --weights W [--config-file C] --output DIR IMAGE_OR_FOLDER ...
                     per cell a karyogram + karyotype record, and the case summary
     (predict, karyotype: --pictures none|overlay|all)
+    deepacc review  OUTPUT_DIR_OF_KARYOTYPE [--host H] [--port P] [--export coco OUT.json]
+                    the review page: correct a case's cells in the browser; export them
 
 W is a model of MODEL_ZOO.md by name (its config is known) or a checkpoint with its --config-file.
 
@@ -116,6 +118,29 @@ def _karyotype(args):
     return 1 if summary["failed"] else 0
 
 
+def _review(args):
+    import json
+
+    from .karyotype.run import write_atomic
+    from .review.server import serve
+    from .review.store import CaseReview, ReviewError
+
+    try:
+        if not args.export:
+            serve(args.case_dir, args.host, args.port)
+            return 0
+        fmt, out = args.export
+        if fmt != "coco":
+            raise ValueError(f"--export {fmt}: the one format is coco")
+        coco = CaseReview(args.case_dir).coco()
+    except (ValueError, ReviewError) as e:
+        raise SystemExit(f"deepacc review: error: {e}") from None
+    write_atomic(out, json.dumps(coco, indent=1))
+    n_cells, n_chromosomes = len(coco["images"]), len(coco["annotations"])
+    print(f"{n_cells} reviewed cell(s), {n_chromosomes} chromosomes -> {out}")
+    return 0
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "synth":
@@ -172,7 +197,21 @@ def main(argv=None):
     )
     p.add_argument("inputs", nargs="+", help="images or folders of images (one case)")
     _model_args(p)
+    p = sub.add_parser(
+        "review", help="the review page of a karyotype case (a local web server), or its export"
+    )
+    p.add_argument("case_dir", help="an output folder of deepacc karyotype")
+    p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 serves beyond this machine")
+    p.add_argument("--port", type=int, default=8000, help="0: any free port")
+    p.add_argument(
+        "--export",
+        nargs=2,
+        metavar=("FORMAT", "OUT"),
+        help="write the reviewed cells (FORMAT coco: COCO json) to OUT instead of serving",
+    )
     args = parser.parse_args(argv)
+    if args.command == "review":
+        return _review(args)
 
     import deepacc_d2  # noqa: F401
 

@@ -8,11 +8,9 @@ import cv2
 import numpy as np
 
 import deepacc_d2  # noqa: F401  (applies the compat patches before detectron2 loads)
+from deepacc_d2.data.datasets import register_coco_folders
 from deepacc_d2.data.mapper import MetaphaseDatasetMapper
-from deepacc_d2.data.synthetic import (
-    register_synth_datasets,
-    register_synth_onthefly,
-)
+from deepacc_d2.data.synthetic import register_synth_onthefly
 from deepacc_d2.synth.render import SynthConfig
 from deepacc_d2.synth.writer import write_dataset
 
@@ -23,14 +21,14 @@ CONFIG = SynthConfig(image_size=(200, 260), num_batches=3)
 
 def test_register_folder_and_load(tmp_path):
     write_dataset(str(tmp_path / "synth_tiny"), 3, seed=2, config=CONFIG, held_out_batches=[2])
-    (tmp_path / "not_synth").mkdir()
-    names = register_synth_datasets(str(tmp_path))
+    (tmp_path / "no_annotations").mkdir()
+    names = register_coco_folders(str(tmp_path))
     assert names == ["synth_tiny_test", "synth_tiny_train"]
     dicts = DatasetCatalog.get("synth_tiny_test")
     assert [d["image_id"] for d in dicts] == [2]  # image 2 is the only one of batch 2
     assert dicts[0]["batch_id"] == 2 and dicts[0]["karyotype"].count(",") >= 1
     assert MetadataCatalog.get("synth_tiny_train").thing_classes[-1] == "Y"
-    assert register_synth_datasets(str(tmp_path)) == []  # already registered: skipped
+    assert register_coco_folders(str(tmp_path)) == []  # already registered: skipped
 
 
 def test_onthefly_draws_what_the_writer_writes(tmp_path):

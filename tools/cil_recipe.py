@@ -213,6 +213,13 @@ def main():
     p.add_argument("--ship", metavar="PATH", help="write the float16 model-zoo weights here")
     p.add_argument("--fresh", action="store_true", help="delete --out and start over")
     p.add_argument(
+        "--init",
+        default="",
+        metavar="WEIGHTS",
+        help="start from these weights (e.g. the shipped model's, to train it on) instead of "
+        "from scratch",
+    )
+    p.add_argument(
         "--opts", nargs="+", default=[], metavar="KEY VALUE", help="training config overrides"
     )
     args = p.parse_args()
@@ -233,11 +240,17 @@ def main():
             "pass the same --opts, another --out, or --fresh"
         )
     summary.update(
-        config=args.config, dataset=args.dataset, synth_iters=args.synth_iters, opts=args.opts
+        config=args.config,
+        dataset=args.dataset,
+        synth_iters=args.synth_iters,
+        init=args.init,
+        opts=args.opts,
     )
 
-    init = ""
+    init = args.init
     if args.synth_iters:
+        if init:
+            raise SystemExit("--init and --synth-iters both choose the starting weights: pick one")
         pre_dir = os.path.join(args.out, "pretrain")
         init = os.path.join(pre_dir, "model_final.pth")
         if not os.path.isfile(init):

@@ -3,7 +3,9 @@ Register the datasets found under ``$DETECTRON2_DATASETS`` (default ``datasets/`
 
 * ``cil24_all``, ``cil24_train``, ``cil24_val``: the CIL Pascal-VOC folder ``<root>/cil24``
   (train/val by a stable hash of the image id, see :func:`split_of`).
-* ``synth_<name>_<split>``: every ``<root>/synth_<name>/`` folder written by ``deepacc synth``.
+* ``<folder>_<split>``: every COCO folder ``<root>/<folder>/annotations/<split>.json``
+  (:func:`.datasets.register_coco_folders`): ``synth_<name>`` folders written by ``deepacc
+  synth``, exports of reviewed cells.
 * ``synth_onthefly_train``: 100,000 synthetic 1600x1200 metaphases drawn in the data loader
   (seed 0), nothing on disk; for long training (train_net.py's loader draws them). Batches
   18 and 19 are held out, as in the README's ``deepacc synth ... --held-out-batches 18 19``,
@@ -16,7 +18,7 @@ import os
 
 from detectron2.data import DatasetCatalog
 
-from .datasets import datasets_root, register_cil24_voc
+from .datasets import datasets_root, register_cil24_voc, register_coco_folders
 
 
 def register_all_cil24(root: str):
@@ -29,9 +31,9 @@ def register_all_cil24(root: str):
 def register_all(root: str = None):
     root = root or datasets_root()
     register_all_cil24(root)
-    from .synthetic import register_synth_datasets, register_synth_onthefly
+    from .synthetic import register_synth_onthefly
 
-    register_synth_datasets(root)
+    register_coco_folders(root)
     if "synth_onthefly_train" not in DatasetCatalog.list():
         register_synth_onthefly(
             "synth_onthefly_train", num_images=100_000, seed=0, held_out_batches=(18, 19)

@@ -33,6 +33,7 @@ __all__ = [
     "load_cil24_voc",
     "load_karyotype_coco_json",
     "register_cil24_voc",
+    "register_coco_folders",
     "register_karyotype_coco",
     "split_of",
     "DatasetFileError",
@@ -273,3 +274,36 @@ def register_karyotype_coco(name: str, json_file: str, image_root: str, **metada
         evaluator_type="karyotype",
         **metadata,
     )
+
+
+def register_coco_folders(root: str) -> List[str]:
+    """
+    Register every ``root/<folder>/annotations/<split>.json`` as ``<folder>_<split>``
+    (:func:`register_karyotype_coco`, images under ``root/<folder>/images/<split>/`` unless
+    the json names them by absolute path): what ``deepacc synth`` writes, and where an export
+    of reviewed cells (``deepacc review CASE --export coco``) can go to be trained on by name.
+
+    Args:
+        root (str): the datasets root ($DETECTRON2_DATASETS).
+
+    Returns:
+        list[str]: the names registered (already registered names are skipped).
+    """
+    names = []
+    if not os.path.isdir(root):
+        return names
+    for folder in sorted(os.listdir(root)):
+        ann_dir = os.path.join(root, folder, "annotations")
+        if not os.path.isdir(ann_dir):
+            continue
+        for json_name in sorted(os.listdir(ann_dir)):
+            if not json_name.endswith(".json"):
+                continue
+            split = json_name[: -len(".json")]
+            name = f"{folder}_{split}"
+            if name in DatasetCatalog.list():
+                continue
+            image_root = os.path.join(root, folder, "images", split)
+            register_karyotype_coco(name, os.path.join(ann_dir, json_name), image_root)
+            names.append(name)
+    return names

@@ -1,8 +1,8 @@
 """
 Synthetic datasets in detectron2's catalogs.
 
-* On disk: ``register_synth_datasets(root)`` registers every ``root/synth_<name>/`` folder
-  written by ``deepacc synth`` as ``synth_<name>_<split>`` (one per annotations/<split>.json).
+* On disk: a ``root/synth_<name>/`` folder written by ``deepacc synth`` is a COCO folder,
+  registered as ``synth_<name>_<split>`` like any other (:func:`.datasets.register_coco_folders`).
 * On the fly: ``register_synth_onthefly(name, ...)`` registers a dataset whose dicts only
   say how to draw image i (seed, index, batch id, config); ``MetaphaseDatasetMapper`` draws it
   in the data loader's workers, so long training needs nothing on disk. Without held-out batches,
@@ -11,7 +11,6 @@ Synthetic datasets in detectron2's catalogs.
 """
 
 import logging
-import os
 from dataclasses import replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -23,36 +22,6 @@ from ..synth.render import SynthConfig
 from ..synth.writer import box_edges, polygons_of_mask
 
 logger = logging.getLogger(__name__)
-
-
-def register_synth_datasets(root: str) -> List[str]:
-    """
-    Args:
-        root (str): the datasets root ($DETECTRON2_DATASETS).
-
-    Returns:
-        list[str]: the names registered (already registered names are skipped).
-    """
-    from .datasets import register_karyotype_coco
-
-    names = []
-    if not os.path.isdir(root):
-        return names
-    for folder in sorted(os.listdir(root)):
-        ann_dir = os.path.join(root, folder, "annotations")
-        if not folder.startswith("synth_") or not os.path.isdir(ann_dir):
-            continue
-        for json_name in sorted(os.listdir(ann_dir)):
-            if not json_name.endswith(".json"):
-                continue
-            split = json_name[: -len(".json")]
-            name = f"{folder}_{split}"
-            if name in DatasetCatalog.list():
-                continue
-            image_root = os.path.join(root, folder, "images", split)
-            register_karyotype_coco(name, os.path.join(ann_dir, json_name), image_root)
-            names.append(name)
-    return names
 
 
 def synth_onthefly_dicts(

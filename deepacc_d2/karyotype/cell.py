@@ -211,7 +211,8 @@ def cell_record(detections: Dict[str, np.ndarray], rules: ReviewRules) -> Dict:
         detections (dict): from :func:`counted_detections`.
 
     Returns:
-        dict: "detections" (box, class, score, top-3 classes with scores), "counts" per class,
+        dict: "detections" (box, class, score, top-3 classes with scores, the assignment's
+        margin when named together), "counts" per class,
         "total", "sex_chromosomes", "karyotype" (ISCN, or None when none can be written),
         "flags", "needs_review".
     """
@@ -232,6 +233,8 @@ def cell_record(detections: Dict[str, np.ndarray], rules: ReviewRules) -> Dict:
                 ],
             }
         )
+        if np.isfinite(detections["margins"][d]):  # named together (assignment.py)
+            records[-1]["margin"] = round(float(detections["margins"][d]), 4)
     try:
         iscn = numerical_karyotype(counts)
     except ValueError:
@@ -245,4 +248,30 @@ def cell_record(detections: Dict[str, np.ndarray], rules: ReviewRules) -> Dict:
         "karyotype": iscn,
         "flags": flags,
         "needs_review": bool(flags) or iscn is None,
+    }
+
+
+def detections_from_record(records: List[Dict]) -> Dict[str, np.ndarray]:
+    """
+    The inverse of :func:`cell_record`'s "detections": arrays as :func:`counted_detections`
+    returns them, with each class vector known on its top 3 classes and the named class
+    (zero elsewhere), so that the record of a corrected cell is made by the same code.
+    """
+    n = len(records)
+    boxes = np.array([r["bbox_xyxy"] for r in records], np.float64).reshape(n, 4)
+    classes = np.array([CLASS_NAMES.index(r["class"]) for r in records], np.int64)
+    class_scores = np.zeros((n, NUM_CLASSES))
+    margins = np.full(n, np.inf)
+    for d, r in enumerate(records):
+        for name, score in r["top3"]:
+            class_scores[d, CLASS_NAMES.index(name)] = score
+        class_scores[d, classes[d]] = r["score"]
+        margins[d] = r.get("margin", np.inf)
+    scores = class_scores[np.arange(n), classes]
+    return {
+        "boxes": boxes,
+        "classes": classes,
+        "scores": scores,
+        "class_scores": class_scores,
+        "margins": margins,
     }

@@ -5,9 +5,11 @@ read or processed is named in the summary and the others still go through; every
 files and the summary are written as soon as that cell is done.
 """
 
+import dataclasses
 import json
 import logging
 import os
+import threading
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -29,16 +31,34 @@ def karyotype_cell(
     Args:
         image_rgb (ndarray): (H, W, 3) uint8.
         instances (Instances): the model's output for it, on the CPU.
-        pictures (str): "all": the overlay of the counted detections (detectron2 Visualizer,
-            Denver-group colours) beside the karyogram; "overlay": the overlay alone; "none".
+        pictures (str): see :func:`cell_outputs`.
         timings (dict or None): adds up the seconds of each stage (:func:`..case.timed`).
+
+    Returns:
+        dict, ndarray or None: :func:`cell_outputs` of the counted detections.
+    """
+    with timed(timings, "selection"):
+        detections = counted_detections(instances, rules)
+    return cell_outputs(image_rgb, detections, rules, pictures, timings)
+
+
+def cell_outputs(
+    image_rgb: np.ndarray, detections: Dict, rules: ReviewRules, pictures: str = "all", timings=None
+) -> Tuple[Dict, Optional[np.ndarray]]:
+    """
+    A cell's record and picture from its chromosomes: what ``deepacc karyotype`` writes, and
+    what the review page writes again after a person's correction.
+
+    Args:
+        detections (dict): as :func:`.cell.counted_detections` returns.
+        pictures (str): "all": the overlay of the detections (detectron2 Visualizer,
+            Denver-group colours) beside the karyogram; "overlay": the overlay alone; "none".
 
     Returns:
         dict: the cell's record (:func:`.cell.cell_record`).
         ndarray or None: the picture, RGB.
     """
     with timed(timings, "selection"):
-        detections = counted_detections(instances, rules)
         record = cell_record(detections, rules)
     if pictures == "none":
         return record, None
@@ -62,7 +82,8 @@ def karyotype_cell(
 
 def case_summary(cells: Dict[str, Dict], errors: Dict[str, str]) -> Dict:
     """The case over its cells: clonal karyotype (:func:`.iscn.case_karyotype`), cells without
-    a call, cells flagged for review, files that failed."""
+    a call, cells flagged for review and not yet marked reviewed by a person, cells reviewed,
+    files that failed."""
     calls = [c["karyotype"] for c in cells.values() if c["karyotype"]]
     case = case_karyotype(calls)
     return {
@@ -76,8 +97,11 @@ def case_summary(cells: Dict[str, Dict], errors: Dict[str, str]) -> Dict:
         "counts_per_cell": {f: c["total"] for f, c in cells.items()},
         "no_call": [f for f, c in cells.items() if not c["karyotype"]],
         "review": {
-            f: [x["message"] for x in c["flags"]] for f, c in cells.items() if c["needs_review"]
+            f: [x["message"] for x in c["flags"]]
+            for f, c in cells.items()
+            if c["needs_review"] and not c.get("reviewed")
         },
+        "reviewed": [f for f, c in cells.items() if c.get("reviewed")],
         "failed": errors,
     }
 
@@ -94,6 +118,8 @@ def summary_text(summary: Dict) -> str:
             "Non-clonal cells (left out): "
             + ", ".join(f"{iscn} x{n}" for iscn, n in summary["non_clonal"])
         )
+    if summary["reviewed"]:
+        lines.append(f"Cells reviewed by a person: {len(summary['reviewed'])}")
     if summary["review"]:
         lines.append(f"Cells to review: {len(summary['review'])}")
         lines += [
@@ -106,13 +132,41 @@ def summary_text(summary: Dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_summary(output_dir, cells, errors) -> Dict:
+def write_case(output_dir: str, cells, errors, rules: ReviewRules, pictures: str) -> Dict:
+    """``case.json`` (the summary, and the rules and pictures the case was made with, which
+    the review page applies again) and ``case.txt``, each replaced in one step."""
     summary = case_summary(cells, errors)
-    with open(os.path.join(output_dir, "case.json"), "w") as f:
-        json.dump(summary, f, indent=1)
-    with open(os.path.join(output_dir, "case.txt"), "w") as f:
-        f.write(summary_text(summary))
+    setup = {"rules": dataclasses.asdict(rules), "pictures": pictures}
+    write_atomic(os.path.join(output_dir, "case.json"), json.dumps({**summary, **setup}, indent=1))
+    write_atomic(os.path.join(output_dir, "case.txt"), summary_text(summary))
     return summary
+
+
+def write_atomic(path: str, data):
+    """Write text or bytes to a temporary file beside ``path``, then rename it over ``path``:
+    a reader never sees a half-written file."""
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.partial"
+    with open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+    os.replace(tmp, path)
+
+
+def save_cell(output_dir: str, name: str, path: str, image_shape, record: Dict, picture) -> Dict:
+    """
+    Write a cell's ``<name>_karyotype.json`` (its record with the image file it came from and
+    that image's size) and ``<name>_karyogram.png`` (when ``picture`` is not None).
+
+    Returns:
+        dict: the record as written.
+    """
+    height, width = image_shape[:2]
+    image = {"path": os.path.abspath(path), "height": int(height), "width": int(width)}
+    record = {"file": path, "image": image, **record}
+    stem = os.path.join(output_dir, name)
+    write_atomic(stem + "_karyotype.json", json.dumps(record, indent=1))
+    if picture is not None:
+        save_png(picture, stem + "_karyogram.png")
+    return record
 
 
 def karyotype_files(
@@ -138,7 +192,8 @@ def karyotype_files(
         model = load_model(cfg)
     cells, errors = {}, {}
     os.makedirs(output_dir, exist_ok=True)
-    summary = {"case": _write_summary(output_dir, cells, errors)}  # an empty case has one too
+    # an empty case has a summary too
+    summary = {"case": write_case(output_dir, cells, errors, rules, pictures)}
 
     def finish(path, name, image_bgr, instances, error):
         if error is None:
@@ -149,19 +204,15 @@ def karyotype_files(
             except Exception as e:  # one bad cell never loses the rest of the case
                 error = f"{path}: {type(e).__name__}: {e}"
             else:
-                record = {"file": path, **record}
-                stem = os.path.join(output_dir, name)
                 with timed(timings, "write"):
-                    with open(stem + "_karyotype.json", "w") as f:
-                        json.dump(record, f, indent=1)
-                    if picture is not None:
-                        save_png(picture, stem + "_karyogram.png")
-                cells[path] = record
+                    cells[path] = save_cell(
+                        output_dir, name, path, image_bgr.shape, record, picture
+                    )
         if error is not None:
             errors[path] = error
             logger.error(error)
         with timed(timings, "write"):
-            summary["case"] = _write_summary(output_dir, cells, errors)
+            summary["case"] = write_case(output_dir, cells, errors, rules, pictures)
 
     run_case(cfg, model, list_images(inputs), finish, "karyotype", background, timings)
     return summary["case"]

@@ -1,0 +1,124 @@
+"""
+``deepacc review CASE_DIR``: the review page of a case, served by Flask on this machine. The
+page (``static/``: plain HTML, CSS and JavaScript, no build step) talks to a JSON API:
+
+    GET  /api/case                          case summary and one line per cell
+    GET  /api/classes                       the 24 classes, their Denver groups and colours
+    GET  /api/cells/<id>                    the cell's record (chromosomes, call, flags, version)
+    GET  /api/cells/<id>/image.png          its metaphase
+    GET  /api/cells/<id>/karyogram.png      the karyogram of its current chromosomes
+    POST /api/cells/<id>/edit               one change (:meth:`.store.CaseReview.edit`)
+    GET  /api/export/coco                   the reviewed cells as COCO json (a download)
+
+Bad requests get a 4xx with {"error": message} and change nothing. The server reads and
+writes only the case's own files (a cell is found by its id among the records the folder
+held at start, never by a path from the request) and the cell images those records name.
+"""
+
+import os
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+from flask import Flask, Response, jsonify, request, send_from_directory
+from werkzeug.exceptions import HTTPException
+from werkzeug.serving import make_server
+
+from ..classes import CLASS_NAMES, denver_group_of
+from ..visualize import GROUP_COLORS
+from .store import CaseReview, ReviewError, png_bytes
+
+STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+MAX_BODY_BYTES = 64 * 1024  # a change is a few hundred bytes
+
+
+def create_app(case_dir: str) -> Flask:
+    review = CaseReview(case_dir)
+    app = Flask(__name__, static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["review"] = review
+
+    @app.errorhandler(ReviewError)
+    def review_error(e):
+        return jsonify(error=str(e)), e.status
+
+    @app.errorhandler(HTTPException)
+    def http_error(e):
+        return jsonify(error=f"{e.name}: {e.description}"), e.code
+
+    @app.get("/")
+    def index():
+        return send_from_directory(STATIC, "index.html")
+
+    @app.get("/static/<path:name>")
+    def static_file(name):
+        return send_from_directory(STATIC, name)  # 404 for a path that leaves the folder
+
+    @app.get("/api/case")
+    def case():
+        return jsonify(review.case_view())
+
+    @app.get("/api/classes")
+    def classes():
+        return jsonify(
+            [
+                {"name": n, "group": denver_group_of(k), "color": GROUP_COLORS[denver_group_of(k)]}
+                for k, n in enumerate(CLASS_NAMES)
+            ]
+        )
+
+    @app.get("/api/cells/<cid>")
+    def cell(cid):
+        return jsonify(review.cell(cid))
+
+    @app.get("/api/cells/<cid>/image.png")
+    def image(cid):
+        return _png(review.image(cid))
+
+    @app.get("/api/cells/<cid>/karyogram.png")
+    def karyogram(cid):
+        return _png(review.karyogram(cid))
+
+    @app.post("/api/cells/<cid>/edit")
+    def edit(cid):
+        change = request.get_json(silent=True)
+        if change is None:
+            raise ReviewError(400, "the body is not JSON (Content-Type: application/json)")
+        return jsonify(review.edit(cid, change))
+
+    @app.get("/api/export/coco")
+    def export_coco():
+        response = jsonify(review.coco())
+        response.headers["Content-Disposition"] = "attachment; filename=reviewed_coco.json"
+        return response
+
+    return app
+
+
+def _png(picture) -> Response:
+    return Response(png_bytes(picture), mimetype="image/png", headers={"Cache-Control": "no-store"})
+
+
+@contextmanager
+def serving(case_dir: str, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """The review server of ``case_dir`` on a thread (werkzeug's threaded server: a lab's
+    few pages; port 0: any free one); yields its address, stops on leaving."""
+    server = make_server(host, port, create_app(case_dir), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
+def serve(case_dir: str, host: str = "127.0.0.1", port: int = 8000):
+    """Serve the review page until interrupted (127.0.0.1 keeps it on this machine)."""
+    with serving(case_dir, host, port) as address:
+        print(f"reviewing {os.path.abspath(case_dir)} at {address}/ (Ctrl-C stops)", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass

@@ -1,0 +1,303 @@
+"""
+The review page's API and store: a person's changes give the calls worked out by hand, are
+on disk at once and logged, survive a restart, conflict instead of overwriting, and export as a
+COCO dataset that detectron2 loads and trains on; every bad request is a 4xx that writes nothing.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import HEIGHT, WIDTH, normal
+
+import deepacc_d2  # noqa: F401
+from deepacc_d2 import add_deepacc_config
+from deepacc_d2.classes import CLASS_NAMES, NUM_CLASSES
+from deepacc_d2.data.datasets import register_coco_folders
+from deepacc_d2.karyotype.cell import ReviewRules, cell_record, detections_from_record
+from deepacc_d2.review.server import MAX_BODY_BYTES, create_app
+from deepacc_d2.review.store import LOG_NAME, CaseReview
+
+from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def case_dir(review_case):
+    return review_case
+
+
+@pytest.fixture
+def client(case_dir):
+    return create_app(str(case_dir)).test_client()
+
+
+def snapshot(folder):
+    """Every file under the folder, with its bytes."""
+    out = {}
+    for base, _, files in os.walk(folder):
+        for f in files:
+            with open(os.path.join(base, f), "rb") as fh:
+                out[os.path.relpath(os.path.join(base, f), folder)] = fh.read()
+    return out
+
+
+def edit(client, cell, **change):
+    return client.post(f"/api/cells/{cell}/edit", json=change)
+
+
+def test_record_round_trip():
+    names = ["1", "X", "7"]
+    class_scores = np.zeros((3, NUM_CLASSES))
+    class_scores[0, [0, 1, 2, 5]] = [0.7, 0.2, 0.05, 0.01]  # the 4th is not kept
+    class_scores[1, [22, 6]] = [0.6, 0.3]
+    class_scores[2, [6, 7, 22]] = [0.5, 0.4, 0.05]
+    detections = {
+        "boxes": np.array([[0, 0, 5, 9], [10, 2, 20, 30], [3, 3, 9, 9.5]]),
+        "classes": np.array([CLASS_NAMES.index(c) for c in names]),
+        "class_scores": class_scores,
+        "margins": np.array([np.inf, 1.5, 0.25]),
+    }
+    detections["scores"] = class_scores[np.arange(3), detections["classes"]]
+    cfg = get_cfg()
+    add_deepacc_config(cfg)
+    rules = ReviewRules.from_config(cfg)
+    record = cell_record(detections, rules)
+    back = detections_from_record(record["detections"])
+    np.testing.assert_allclose(back["boxes"], detections["boxes"])
+    assert back["classes"].tolist() == detections["classes"].tolist()
+    np.testing.assert_allclose(back["scores"], [0.7, 0.6, 0.5])
+    np.testing.assert_allclose(back["margins"], [np.inf, 1.5, 0.25])
+    assert back["class_scores"][0, 5] == 0  # outside the top 3
+    assert cell_record(back, rules) == record  # the same record made again
+
+
+def test_case_and_cell_views(client):
+    case = client.get("/api/case").get_json()
+    calls = {c["id"]: c["karyotype"] for c in case["cells"]}
+    assert calls == {"cellA": "46,XY", "cellB": "45,XY,-21"}
+    assert case["summary"]["cells_read"] == 2 and case["summary"]["reviewed"] == []
+    cell = client.get("/api/cells/cellB").get_json()
+    assert cell["version"] == 0 and cell["total"] == 45 and not cell["reviewed"]
+    assert cell["image"] == {
+        "path": cell["image"]["path"],
+        "height": HEIGHT,
+        "width": WIDTH,
+    } and os.path.isabs(cell["image"]["path"])
+    image = client.get("/api/cells/cellB/image.png")
+    assert image.status_code == 200 and image.mimetype == "image/png"
+    assert client.get("/api/cells/cellB/karyogram.png").status_code == 200
+    assert client.get("/").status_code == 200 and b"review.js" in client.get("/").data
+    assert client.get("/static/review.js").status_code == 200
+
+
+def test_changes_give_the_hand_worked_calls_and_are_on_disk(client, case_dir):
+    picture_before = (case_dir / "cellA_karyogram.png").read_bytes()
+    r = edit(client, "cellA", version=0, action="class", index=0, **{"class": "2"})
+    assert r.status_code == 200, r.get_json()
+    cell = r.get_json()
+    # one of the two 1s is now a 2: monosomy 1, trisomy 2 in 46 chromosomes
+    assert cell["version"] == 1 and cell["karyotype"] == "46,XY,-1,+2"
+    assert cell["counts"]["1"] == 1 and cell["counts"]["2"] == 3
+    assert cell["detections"][0]["source"] == "person" and cell["detections"][0]["score"] == 1.0
+    assert {f["flag"] for f in cell["flags"]} >= {"class_count"}
+    # on disk at once: the record, its picture, the case summary and the log
+    on_disk = json.loads((case_dir / "cellA_karyotype.json").read_text())
+    assert on_disk == cell
+    assert (case_dir / "cellA_karyogram.png").read_bytes() != picture_before
+    case = json.loads((case_dir / "case.json").read_text())
+    assert case["counts_per_cell"][cell["file"]] == 46
+    log = [json.loads(line) for line in (case_dir / LOG_NAME).read_text().splitlines()]
+    assert [(e["cell"], e["action"], e["from"], e["to"]) for e in log] == [
+        ("cellA", "class", "1", "2")
+    ]
+
+    r = edit(client, "cellA", version=1, action="delete", index=45)  # the Y
+    assert r.get_json()["karyotype"] == "45,X,-1,+2"  # a lone X: sex from counts alone
+    r = edit(
+        client, "cellB", version=0, action="add", bbox_xyxy=[400, 210, 415, 250], **{"class": "21"}
+    )
+    assert r.status_code == 200 and r.get_json()["karyotype"] == "46,XY"
+    assert r.get_json()["detections"][-1]["bbox_xyxy"] == [400, 210, 415, 250]
+    r = edit(client, "cellB", version=1, action="reviewed", reviewed=True)
+    assert r.get_json()["reviewed"] and r.get_json()["version"] == 2
+    summary = client.get("/api/case").get_json()["summary"]
+    assert [os.path.basename(f) for f in summary["reviewed"]] == ["cellB.png"]
+    assert all("cellB" not in f for f in summary["review"])  # reviewed: off the to-do list
+    assert len((case_dir / LOG_NAME).read_text().splitlines()) == 4
+
+    # a restart reads what was written
+    again = CaseReview(str(case_dir))
+    assert again.cell("cellA") == client.get("/api/cells/cellA").get_json()
+    assert again.cell("cellB")["karyotype"] == "46,XY" and again.cell("cellB")["reviewed"]
+
+
+def test_a_change_on_an_old_version_is_refused(client, case_dir):
+    assert edit(client, "cellA", version=0, action="delete", index=3).status_code == 200
+    before = snapshot(case_dir)
+    r = edit(client, "cellA", version=0, action="delete", index=4)  # a second tab, behind
+    assert r.status_code == 409 and "version 1" in r.get_json()["error"]
+    assert snapshot(case_dir) == before
+
+
+@pytest.mark.parametrize(
+    "cell, change, status, says",
+    [
+        ("cellZ", {"version": 0, "action": "delete", "index": 0}, 404, "no cell"),
+        ("cellA", {"version": 0, "action": "add", "class": "3"}, 400, "bbox_xyxy"),
+        (
+            "cellA",
+            {"version": 0, "action": "add", "class": "3", "bbox_xyxy": [1, 2, 3]},
+            400,
+            "four",
+        ),
+        (
+            "cellA",
+            {"version": 0, "action": "add", "class": "3", "bbox_xyxy": ["a", 1, 2, 3]},
+            400,
+            "four",
+        ),
+        (
+            "cellA",
+            {"version": 0, "action": "add", "class": "3", "bbox_xyxy": [50, 50, 40, 90]},
+            400,
+            "x2 > x1",
+        ),
+        (
+            "cellA",
+            {"version": 0, "action": "add", "class": "3", "bbox_xyxy": [500, 10, 530, 40]},
+            400,
+            "outside",
+        ),
+        (
+            "cellA",
+            {"version": 0, "action": "add", "class": "3", "bbox_xyxy": [-1, 10, 30, 40]},
+            400,
+            "outside",
+        ),
+        (
+            "cellA",
+            {"version": 0, "action": "add", "class": "23", "bbox_xyxy": [5, 5, 9, 9]},
+            400,
+            "class",
+        ),
+        ("cellA", {"version": 0, "action": "class", "index": 0, "class": "Z"}, 400, "class"),
+        ("cellA", {"version": 0, "action": "class", "index": 0, "class": 3}, 400, "class"),
+        ("cellA", {"version": 0, "action": "class", "index": 46, "class": "3"}, 400, "index"),
+        ("cellA", {"version": 0, "action": "delete", "index": True}, 400, "index"),
+        ("cellA", {"version": 0, "action": "rename"}, 400, "action"),
+        ("cellA", {"action": "delete", "index": 0}, 400, "version"),
+        ("cellA", {"version": 0, "action": "reviewed", "reviewed": "yes"}, 400, "reviewed"),
+        ("cellA", [1, 2], 400, "object"),
+    ],
+)
+def test_bad_changes_are_refused_and_write_nothing(client, case_dir, cell, change, status, says):
+    before = snapshot(case_dir)
+    r = client.post(f"/api/cells/{cell}/edit", json=change)
+    assert r.status_code == status and says in r.get_json()["error"], r.get_json()
+    assert snapshot(case_dir) == before
+
+
+def test_bad_requests_outside_changes(client, case_dir):
+    before = snapshot(case_dir)
+    r = client.post("/api/cells/cellA/edit", data="{not json", content_type="application/json")
+    assert r.status_code == 400 and "JSON" in r.get_json()["error"]
+    big = {"version": 0, "action": "delete", "index": 0, "pad": "x" * MAX_BODY_BYTES}
+    r = client.post("/api/cells/cellA/edit", json=big)
+    assert r.status_code == 413 and r.get_json()["error"]
+    # paths that try to leave the case folder or the page's folder
+    for path in (
+        "/static/../store.py",
+        "/static/%2e%2e/store.py",
+        "/static/..%2fstore.py",
+        "/api/cells/..%2Fcase/image.png",
+        "/api/cells/../case.json",
+        "/case.json",
+        "/api/cells/cellA_karyotype.json",
+    ):
+        r = client.get(path)
+        assert r.status_code == 404, path
+        assert b"deepacc_d2" not in r.data and b'"rules"' not in r.data
+    assert client.delete("/api/cells/cellA").status_code == 405
+    assert snapshot(case_dir) == before
+
+
+def test_export_coco_is_a_dataset_with_the_corrected_labels(client, case_dir, tmp_path):
+    r = client.get("/api/export/coco")
+    assert r.status_code == 400 and "no cell is marked reviewed" in r.get_json()["error"]
+    edit(
+        client, "cellB", version=0, action="add", bbox_xyxy=[400, 210, 415, 250], **{"class": "21"}
+    )
+    edit(client, "cellB", version=1, action="class", index=0, **{"class": "X"})
+    edit(client, "cellB", version=2, action="reviewed", reviewed=True)
+    r = client.get("/api/export/coco")
+    assert r.status_code == 200 and "attachment" in r.headers["Content-Disposition"]
+    folder = tmp_path / "datasets" / "lab_reviewed" / "annotations"
+    folder.mkdir(parents=True)
+    (folder / "train.json").write_bytes(r.data)
+    assert register_coco_folders(str(tmp_path / "datasets")) == ["lab_reviewed_train"]
+    (d,) = DatasetCatalog.get("lab_reviewed_train")
+    assert d["file_name"] == str(case_dir / "images" / "cellB.png")
+    assert (d["height"], d["width"]) == (HEIGHT, WIDTH)
+    names = [CLASS_NAMES[a["category_id"]] for a in d["annotations"]]
+    expected = normal()
+    expected[0] = "X"  # the person's rename of chromosome 0
+    assert sorted(names) == sorted(expected)  # 45 + the added 21
+    added = d["annotations"][-1]
+    assert CLASS_NAMES[added["category_id"]] == "21"
+    np.testing.assert_allclose(added["bbox"], [400, 210, 415, 250])
+
+
+def test_cli_export_and_bad_folders(case_dir, tmp_path, capsys):
+    from deepacc_d2.cli import main
+
+    with pytest.raises(SystemExit, match="no cell is marked reviewed"):
+        main(["review", str(case_dir), "--export", "coco", str(tmp_path / "out.json")])
+    CaseReview(str(case_dir)).edit("cellA", {"version": 0, "action": "reviewed", "reviewed": True})
+    assert main(["review", str(case_dir), "--export", "coco", str(tmp_path / "out.json")]) == 0
+    coco = json.loads((tmp_path / "out.json").read_text())
+    assert len(coco["images"]) == 1 and len(coco["annotations"]) == 46
+    assert [c["name"] for c in coco["categories"]] == list(CLASS_NAMES)
+    with pytest.raises(SystemExit, match="the one format is coco"):
+        main(["review", str(case_dir), "--export", "voc", str(tmp_path / "x")])
+    with pytest.raises(SystemExit, match="not an output folder of deepacc karyotype"):
+        main(["review", str(tmp_path / "empty"), "--export", "coco", str(tmp_path / "x")])
+    # one unreadable record is named, the rest of the case stays reviewable
+    (case_dir / "broken_karyotype.json").write_text("{")
+    review = CaseReview(str(case_dir))
+    assert set(review.cells) == {"cellA", "cellB"}
+    assert any("broken_karyotype.json" in msg for msg in review.failed.values())
+
+
+def test_train_net_fine_tunes_on_an_export(client, tmp_path):
+    edit(
+        client, "cellB", version=0, action="add", bbox_xyxy=[400, 210, 415, 250], **{"class": "21"}
+    )
+    edit(client, "cellB", version=1, action="reviewed", reviewed=True)
+    folder = tmp_path / "datasets" / "lab_reviewed" / "annotations"
+    folder.mkdir(parents=True)
+    (folder / "train.json").write_bytes(client.get("/api/export/coco").data)
+    out = tmp_path / "train"
+    env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "datasets"))
+    proc = subprocess.run(
+        [sys.executable, "train_net.py", "--config-file", "configs/cpu/f_deepacc_cpu.yaml"]
+        + ["DATASETS.TRAIN", "('lab_reviewed_train',)", "DATASETS.TEST", "()"]
+        + ["INPUT.MIN_SIZE_TRAIN", "(260,)", "INPUT.MAX_SIZE_TRAIN", "520"]
+        + ["SOLVER.MAX_ITER", "4", "SOLVER.WARMUP_ITERS", "1", "OUTPUT_DIR", str(out)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "lab_reviewed_train" in proc.stdout + proc.stderr
+    with open(out / "metrics.json") as f:
+        losses = [json.loads(line)["total_loss"] for line in f if '"total_loss"' in line]
+    assert losses and all(np.isfinite(losses))
+    assert (out / "model_final.pth").is_file()
