@@ -14,6 +14,7 @@ import torch
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
 from .classes import CLASS_NAMES, DENVER_GROUPS, NUM_CLASSES, denver_group_of
+from .evaluation.selection import select_detections
 
 # One colour per Denver group (RGB, 0..255).
 GROUP_COLORS = {
@@ -43,27 +44,6 @@ class _KaryotypeMetadata:
         return getattr(self, key, default)
 
 
-def select_for_display(instances, score_thresh: float, nms_thresh: float):
-    """
-    What a cytologist reads, one name per chromosome: the top-1 class of each proposal,
-    score >= ``score_thresh``, class-agnostic NMS at ``nms_thresh`` — the detections that
-    Acc and AER judge (:func:`deepacc_d2.evaluation.metrics.select_for_counting`), at the
-    thresholds of :func:`deepacc_d2.inference.picture_thresholds`.
-    """
-    from .evaluation.karyotype_evaluation import detection_subsets
-    from .evaluation.metrics import select_for_counting
-
-    top1, _ = detection_subsets(instances)
-    keep = select_for_counting(
-        instances.pred_boxes.tensor.numpy(),
-        instances.scores.numpy(),
-        top1,
-        score_thresh,
-        nms_thresh,
-    )
-    return instances[torch.as_tensor(keep, dtype=torch.long)]
-
-
 def draw_predictions(
     image_rgb: np.ndarray, instances, score_thresh: float, nms_thresh: float, scale: float = 1.0
 ) -> np.ndarray:
@@ -71,12 +51,13 @@ def draw_predictions(
     Args:
         image_rgb (ndarray): (H, W, 3) uint8 RGB.
         instances (Instances): model output on the CPU, in the image's coordinates.
-        score_thresh, nms_thresh (float): draw the detections of :func:`select_for_display`.
+        score_thresh, nms_thresh (float): draw the detections that count
+            (:func:`.evaluation.selection.select_detections`).
 
     Returns:
         ndarray: (H', W', 3) uint8 RGB picture.
     """
-    instances = select_for_display(instances, score_thresh, nms_thresh)
+    instances = select_detections(instances, score_thresh, nms_thresh)
     return draw_detections(
         image_rgb,
         instances.pred_boxes.tensor.numpy(),
@@ -158,7 +139,7 @@ def draw_comparison(
     scale: float = 1.0,
 ) -> np.ndarray:
     """Ground truth (left, when given) beside the predictions (right; the detections of
-    :func:`select_for_display`)."""
+    :func:`.evaluation.selection.select_detections`)."""
     pred = draw_predictions(image_rgb, instances, score_thresh, nms_thresh, scale)
     if dataset_dict is None or not dataset_dict.get("annotations"):
         return pred

@@ -23,15 +23,14 @@ from deepacc_d2.evaluation import (
     compute_karyotype_metrics,
     evaluate_predictions,
 )
+from deepacc_d2.evaluation.acc_aer import match_karyotype
+from deepacc_d2.evaluation.matching import box_iou
 from deepacc_d2.evaluation.metrics import (
     average_precision,
-    box_iou,
-    match_karyotype,
-    nms,
     per_class_average_precision,
     precision_recall,
-    top1_mask,
 )
+from deepacc_d2.evaluation.selection import nms, top1_mask
 
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog

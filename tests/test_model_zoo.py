@@ -88,8 +88,7 @@ def _first_val_image(root):
 
 def _counted(cfg, instances):
     """The detections Acc/AER judge: (boxes, scores, classes) after the score cut and NMS."""
-    from deepacc_d2.evaluation.karyotype_evaluation import detection_subsets
-    from deepacc_d2.evaluation.metrics import select_for_counting
+    from deepacc_d2.evaluation.selection import detection_subsets, select_for_counting
 
     top1, _ = detection_subsets(instances)
     boxes = instances.pred_boxes.tensor.numpy()
@@ -115,7 +114,7 @@ def test_shipped_model_finds_and_names_chromosomes_on_a_real_metaphase(cil24, na
 
     from deepacc_d2.config import setup_cfg
     from deepacc_d2.data.images import read_metaphase
-    from deepacc_d2.evaluation.metrics import match_karyotype
+    from deepacc_d2.evaluation.acc_aer import match_karyotype
 
     config, weights, opts = resolve_model(name)
     cfg = setup_cfg(config, opts, weights)

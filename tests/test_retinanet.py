@@ -6,7 +6,7 @@ import torch
 
 import deepacc_d2  # noqa: F401  (compatibility fixes, registration)
 from deepacc_d2.classes import NUM_CLASSES
-from deepacc_d2.evaluation.metrics import top1_mask
+from deepacc_d2.evaluation.selection import top1_mask
 
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model

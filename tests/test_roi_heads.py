@@ -210,8 +210,8 @@ def test_deepacc_is_not_stuck_at_background():
     # The shipped (f) defaults learn one image of four rods: the final (inference-branch)
     # scores name at least three of them, score >= 0.5, after top-1 + class-agnostic NMS
     # (what Acc judges). A model stuck at "every proposal is background" names none.
-    from deepacc_d2.evaluation.metrics import match_karyotype
-    from deepacc_d2.visualize import select_for_display
+    from deepacc_d2.evaluation.acc_aer import match_karyotype
+    from deepacc_d2.evaluation.selection import select_detections
 
     torch.manual_seed(0)
     cfg = small_cfg("f_deepacc_cpu.yaml")
@@ -220,7 +220,7 @@ def test_deepacc_is_not_stuck_at_background():
     train(model, [metaphase()], iterations=100, lr=0.02)
     model.eval()
     with torch.no_grad():
-        kept = select_for_display(model([metaphase()])[0]["instances"], 0.5, 0.7)
+        kept = select_detections(model([metaphase()])[0]["instances"], 0.5, 0.7)
     judged = match_karyotype(
         torch.tensor(BOXES).numpy(),
         CLASSES,

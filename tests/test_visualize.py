@@ -5,8 +5,9 @@ import torch
 
 import deepacc_d2  # noqa: F401
 from deepacc_d2 import add_deepacc_config
+from deepacc_d2.evaluation.selection import select_detections
 from deepacc_d2.inference import picture_thresholds
-from deepacc_d2.visualize import GROUP_COLORS, class_colors, draw_comparison, select_for_display
+from deepacc_d2.visualize import GROUP_COLORS, class_colors, draw_comparison
 
 from detectron2.config import get_cfg
 from detectron2.structures import Boxes, Instances
@@ -31,12 +32,12 @@ def _instances():
     )
 
 
-def test_select_for_display():
-    kept = select_for_display(_instances(), score_thresh=0.5, nms_thresh=0.7)
+def test_select_detections():
+    kept = select_detections(_instances(), score_thresh=0.5, nms_thresh=0.7)
     # row 1 is not its proposal's top-1; row 2 (IoU 35*20/(50*20) = 0.9 > 0.7 with row 0) is
     # suppressed by the class-agnostic NMS; row 3 scores below 0.5
     assert kept.pred_classes.tolist() == [0]
-    assert select_for_display(
+    assert select_detections(
         _instances(), score_thresh=0.2, nms_thresh=0.7
     ).pred_classes.tolist() == [0, 23]
 
@@ -48,7 +49,7 @@ def test_pictures_take_the_configs_thresholds():
     assert picture_thresholds(cfg) == (0.2, 0.95)
     assert picture_thresholds(cfg, 0.6) == (0.6, 0.95)  # --score-thresh replaces p only
     # at NMS 0.95 row 2 (IoU 0.9 with row 0) stays
-    kept = select_for_display(_instances(), *picture_thresholds(cfg))
+    kept = select_detections(_instances(), *picture_thresholds(cfg))
     assert kept.pred_classes.tolist() == [0, 2, 23]
 
 

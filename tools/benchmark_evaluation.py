@@ -15,7 +15,7 @@ import numpy as np
 import deepacc_d2  # noqa: E402,F401
 from deepacc_d2.classes import NUM_CLASSES  # noqa: E402
 from deepacc_d2.evaluation import coco_average_precision, compute_karyotype_metrics  # noqa: E402
-from deepacc_d2.evaluation.metrics import top1_mask  # noqa: E402
+from deepacc_d2.evaluation.selection import top1_mask  # noqa: E402
 
 
 def synthetic_image(rng, num_chromosomes=46, num_detections=100):

@@ -5,12 +5,12 @@ labelled with the canonical 24 classes.
 - mAP: AP per class at IoU >= ``TEST.KARYOTYPE.IOU_THRESH`` (the paper: 0.5), all-point
   interpolation, averaged over the classes that have ground truth, on detectron2's per-class
   detections (``all_classes`` of the DeepACC heads' outputs; every detection of another
-  model). Matching: see :mod:`.metrics`.
+  model). Matching: see :mod:`.matching`.
 - mAPmax: the same on the top-1 class of each proposal, selected before NMS (``top1`` of the
-  DeepACC heads' outputs; else :func:`.metrics.top1_mask`: ``class_scores``, or equal boxes).
+  DeepACC heads' outputs; else :func:`.selection.top1_mask`: ``class_scores``, or equal boxes).
 - Acc and AER: top-1 detections, score >= p (``TEST.KARYOTYPE.SCORE_THRESH``), class-agnostic
-  NMS (``NMS_THRESH``), then :func:`.metrics.match_karyotype` (the counts:
-  :func:`.metrics.karyotype_counts`). Acc = TP / predictions; AER = (FP + FN) / ground truths,
+  NMS (``NMS_THRESH``) (:mod:`.selection`), then :func:`.acc_aer.match_karyotype` (the counts:
+  :func:`.acc_aer.acc_aer_counts`). Acc = TP / predictions; AER = (FP + FN) / ground truths,
   where FN is a ground truth that no kept prediction was matched to, one to one (a TP, or a
   wrong-class prediction on its box). A right box with the wrong class is one FP and no FN.
   The paper's numbers need that reading: were FN the
@@ -45,10 +45,11 @@ from detectron2.structures import BoxMode
 from detectron2.utils import comm
 
 from ..classes import CLASS_NAMES, NUM_CLASSES, class_index
-from .metrics import compute_karyotype_metrics, top1_mask
+from .metrics import compute_karyotype_metrics
 from .report import log_report, write_report
+from .selection import detection_subsets
 
-__all__ = ["KaryotypeEvaluator", "detection_subsets", "evaluate_predictions"]
+__all__ = ["KaryotypeEvaluator", "evaluate_predictions"]
 
 logger = logging.getLogger(__name__)
 
@@ -176,33 +177,6 @@ class KaryotypeEvaluator(DatasetEvaluator):
         if self._output_dir:
             write_report(self._output_dir, metrics, details)
         return OrderedDict({"karyotype": metrics})
-
-
-def detection_subsets(instances) -> Tuple[np.ndarray, np.ndarray]:
-    """
-    Which of a model's detections mAPmax / Acc / AER and mAP judge.
-
-    Args:
-        instances (Instances): on the CPU; the DeepACC heads' ``top1`` and ``all_classes``
-            fields when present (see ``DeepACCOutputLayers.inference``).
-
-    Returns:
-        top1, all_classes (ndarray, ndarray): (R,) bool each. Without those fields: top-1 by
-        :func:`.metrics.top1_mask` (``class_scores``, or equal boxes) and every detection.
-    """
-    if instances.has("top1") and instances.has("all_classes"):
-        return instances.top1.numpy().astype(bool), instances.all_classes.numpy().astype(bool)
-    class_scores = None
-    if instances.has("class_scores"):
-        # (R, K) foreground probabilities; a trailing background column is ignored.
-        class_scores = instances.class_scores.numpy()[:, :NUM_CLASSES]
-    top1 = top1_mask(
-        instances.pred_boxes.tensor.numpy(),
-        instances.scores.numpy(),
-        instances.pred_classes.numpy(),
-        class_scores,
-    )
-    return top1, np.ones(len(instances), dtype=bool)
 
 
 def evaluate_predictions(

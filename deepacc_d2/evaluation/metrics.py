@@ -1,25 +1,11 @@
 """
-The metric math of DeepACC §3.1 as small numpy functions, free of detectron2.
-
-Shape shorthand: G ground-truth boxes and R detections of one image, K = 24 classes.
-Boxes are (x0, y0, x1, y1) in absolute pixels; the area of a box is (x1 - x0) * (y1 - y0),
-with no "+1", as in detectron2's ``Boxes`` and in pycocotools. Classes are the canonical
-0-based indices of :mod:`deepacc_d2.classes`; there is no background label here.
-
-Matching is greedy by score: detections are visited from the highest score down (a stable
-sort, so equal scores keep their input order) and each takes the still-unmatched ground
-truth it overlaps most, at IoU >= the threshold. A ground truth is used once. This is the
-rule of pycocotools' ``COCOeval.evaluateImg`` (the Pascal VOC devkit instead lets a detection
-whose best overlap is an already-matched ground truth become a false positive), chosen so
-that the AP here and pycocotools' AP50 see the same true positives.
-
-Over a dataset, :func:`compute_karyotype_metrics` turns these into the evaluator's numbers
-(their definitions: :mod:`.karyotype_evaluation`), and :func:`coco_average_precision` runs
-pycocotools on the same detections as a cross-check.
+The numbers of DeepACC §3.1 over a dataset, as small numpy functions free of detectron2: AP
+per class (mAP on every detection, mAPmax on the top-1 class of each proposal), Acc and AER
+(:mod:`.acc_aer`), per class and per Denver group. Matching: :mod:`.matching`; which
+detections count: :mod:`.selection`; pycocotools' cross-check: :mod:`.coco_check`. The
+definitions: :mod:`.karyotype_evaluation`.
 """
 
-import contextlib
-import io
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
@@ -32,88 +18,16 @@ from ..classes import (
     denver_group_of,
     group_adjacency_matrix,
 )
+from .acc_aer import acc_aer_counts
+from .coco_check import coco_average_precision
+from .matching import box_iou, greedy_match, score_order
 
 __all__ = [
-    "box_iou",
-    "greedy_match",
     "precision_recall",
     "average_precision",
     "per_class_average_precision",
-    "top1_mask",
-    "nms",
-    "select_for_counting",
-    "match_karyotype",
-    "karyotype_counts",
     "compute_karyotype_metrics",
-    "coco_average_precision",
 ]
-
-
-def box_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
-    """
-    Args:
-        boxes1 (ndarray): (N, 4) XYXY.
-        boxes2 (ndarray): (M, 4) XYXY.
-
-    Returns:
-        ndarray: (N, M) float64 intersection over union; 0 where a union is empty.
-    """
-    boxes1 = np.asarray(boxes1, dtype=np.float64).reshape(-1, 4)
-    boxes2 = np.asarray(boxes2, dtype=np.float64).reshape(-1, 4)
-    area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
-    area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
-    top_left = np.maximum(boxes1[:, None, :2], boxes2[None, :, :2])  # N x M x 2
-    bottom_right = np.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
-    wh = np.clip(bottom_right - top_left, 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area1[:, None] + area2[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-
-
-def _score_order(scores: np.ndarray) -> np.ndarray:
-    # Stable, as pycocotools' mergesort: equal scores keep their input order.
-    return np.argsort(-np.asarray(scores, dtype=np.float64), kind="mergesort")
-
-
-def greedy_match(
-    ious: np.ndarray,
-    scores: np.ndarray,
-    iou_thresh: float,
-    candidates: Optional[np.ndarray] = None,
-    gt_used: Optional[np.ndarray] = None,
-) -> np.ndarray:
-    """
-    One-to-one matching of detections to ground truths, by descending score.
-
-    Args:
-        ious (ndarray): (R, G) IoU of each detection with each ground truth.
-        scores (ndarray): (R,) detection scores.
-        iou_thresh (float): a pair can match at IoU >= this.
-        candidates (ndarray or None): (R, G) bool; pairs allowed to match (e.g. same class).
-        gt_used (ndarray or None): (G,) bool, ground truths already taken; updated in place.
-
-    Returns:
-        ndarray: (R,) int, the matched ground-truth index of each detection, -1 if none.
-    """
-    num_dets, num_gts = ious.shape
-    matched = np.full(num_dets, -1, dtype=np.int64)
-    if gt_used is None:
-        gt_used = np.zeros(num_gts, dtype=bool)
-    if num_gts == 0:
-        return matched
-    allowed = ious >= iou_thresh
-    if candidates is not None:
-        allowed &= candidates
-    for i in _score_order(scores):
-        free = allowed[i] & ~gt_used
-        if not free.any():
-            continue
-        overlap = np.where(free, ious[i], -1.0)
-        # Among equal best overlaps the later ground truth wins, as in pycocotools.
-        j = num_gts - 1 - int(np.argmax(overlap[::-1]))
-        matched[i] = j
-        gt_used[j] = True
-    return matched
 
 
 def precision_recall(
@@ -128,7 +42,7 @@ def precision_recall(
     Returns:
         recall, precision (ndarray, ndarray): (D,) each, after each detection in score order.
     """
-    order = _score_order(scores)
+    order = score_order(scores)
     hits = np.asarray(is_tp, dtype=bool)[order]
     tp = np.cumsum(hits).astype(np.float64)
     fp = np.cumsum(~hits).astype(np.float64)
@@ -188,7 +102,7 @@ def per_class_average_precision(
         num_classes (int): K.
         iou_thresh (float): IoU for a true positive.
         subset (str or None): the key of a bool mask of the detections to keep, e.g. "top1"
-            (the paper's mAPmax, see :func:`top1_mask`); None keeps every detection.
+            (the paper's mAPmax, see :func:`.selection.top1_mask`); None keeps every detection.
         interpolations (tuple[str]): which :func:`average_precision` variants to compute.
 
     Returns:
@@ -225,137 +139,6 @@ def per_class_average_precision(
     return out
 
 
-def top1_mask(
-    boxes: np.ndarray,
-    scores: np.ndarray,
-    classes: np.ndarray,
-    class_scores: Optional[np.ndarray] = None,
-) -> np.ndarray:
-    """
-    Which detections are the top-1 class of the proposal they came from (paper: mAPmax
-    "only takes the Top 1 score bounding box of each proposal").
-
-    With ``class_scores`` (the DeepACC ROI heads attach the proposal's foreground
-    probability vector to each detection), a detection is top-1 when its class is the
-    argmax of that vector. Without it, detections whose boxes are exactly equal are taken
-    to come from one proposal and only the highest-scoring one is kept. That is right for
-    class-agnostic box regression (RetinaNet's shared anchor boxes, Faster R-CNN with
-    ``CLS_AGNOSTIC_BBOX_REG``); with class-specific regression every class moves the box
-    differently, so no two boxes are equal and every detection counts as top-1.
-
-    Args:
-        boxes (ndarray): (R, 4).
-        scores (ndarray): (R,).
-        classes (ndarray): (R,) int.
-        class_scores (ndarray or None): (R, K) per-class probabilities of each detection's
-            proposal.
-
-    Returns:
-        ndarray: (R,) bool.
-    """
-    classes = np.asarray(classes, dtype=np.int64)
-    if class_scores is not None:
-        return np.asarray(class_scores).argmax(axis=1) == classes
-    keep = np.zeros(len(classes), dtype=bool)
-    if len(classes) == 0:
-        return keep
-    _, proposal = np.unique(np.asarray(boxes).reshape(-1, 4), axis=0, return_inverse=True)
-    proposal = proposal.reshape(-1)
-    for p in np.unique(proposal):
-        members = np.nonzero(proposal == p)[0]
-        keep[members[_score_order(np.asarray(scores)[members])[0]]] = True
-    return keep
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_thresh: float) -> np.ndarray:
-    """
-    Class-agnostic greedy non-maximum suppression: a box is dropped when its IoU with a
-    higher-scoring kept box is > ``iou_thresh`` (the ``torchvision.ops.nms`` convention).
-
-    Returns:
-        ndarray: indices of the kept boxes, highest score first.
-    """
-    order = _score_order(scores)
-    ious = box_iou(boxes, boxes)
-    suppressed = np.zeros(len(order), dtype=bool)
-    keep = []
-    for i in order:
-        if suppressed[i]:
-            continue
-        keep.append(i)
-        suppressed |= ious[i] > iou_thresh
-    return np.asarray(keep, dtype=np.int64)
-
-
-def select_for_counting(
-    boxes: np.ndarray, scores: np.ndarray, top1: np.ndarray, score_thresh: float, nms_thresh: float
-) -> np.ndarray:
-    """
-    The predictions that Acc and AER judge (§3.1): top-1 detections with score >=
-    ``score_thresh`` (p), then class-agnostic NMS at ``nms_thresh``.
-
-    Returns:
-        ndarray: indices into the detections, highest score first.
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    candidates = np.nonzero(np.asarray(top1, dtype=bool) & (scores >= score_thresh))[0]
-    return candidates[nms(np.asarray(boxes)[candidates], scores[candidates], nms_thresh)]
-
-
-def match_karyotype(
-    gt_boxes: np.ndarray,
-    gt_classes: np.ndarray,
-    boxes: np.ndarray,
-    scores: np.ndarray,
-    classes: np.ndarray,
-    iou_thresh: float,
-    num_classes: int = NUM_CLASSES,
-) -> Dict[str, np.ndarray]:
-    """
-    Judge the kept predictions of one image (from :func:`select_for_counting`).
-
-    - TP: a prediction matched, greedily by score, to a still-unmatched ground truth of
-      its own class at IoU >= ``iou_thresh``.
-    - FP: every other prediction (a wrong class on a right box, a duplicate, a box on
-      nothing).
-    - FN: a ground truth that no kept prediction was matched to, one to one: not by a TP,
-      nor, in a second greedy matching of the FPs to the ground truths left over (any
-      class), by a wrong-class prediction on its box. A right box with the wrong class is
-      therefore one error (an FP), not two; and one prediction never finds two touching
-      chromosomes.
-
-    The confusion matrix holds the matched boxes: the TPs on its diagonal, and, off it,
-    each FP matched (greedily by score, any class) to a ground truth that no TP took.
-    Its diagonal sums to TP; its off-diagonal entries are the misclassifications.
-
-    Returns:
-        dict with
-            "is_tp" (R,) bool,
-            "is_fn" (G,) bool,
-            "gt_index" (R,) int: the ground truth each prediction sits on in the
-                confusion matrix, -1 for a duplicate or a box on nothing,
-            "confusion" (K, K) int64, rows = true class, columns = predicted class.
-    """
-    gt_classes = np.asarray(gt_classes, dtype=np.int64)
-    classes = np.asarray(classes, dtype=np.int64)
-    ious = box_iou(boxes, gt_boxes)  # R x G
-    gt_used = np.zeros(len(gt_classes), dtype=bool)
-    same_class = classes[:, None] == gt_classes[None, :]
-    gt_index = greedy_match(ious, scores, iou_thresh, candidates=same_class, gt_used=gt_used)
-    is_tp = gt_index >= 0
-    # The FPs then claim the ground truths left over, whatever the class.
-    wrong = np.nonzero(~is_tp)[0]
-    gt_index[wrong] = greedy_match(
-        ious[wrong], np.asarray(scores)[wrong], iou_thresh, gt_used=gt_used
-    )
-    is_fn = ~gt_used
-    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
-    on_gt = gt_index >= 0
-    np.add.at(confusion, (gt_classes[gt_index[on_gt]], classes[on_gt]), 1)
-    return {"is_tp": is_tp, "is_fn": is_fn, "gt_index": gt_index, "confusion": confusion}
-
-
-# ------------------------------------------------------------------ over a dataset
 def compute_karyotype_metrics(
     images: List[Dict],
     iou_thresh: float,
@@ -384,7 +167,7 @@ def compute_karyotype_metrics(
         images, NUM_CLASSES, iou_thresh, subset="all_classes", interpolations=("all", "coco101")
     )
     ap_max = per_class_average_precision(images, NUM_CLASSES, iou_thresh, subset="top1")["all"]
-    counts = karyotype_counts(images, iou_thresh, score_thresh, nms_thresh)
+    counts = acc_aer_counts(images, iou_thresh, score_thresh, nms_thresh)
     if coco_check:
         coco = coco_average_precision(images, NUM_CLASSES, subset="all_classes")
     else:
@@ -409,59 +192,6 @@ def compute_karyotype_metrics(
         "coco_ap50_per_class": coco["AP50_per_class"].tolist(),
     }
     return metrics, details
-
-
-def karyotype_counts(
-    images: List[Dict], iou_thresh: float, score_thresh: float, nms_thresh: float
-) -> Dict:
-    """
-    The counts behind Acc and AER: in each image the predictions of
-    :func:`select_for_counting`, judged by :func:`match_karyotype`.
-
-    Args:
-        images (list[dict]): as :func:`compute_karyotype_metrics` takes them.
-
-    Returns:
-        dict: (K,) int64 per class: "num_gt" and "FN" by true class, "num_pred", "TP" and
-        "FP" by predicted class; "confusion" (K, K), rows = true class; "per_image": a dict
-        per image (image_id, file_name, num_gt, num_pred, TP, FP, FN).
-    """
-    K = NUM_CLASSES
-    counts = {key: np.zeros(K, dtype=np.int64) for key in ("num_gt", "num_pred", "TP", "FN")}
-    confusion = np.zeros((K, K), dtype=np.int64)
-    per_image = []
-    for im in images:
-        keep = select_for_counting(im["boxes"], im["scores"], im["top1"], score_thresh, nms_thresh)
-        classes = np.asarray(im["classes"], dtype=np.int64)[keep]
-        gt_classes = np.asarray(im["gt_classes"], dtype=np.int64)
-        judged = match_karyotype(
-            im["gt_boxes"],
-            gt_classes,
-            np.asarray(im["boxes"])[keep],
-            np.asarray(im["scores"])[keep],
-            classes,
-            iou_thresh,
-            K,
-        )
-        confusion += judged["confusion"]
-        counts["num_gt"] += np.bincount(gt_classes, minlength=K)
-        counts["num_pred"] += np.bincount(classes, minlength=K)
-        counts["TP"] += np.bincount(classes[judged["is_tp"]], minlength=K)
-        counts["FN"] += np.bincount(gt_classes[judged["is_fn"]], minlength=K)
-        tp = int(judged["is_tp"].sum())
-        per_image.append(
-            {
-                "image_id": str(im.get("image_id", "")),
-                "file_name": str(im.get("file_name", "")),
-                "num_gt": int(len(gt_classes)),
-                "num_pred": int(len(keep)),
-                "TP": tp,
-                "FP": int(len(keep)) - tp,
-                "FN": int(judged["is_fn"].sum()),
-            }
-        )
-    counts["FP"] = counts["num_pred"] - counts["TP"]
-    return dict(counts, confusion=confusion, per_image=per_image)
 
 
 def _dataset_metrics(ap: Dict, ap_max: np.ndarray, counts: Dict, coco: Dict) -> "OrderedDict":
@@ -511,96 +241,10 @@ def _class_and_group_metrics(ap: np.ndarray, ap_max: np.ndarray, counts: Dict) -
 
 def _acc_aer(counts: Dict, classes) -> Tuple[float, float]:
     """Acc = TP / predictions and AER = (FP + FN) / ground truths (percents) over the classes
-    that ``classes`` indexes in the (K,) counts of :func:`karyotype_counts`."""
+    that ``classes`` indexes in the (K,) counts of :func:`.acc_aer.acc_aer_counts`."""
     tp, num_pred = counts["TP"][classes].sum(), counts["num_pred"][classes].sum()
     errors = counts["FP"][classes].sum() + counts["FN"][classes].sum()
     return _percent(_ratio(tp, num_pred)), _percent(_ratio(errors, counts["num_gt"][classes].sum()))
-
-
-def coco_average_precision(
-    images: List[Dict], num_classes: int, subset: Optional[str] = None
-) -> Dict:
-    """
-    pycocotools' bbox AP (IoU 0.50:0.95), AP50 and AP75 of the same detections, with the
-    default parameters (101 recall points, maxDets 100 per image and class, area "all").
-
-    Args:
-        subset (str or None): as in :func:`.metrics.per_class_average_precision`.
-
-    Returns:
-        dict: "AP", "AP50", "AP75" in [0, 1] (NaN without ground truth) and
-        "AP50_per_class" (K,) (NaN for a class without ground truth).
-    """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    gt_annotations, detections = [], []
-    for image_id, im in enumerate(images):
-        for box, k in zip(np.asarray(im["gt_boxes"]).reshape(-1, 4), im["gt_classes"]):
-            xywh = _xyxy_to_xywh(box)
-            # ids start at 1: pycocotools reads id 0 as "unmatched".
-            gt_annotations.append(
-                {
-                    "id": len(gt_annotations) + 1,
-                    "image_id": image_id,
-                    "category_id": int(k) + 1,
-                    "bbox": xywh,
-                    "area": xywh[2] * xywh[3],
-                    "iscrowd": 0,
-                }
-            )
-        keep = np.asarray(im[subset], bool) if subset else np.ones(len(im["classes"]), bool)
-        for box, k, s in zip(
-            np.asarray(im["boxes"]).reshape(-1, 4)[keep],
-            np.asarray(im["classes"])[keep],
-            np.asarray(im["scores"])[keep],
-        ):
-            detections.append(
-                {
-                    "image_id": image_id,
-                    "category_id": int(k) + 1,
-                    "bbox": _xyxy_to_xywh(box),
-                    "score": float(s),
-                }
-            )
-
-    nan = float("nan")
-    result = {"AP": nan, "AP50": nan, "AP75": nan, "AP50_per_class": np.full(num_classes, nan)}
-    if not gt_annotations:
-        return result
-    has_gt = np.bincount([a["category_id"] - 1 for a in gt_annotations], minlength=num_classes) > 0
-    if not detections:
-        result.update(AP=0.0, AP50=0.0, AP75=0.0, AP50_per_class=np.where(has_gt, 0.0, nan))
-        return result
-
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
-        coco_gt = COCO()
-        coco_gt.dataset = {
-            "images": [{"id": i} for i in range(len(images))],
-            "categories": [{"id": k + 1, "name": CLASS_NAMES[k]} for k in range(num_classes)],
-            "annotations": gt_annotations,
-        }
-        coco_gt.createIndex()
-        coco_eval = COCOeval(coco_gt, coco_gt.loadRes(detections), "bbox")
-        coco_eval.evaluate()
-        coco_eval.accumulate()
-        coco_eval.summarize()
-    # precision: (T iou, R recall, K, A area, M maxDets); -1 where a class has no ground truth
-    precision = coco_eval.eval["precision"][0, :, :, 0, -1]
-    ap50_per_class = np.where(precision.min(axis=0) > -1, precision.mean(axis=0), nan)
-    stats = coco_eval.stats
-    result.update(
-        AP=float(stats[0]),
-        AP50=float(stats[1]),
-        AP75=float(stats[2]),
-        AP50_per_class=ap50_per_class,
-    )
-    return result
-
-
-def _xyxy_to_xywh(box) -> List[float]:
-    x0, y0, x1, y1 = (float(v) for v in box)
-    return [x0, y0, x1 - x0, y1 - y0]
 
 
 def _ratio(numerator, denominator) -> float:

@@ -23,8 +23,8 @@ from detectron2.structures import Boxes, Instances
 from ..classes import CLASS_NAMES, NUM_CLASSES
 from ..cpu import cpu_bf16_inference
 from ..data.images import build_eval_loader
+from ..evaluation.acc_aer import match_karyotype
 from ..evaluation.karyotype_evaluation import annotations_to_arrays
-from ..evaluation.metrics import match_karyotype
 from ..synth.karyotype import DEFAULT_ABNORMALITY_RATES, karyotype_chromosomes, sample_karyotype
 from .cell import ReviewRules, cell_record, counted_detections, name_chromosomes
 from .iscn import numerical_karyotype

@@ -11,8 +11,8 @@ from typing import Dict, List
 import numpy as np
 
 from ..classes import CLASS_NAMES, NUM_CLASSES, denver_group_of
-from ..evaluation.karyotype_evaluation import detection_subsets
-from ..evaluation.metrics import box_iou, select_for_counting
+from ..evaluation.matching import box_iou
+from ..evaluation.selection import detection_subsets, select_for_counting
 from .assignment import assign_classes
 from .iscn import AUTOSOMES, numerical_karyotype
 
