@@ -237,19 +237,8 @@ def test_top1_is_selected_before_nms():
     # class 0. Their class-0 boxes overlap (IoU .82 > NMS .5). detectron2's per-class NMS
     # keeps P0's class-0 box (.45) and drops P1's (.40); a top-1 filter after it then drops
     # P0's class 0 too, and class 0 is lost. Top-1 first keeps P1's class 0.
-    from deepacc_d2.modeling import DeepACCOutputLayers
+    from deepacc_d2.modeling.detections import detection_sets
 
-    from detectron2.layers import ShapeSpec
-    from detectron2.modeling.box_regression import Box2BoxTransform
-
-    predictor = DeepACCOutputLayers(
-        ShapeSpec(channels=4),
-        box2box_transform=Box2BoxTransform(weights=(10, 10, 5, 5)),
-        num_classes=2,
-        test_score_thresh=0.05,
-        test_nms_thresh=0.5,
-        test_topk_per_image=100,
-    )
     boxes = torch.tensor(
         [
             [0.0, 0.0, 10.0, 10.0, 50.0, 50.0, 60.0, 60.0],  # P0: class 0, 1
@@ -257,7 +246,7 @@ def test_top1_is_selected_before_nms():
         ]
     )  # P1
     scores = torch.tensor([[0.45, 0.50, 0.05], [0.40, 0.10, 0.50]])
-    result, proposal = predictor._inference_single_image(boxes, scores, (100, 100))
+    result, proposal = detection_sets(boxes, scores, (100, 100), 0.05, 0.5, 100)
     found = {
         (p, c): (t, a)
         for p, c, t, a in zip(

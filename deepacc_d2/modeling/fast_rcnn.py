@@ -25,11 +25,11 @@ from torch.nn import functional as F
 from detectron2.config import configurable
 from detectron2.layers import cat, cross_entropy
 from detectron2.modeling.roi_heads import FastRCNNOutputLayers
-from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
 from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 
 from ..classes import NUM_CLASSES, group_adjacency_matrix
+from .detections import detection_sets
 from .losses import (
     aam_loss,
     center_candidates,
@@ -40,11 +40,6 @@ from .losses import (
 )
 
 __all__ = ["DeepACCOutputLayers"]
-
-
-def _isin(elements, test_elements):
-    """``torch.isin`` for 1-D tensors, as a comparison ONNX can export."""
-    return (elements[:, None] == test_elements[None, :]).any(dim=1)
 
 
 class DeepACCOutputLayers(FastRCNNOutputLayers):
@@ -398,45 +393,14 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
         """
         results, proposal_indices = [], []
         for boxes_i, scores_i, proposals_i in zip(boxes, scores, proposals):
-            result, indices = self._inference_single_image(
-                boxes_i, scores_i, proposals_i.image_size
-            )
-            results.append(result)
-            proposal_indices.append(indices)
-        return results, proposal_indices
-
-    def _inference_single_image(self, boxes, scores, image_size):
-        # fast_rcnn_inference drops non-finite rows before indexing; drop them first, the same
-        # way, so that its kept indices index our rows.
-        valid = torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores).all(dim=1)
-        boxes, scores = boxes[valid], scores[valid]
-        fg_scores = scores[:, :-1]  # R x K
-        top1 = F.one_hot(fg_scores.argmax(dim=1), self.num_classes).to(torch.bool)
-        top1_scores = torch.cat(
-            [torch.where(top1, fg_scores, torch.zeros_like(fg_scores)), scores[:, -1:]], dim=1
-        )
-        sets = []
-        for set_scores in (scores, top1_scores):
-            (result,), (kept,) = fast_rcnn_inference(
-                [boxes],
-                [set_scores],
-                [image_size],
+            result, indices = detection_sets(
+                boxes_i,
+                scores_i,
+                proposals_i.image_size,
                 self.test_score_thresh,
                 self.test_nms_thresh,
                 self.test_topk_per_image,
             )
-            sets.append((result, kept, kept * self.num_classes + result.pred_classes))
-        (every, every_kept, every_key), (first, first_kept, first_key) = sets
-        new = ~_isin(first_key, every_key)  # top-1-first detections detectron2's lacks
-        result = Instances.cat([every, first[new]])
-        kept = torch.cat([every_kept, first_kept[new]])
-        result.class_scores = fg_scores[kept]  # R' x K
-        # built from tensors, not len(): a traced model must not bake the count in
-        result.all_classes = torch.cat(
-            [
-                torch.ones_like(every_kept, dtype=torch.bool),
-                torch.zeros_like(first_kept[new], dtype=torch.bool),
-            ]
-        )
-        result.top1 = torch.cat([_isin(every_key, first_key), new[new]])
-        return result, torch.nonzero(valid).squeeze(1)[kept]
+            results.append(result)
+            proposal_indices.append(indices)
+        return results, proposal_indices
