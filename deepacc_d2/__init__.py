@@ -2,6 +2,10 @@
 DeepACC for detectron2: chromosome detection and 24-class classification on whole
 G-banded metaphase images. ``import deepacc_d2`` registers the ROI heads, datasets and
 evaluator; nothing else is needed before ``build_model(cfg)``.
+
+Importing it first applies :mod:`.compat`: detectron2 has no wheel, and its v0.6 sources do not
+import on today's Python, numpy, Pillow, setuptools and torch without those fixes. Each fix
+checks whether it is needed and is a no-op on a stack (or a detectron2 build) that is fine.
 """
 
 from . import compat

@@ -20,6 +20,11 @@ full source build of detectron2 (v0.6 or main) with a matching stack it changes 
    then refuses checkpoints that hold plain Python objects. Loading first tries the safe
    mode and only falls back to a full unpickle (the pre-2.6 behaviour detectron2 was
    written for) for a file that the safe mode rejects, with a warning.
+6. Python >= 3.11's ``random.sample`` refuses sets; detectron2 0.6's ``MapDataset`` samples
+   one to replace an item its mapper rejected, so one unreadable image would end training.
+7. torch >= 2.10 warns that ``torch.jit.script`` (which detectron2 0.6 applies at import) is
+   deprecated, and that ``torch.meshgrid`` wants ``indexing``: those two messages only are
+   silenced.
 """
 
 import builtins

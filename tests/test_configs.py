@@ -27,6 +27,21 @@ def load(path):
     return cfg
 
 
+@pytest.mark.parametrize("path", ALL_CONFIGS, ids=lambda p: os.path.relpath(p, CONFIGS))
+def test_at_most_three_base_levels(path):
+    import yaml
+
+    levels = 0
+    while True:
+        with open(path) as f:
+            base = (yaml.safe_load(f) or {}).get("_BASE_")
+        if not base:
+            break
+        path = os.path.join(os.path.dirname(path), base)
+        levels += 1
+    assert levels <= 3
+
+
 def test_every_row_has_its_config():
     names = {os.path.relpath(p, CONFIGS) for p in ALL_CONFIGS}
     for row in [

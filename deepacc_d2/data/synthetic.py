@@ -30,8 +30,9 @@ def synth_onthefly_dicts(
     """
     Returns:
         list[dict]: per image: "image_id", "height", "width" and "synth" = (seed, index,
-        batch_id, config), what SynthDatasetMapper needs to draw it. No "annotations": they
-        come with the drawing. Image i belongs to batch ``batch_ids[i % len(batch_ids)]``.
+        batch_id, config), what :class:`.mapper.MetaphaseDatasetMapper` needs to draw it. No
+        "annotations": they come with the drawing. Image i belongs to batch
+        ``batch_ids[i % len(batch_ids)]``.
     """
     H, W = config.image_size
     return [
