@@ -13,11 +13,11 @@ import os
 import torch
 
 import deepacc_d2  # noqa: F401  (compat fixes, registrations) before detectron2
-from deepacc_d2.checkpoint import AtomicCheckpointer, SeedEachIteration, TrainedWeightsCheckpointer
+from deepacc_d2.checkpoint import AtomicCheckpointer, TrainedWeightsCheckpointer
 from deepacc_d2.config import setup_cfg
 from deepacc_d2.cpu import use_cpu_bf16
 from deepacc_d2.data.mapper import MetaphaseDatasetMapper
-from deepacc_d2.data.stream import build_resumable_train_loader, training_seed
+from deepacc_d2.data.stream import SeedEachIteration, build_resumable_train_loader, training_seed
 from deepacc_d2.inference import evaluate
 from deepacc_d2.solver import build_lr_scheduler
 

@@ -2,21 +2,14 @@
 Checkpoints that survive an interrupted run: written to a temporary file and renamed (a
 crash while writing never leaves a truncated ``model_*.pth``), and, when the last checkpoint
 cannot be loaded anyway (a disk filled up, a copy cut short), resuming falls back to the
-newest one that loads, with a message naming the file it skipped. A checkpointer for
-trained weights that refuses a file leaving part of the model unset. And a hook that seeds
-each iteration, so that a resumed run samples as the uninterrupted one would have.
+newest one that loads, with a message naming the file it skipped. And a checkpointer for
+trained weights that refuses a file leaving part of the model unset.
 """
 
 import logging
 import os
 
-import torch
-
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.engine import HookBase
-from detectron2.utils import comm
-
-from .data.stream import derived_seed
 
 logger = logging.getLogger(__name__)
 
@@ -109,18 +102,3 @@ class TrainedWeightsCheckpointer(DetectionCheckpointer):
                     f"({len(names)} parameters {what}: {shown}); pass the config the file "
                     "was trained with"
                 )
-
-
-class SeedEachIteration(HookBase):
-    """
-    Seeds torch's RNG (proposal sampling draws from it) before each iteration from (seed,
-    rank, iteration), so that iteration t samples alike in an uninterrupted and in a resumed
-    run, whatever ran between iterations (evaluation, a data loader starting). The data's
-    counterpart is :mod:`deepacc_d2.data.stream`.
-    """
-
-    def __init__(self, seed: int):
-        self.seed = int(seed)
-
-    def before_step(self):
-        torch.manual_seed(derived_seed(self.seed, comm.get_rank(), self.trainer.iter))

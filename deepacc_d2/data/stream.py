@@ -24,7 +24,7 @@ augmentations draw from whatever state numpy's global RNG has in each worker. He
   workers.
 
 The model's own randomness (proposal sampling) is seeded per iteration by
-:class:`deepacc_d2.checkpoint.SeedEachIteration`, for the same reason. With ``SEED`` < 0 a
+:class:`SeedEachIteration`, for the same reason. With ``SEED`` < 0 a
 seed is drawn anew in each run, and a resumed run sees other data than the killed one would.
 """
 
@@ -38,12 +38,19 @@ import torch
 
 from detectron2.data import DatasetFromList, get_detection_dataset_dicts
 from detectron2.data.samplers import TrainingSampler
+from detectron2.engine import HookBase
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ResumableTrainLoader", "build_resumable_train_loader", "derived_seed", "training_seed"]
+__all__ = [
+    "ResumableTrainLoader",
+    "SeedEachIteration",
+    "build_resumable_train_loader",
+    "derived_seed",
+    "training_seed",
+]
 
 
 def derived_seed(*key: int) -> int:
@@ -211,3 +218,18 @@ def build_resumable_train_loader(cfg, mapper) -> ResumableTrainLoader:
         aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
         num_workers=cfg.DATALOADER.NUM_WORKERS,
     )
+
+
+class SeedEachIteration(HookBase):
+    """
+    Seeds torch's RNG (proposal sampling draws from it) before each iteration from (seed,
+    rank, iteration), so that iteration t samples alike in an uninterrupted and in a resumed
+    run, whatever ran between iterations (evaluation, a data loader starting). The data's
+    counterpart is the loader above.
+    """
+
+    def __init__(self, seed: int):
+        self.seed = int(seed)
+
+    def before_step(self):
+        torch.manual_seed(derived_seed(self.seed, comm.get_rank(), self.trainer.iter))
