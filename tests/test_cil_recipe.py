@@ -1,11 +1,12 @@
-"""tools/cil_recipe.py: where a training stands, which decides between training, training on
-from the last checkpoint, and reusing the model."""
+"""The CIL recipe (deepacc_d2/recipe.py): where a training stands, which decides between
+training, training on from the last checkpoint, and reusing the model."""
 
 import torch
 
+from deepacc_d2 import recipe
 
-def test_trained_iterations_reads_the_last_checkpoint(tmp_path, load_tool):
-    recipe = load_tool("cil_recipe")
+
+def test_trained_iterations_reads_the_last_checkpoint(tmp_path):
     assert recipe.trained_iterations(str(tmp_path / "none")) == 0  # never trained
     torch.save({"model": {}, "iteration": 649}, tmp_path / "model_0000649.pth")
     torch.save({"model": {}, "iteration": 1299}, tmp_path / "model_final.pth")
@@ -17,8 +18,7 @@ def test_trained_iterations_reads_the_last_checkpoint(tmp_path, load_tool):
     assert recipe.trained_iterations(str(tmp_path)) == 0
 
 
-def test_iteration_override_reaches_training_and_the_plan(load_tool):
-    recipe = load_tool("cil_recipe")
+def test_iteration_override_reaches_training_and_the_plan():
     args = recipe.argparse.Namespace(config=recipe.CONFIG, device="cpu", opts=[], iters=0)
     assert recipe.iteration_opts(args) == []
     args.iters = 123

@@ -23,6 +23,8 @@ import time
 
 import numpy as np
 
+from deepacc_d2.recipe import read_metrics_log
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROWS = [
     "a=configs/cpu/a_faster_rcnn_cpu.yaml",
@@ -145,21 +147,13 @@ def run_all(jobs, args):
 
 def read_history(run_dir):
     """metrics.json -> {key: (iterations, values)}."""
-    path = os.path.join(run_dir, "metrics.json")
     series = {}
-    if not os.path.isfile(path):
-        return series
-    with open(path) as f:
-        for line in f:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            for key, value in row.items():
-                if key != "iteration" and isinstance(value, (int, float)):
-                    series.setdefault(key, ([], []))
-                    series[key][0].append(row["iteration"])
-                    series[key][1].append(value)
+    for row in read_metrics_log(run_dir):
+        for key, value in row.items():
+            if key != "iteration" and isinstance(value, (int, float)):
+                series.setdefault(key, ([], []))
+                series[key][0].append(row["iteration"])
+                series[key][1].append(value)
     return series
 
 
