@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Dict, Iterator, Optional, Sequence
 
 import torch
+from tqdm import tqdm
 
 from detectron2.data import transforms as T
 
@@ -183,8 +184,6 @@ class Progress:
         self.total, self.what, self.done, self.start = total, what, 0, time.perf_counter()
         self.bar = None
         if sys.stderr.isatty():
-            from tqdm import tqdm
-
             self.bar = tqdm(total=total, desc=what, unit="img")
 
     def step(self):

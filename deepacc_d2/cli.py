@@ -19,11 +19,27 @@ Training is ``python train_net.py --config-file C`` (detectron2's own launcher).
 """
 
 import argparse
+import json
 import logging
 import sys
 
 import numpy as np
 import torch
+
+from detectron2.data import detection_utils
+from detectron2.data import transforms as T
+from detectron2.utils.logger import setup_logger
+
+from .config import setup_cfg
+from .export import export_model
+from .inference import evaluate, load_model, predict_files
+from .karyotype.run import karyotype_files, summary_text, write_atomic
+from .model_zoo import resolve_model
+from .review.server import serve
+from .review.store import CaseReview, ReviewError
+from .synth.cli import main as synth_main
+from .synth.render import SynthConfig
+from .synth.writer import generate_image
 
 
 def _model_args(p):
@@ -44,8 +60,6 @@ def _model_args(p):
 
 def _cfg(args):
     """The run's config from --weights (a model name or a checkpoint), --config-file, --opts."""
-    from .config import setup_cfg
-    from .model_zoo import resolve_model
 
     try:
         config_file, weights, model_opts = resolve_model(args.weights, args.config_file)
@@ -55,7 +69,6 @@ def _cfg(args):
 
 
 def _eval(args):
-    from .inference import evaluate, load_model
 
     cfg = _cfg(args)
     return evaluate(
@@ -69,7 +82,6 @@ def _eval(args):
 
 
 def _predict(args):
-    from .inference import predict_files
 
     cfg = _cfg(args)
     results, errors = predict_files(
@@ -82,19 +94,11 @@ def _predict(args):
 
 
 def _export(args):
-    from detectron2.data import detection_utils
-    from detectron2.data import transforms as T
-
-    from .export import export_model
-    from .inference import load_model
 
     cfg = _cfg(args)
     if args.sample:
         image = detection_utils.read_image(args.sample, format=cfg.INPUT.FORMAT)
     else:  # one synthetic metaphase as the tracing sample
-        from .synth.render import SynthConfig
-        from .synth.writer import generate_image
-
         gray = generate_image(0, 0, 0, SynthConfig(image_size=(600, 800))).image
         image = np.repeat(gray[:, :, None], 3, axis=2)
     resize = T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
@@ -106,7 +110,6 @@ def _export(args):
 
 
 def _karyotype(args):
-    from .karyotype.run import karyotype_files, summary_text
 
     cfg = _cfg(args)
     summary = karyotype_files(cfg, args.inputs, args.output, pictures=args.pictures)
@@ -119,12 +122,6 @@ def _karyotype(args):
 
 
 def _review(args):
-    import json
-
-    from .karyotype.run import write_atomic
-    from .review.server import serve
-    from .review.store import CaseReview, ReviewError
-
     try:
         if not args.export:
             serve(args.case_dir, args.host, args.port)
@@ -144,8 +141,6 @@ def _review(args):
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "synth":
-        from .synth.cli import main as synth_main
-
         return synth_main(argv[1:])
 
     parser = argparse.ArgumentParser(prog="deepacc", description=__doc__.split("\n\n")[0])
@@ -212,10 +207,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "review":
         return _review(args)
-
-    import deepacc_d2  # noqa: F401
-
-    from detectron2.utils.logger import setup_logger
 
     setup_logger(name="deepacc_d2", abbrev_name="deepacc")
     setup_logger(name="detectron2", abbrev_name="d2")

@@ -14,6 +14,7 @@ import torch
 
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +150,6 @@ def resolve_schedule(cfg):
     (cfg must not be frozen)."""
     if cfg.SOLVER.EPOCHS <= 0:
         return
-    from detectron2.data import DatasetCatalog
 
     num_images = sum(len(DatasetCatalog.get(name)) for name in cfg.DATASETS.TRAIN)
     max_iter, steps = epoch_schedule(

@@ -14,6 +14,8 @@ import time
 from typing import Dict, List
 
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from torch.nn import functional as F
 
 from .classes import DENVER_GROUPS, NUM_CLASSES, denver_group_of
@@ -259,8 +261,6 @@ def plot_crop_curves(runs: Dict[str, str], path: str):
     Args:
         runs (dict): label -> run directory.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 4.2), dpi=110)
     FigureCanvasAgg(fig)

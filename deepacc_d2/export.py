@@ -23,6 +23,7 @@ import types
 import warnings
 from typing import Dict
 
+import cv2
 import numpy as np
 import torch
 
@@ -38,7 +39,7 @@ def tracing_adapter_class():
     package fails to import, ``flatten`` is loaded without running that ``__init__``.
     """
     try:
-        from detectron2.export import TracingAdapter
+        from detectron2.export import TracingAdapter  # fails to import on v0.6 without caffe2
 
         return TracingAdapter
     except ImportError:
@@ -154,7 +155,6 @@ class ExportedModel:
         return int(h * scale + 0.5), int(w * scale + 0.5)
 
     def __call__(self, image_bgr: np.ndarray) -> Dict[str, np.ndarray]:
-        import cv2
 
         h, w = image_bgr.shape[:2]
         nh, nw = self._resized_shape(h, w)

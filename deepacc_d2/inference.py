@@ -18,7 +18,8 @@ from .case import list_images, run_case, timed
 from .checkpoint import TrainedWeightsCheckpointer
 from .classes import CLASS_NAMES
 from .cpu import cpu_bf16_inference
-from .data.images import build_eval_loader, read_metaphase
+from .data.images import read_metaphase
+from .data.mapper import build_eval_loader
 from .evaluation import KaryotypeEvaluator
 from .visualize import draw_comparison
 

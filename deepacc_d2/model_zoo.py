@@ -9,6 +9,8 @@ import hashlib
 import os
 from typing import List, Optional, Tuple
 
+import torch
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 DETECTOR = (
@@ -49,7 +51,6 @@ def save_half_weights(checkpoint: str, path: str) -> Tuple[str, int]:
     Returns:
         tuple[str, int]: the written file's sha256 and size in bytes.
     """
-    import torch
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
     state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}

@@ -28,6 +28,8 @@ import sys
 import time
 
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from .config import setup_cfg
 from .inference import evaluate as evaluate_model
@@ -156,12 +158,9 @@ def logged_training_seconds(model_dir):
 
 def plot_learning_curve(rows, final, final_iter, path):
     """Training fg accuracy and the periodic val metrics against the iteration."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    FigureCanvasAgg(fig)
+    ax1, ax2 = fig.subplots(1, 2)
     train = [
         (r["iteration"], r["fast_rcnn/fg_cls_accuracy"])
         for r in rows
@@ -190,7 +189,6 @@ def plot_learning_curve(rows, final, final_iter, path):
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def main(argv=None):

@@ -11,6 +11,7 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 
+from detectron2.structures import Boxes, Instances
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
 from .classes import CLASS_NAMES, DENVER_GROUPS, NUM_CLASSES, denver_group_of
@@ -81,7 +82,6 @@ def draw_detections(
     Returns:
         ndarray: (H', W', 3) uint8 RGB picture.
     """
-    from detectron2.structures import Boxes, Instances
 
     slim = Instances(
         image_rgb.shape[:2],

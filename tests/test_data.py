@@ -200,7 +200,7 @@ def test_training_loader_skips_a_truncated_image_by_name(tmp_path, caplog):
 
 def test_evaluation_leaves_out_an_unreadable_image_by_name(tmp_path, caplog):
     from deepacc_d2 import add_deepacc_config
-    from deepacc_d2.data.images import build_eval_loader
+    from deepacc_d2.data.mapper import build_eval_loader
 
     from detectron2.config import get_cfg
     from detectron2.data import DatasetCatalog, MetadataCatalog

@@ -19,6 +19,7 @@ import os
 from detectron2.data import DatasetCatalog
 
 from .datasets import datasets_root, register_cil24_voc, register_coco_folders
+from .synthetic import register_synth_onthefly
 
 
 def register_all_cil24(root: str):
@@ -31,8 +32,6 @@ def register_all_cil24(root: str):
 def register_all(root: str = None):
     root = root or datasets_root()
     register_all_cil24(root)
-    from .synthetic import register_synth_onthefly
-
     register_coco_folders(root)
     if "synth_onthefly_train" not in DatasetCatalog.list():
         register_synth_onthefly(

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from detectron2.data import DatasetCatalog
 from detectron2.structures import BoxMode
 
 from ..modeling.second_look import crop_boxes
@@ -127,7 +128,6 @@ def build_patches(dataset_dicts: List[Dict], min_size: int, max_size: int, size:
 def cached_patches(dataset_name: str, cache_dir: str, min_size: int, max_size: int, size: int):
     """:func:`build_patches` of a registered dataset, read from ``cache_dir`` when the same
     files were cut the same way before."""
-    from detectron2.data import DatasetCatalog
 
     dicts = DatasetCatalog.get(dataset_name)
     key = hashlib.sha256(

@@ -3,6 +3,7 @@ Reading metaphase images as microscopes write them.
 """
 
 import numpy as np
+from PIL import Image, ImageOps
 
 MIN_IMAGE_SIDE = 64
 
@@ -17,7 +18,6 @@ def read_metaphase(path: str) -> np.ndarray:
         ValueError: naming the file, when it cannot be read or is smaller than
         ``MIN_IMAGE_SIDE`` pixels on a side.
     """
-    from PIL import Image, ImageOps
 
     try:
         with Image.open(path) as im:
@@ -42,47 +42,3 @@ def read_metaphase(path: str) -> np.ndarray:
     else:
         rgb = np.asarray(im.convert("RGB"))
     return np.ascontiguousarray(rgb[:, :, ::-1])
-
-
-def readable(dataset_dicts, dataset_name: str = "dataset"):
-    """
-    The dataset dicts whose image file can be read (:func:`read_metaphase`); the others are
-    named in one warning. Dicts without a file (on-the-fly synthetic) are kept.
-
-    Returns:
-        list[dict]
-    """
-    import logging
-
-    kept, bad = [], []
-    for d in dataset_dicts:
-        if "file_name" not in d:
-            kept.append(d)
-            continue
-        try:
-            read_metaphase(d["file_name"])
-        except ValueError as e:
-            bad.append(str(e))
-            continue
-        kept.append(d)
-    if bad:
-        logging.getLogger(__name__).warning(
-            f"{dataset_name}: {len(bad)} image(s) cannot be read and are left out of the "
-            f"evaluation:\n  " + "\n  ".join(bad)
-        )
-    return kept
-
-
-def build_eval_loader(cfg, dataset_name: str):
-    """detectron2's test loader over the readable images of a registered dataset, read with
-    the same mapper as training (16-bit, RGBA, ... images; on-the-fly synthetic ones)."""
-    from detectron2.data import DatasetCatalog, build_detection_test_loader
-
-    from .mapper import MetaphaseDatasetMapper
-
-    dicts = readable(DatasetCatalog.get(dataset_name), dataset_name)
-    return build_detection_test_loader(
-        dicts,
-        mapper=MetaphaseDatasetMapper(cfg, is_train=False),
-        num_workers=cfg.DATALOADER.NUM_WORKERS,
-    )

@@ -9,7 +9,7 @@ import logging
 import numpy as np
 import torch
 
-from detectron2.data import DatasetMapper
+from detectron2.data import DatasetCatalog, DatasetMapper, build_detection_test_loader
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
@@ -70,3 +70,52 @@ class MetaphaseDatasetMapper(DatasetMapper):
             return dataset_dict
         self._transform_annotations(dataset_dict, transforms, image_shape)
         return dataset_dict
+
+
+class _ReadableOnly:
+    """detectron2's test loader less the images that cannot be read, which are named in one
+    warning at the end: each image is decoded once, by the mapper."""
+
+    def __init__(self, loader, dataset_name: str):
+        self.loader, self.dataset_name = loader, dataset_name
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        bad = []
+        for batch in self.loader:
+            bad += [d["unreadable"] for d in batch if "unreadable" in d]
+            kept = [d for d in batch if "unreadable" not in d]
+            if kept:
+                yield kept
+        if bad:
+            logger.warning(
+                f"{self.dataset_name}: {len(bad)} image(s) cannot be read and are left out of "
+                f"the evaluation:\n  " + "\n  ".join(bad)
+            )
+
+
+class _MarkUnreadable:
+    """A test-time mapper that returns {"unreadable": message} for an image it cannot read."""
+
+    def __init__(self, mapper):
+        self.mapper = mapper
+
+    def __call__(self, dataset_dict):
+        try:
+            return self.mapper(dataset_dict)
+        except ValueError as e:
+            return {"unreadable": str(e)}
+
+
+def build_eval_loader(cfg, dataset_name: str):
+    """detectron2's test loader over a registered dataset, read with the same mapper as
+    training (16-bit, RGBA, ... images; on-the-fly synthetic ones); an image that cannot be
+    read is left out and named."""
+    loader = build_detection_test_loader(
+        DatasetCatalog.get(dataset_name),
+        mapper=_MarkUnreadable(MetaphaseDatasetMapper(cfg, is_train=False)),
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
+    )
+    return _ReadableOnly(loader, dataset_name)

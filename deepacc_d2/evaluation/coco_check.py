@@ -7,6 +7,8 @@ import io
 from typing import Dict, List, Optional
 
 import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from ..classes import CLASS_NAMES
 
@@ -27,8 +29,6 @@ def coco_average_precision(
         dict: "AP", "AP50", "AP75" in [0, 1] (NaN without ground truth) and
         "AP50_per_class" (K,) (NaN for a class without ground truth).
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
 
     gt_annotations, detections = [], []
     for image_id, im in enumerate(images):

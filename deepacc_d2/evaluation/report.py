@@ -11,6 +11,8 @@ from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from tabulate import tabulate
 
 from detectron2.utils.file_io import PathManager
@@ -129,8 +131,6 @@ def write_report(output_dir: str, metrics: Dict, details: Dict):
 
 def _new_figure(size):
     # A bare Figure with an Agg canvas: no pyplot, no change to the global backend.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
     fig = Figure(figsize=size, dpi=100)
     FigureCanvasAgg(fig)

@@ -16,13 +16,15 @@ from typing import Dict, List
 
 import numpy as np
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from detectron2.data import DatasetCatalog
 from detectron2.structures import Boxes, Instances
 
 from ..classes import CLASS_NAMES, NUM_CLASSES
 from ..cpu import cpu_bf16_inference
-from ..data.images import build_eval_loader
+from ..data.mapper import build_eval_loader
 from ..evaluation.acc_aer import match_karyotype
 from ..evaluation.karyotype_evaluation import annotations_to_arrays
 from ..synth.karyotype import DEFAULT_ABNORMALITY_RATES, karyotype_chromosomes, sample_karyotype
@@ -299,8 +301,6 @@ def rules_table(results: Dict, chosen: str, dataset_name: str, command: str) -> 
 def plot_rules(results: Dict, chosen: str, path: str, dataset_name: str):
     """Bars of exact calls and chromosomes named right for the top-class rules and the
     chosen assignment."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
     names = [n for n in results if "assignment" not in n] + [chosen]
     measures = [

@@ -10,6 +10,8 @@ package accepts a total that disagrees with the listed chromosomes ("46,XY,+21")
 from collections import Counter
 from typing import Dict, Sequence
 
+from iscn_authenticator import validate_karyotype
+
 from ..classes import CLASS_NAMES
 
 AUTOSOMES = CLASS_NAMES[:22]
@@ -25,7 +27,6 @@ def karyotype_counts(iscn: str) -> Dict[str, int]:
     Returns:
         dict[str, int]: class name -> copies, for all 24 classes (0 where absent).
     """
-    from iscn_authenticator import validate_karyotype
 
     result = validate_karyotype(iscn)
     if not result.valid:

@@ -29,6 +29,7 @@ from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 
 from ..classes import NUM_CLASSES, group_adjacency_matrix
+from .branch_stats import log_branch_statistics, log_classification
 from .detections import detection_sets
 from .losses import (
     aam_loss,
@@ -279,8 +280,8 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
                 list(gt_classes.split(num_per_image)),
                 self.group_adjacency,
             )
-        self._log_metrics(logits, gt_classes)
-        self._log_branch_metrics(predictions, gt_classes, proposals)
+        log_classification(logits, gt_classes, self.num_classes)
+        log_branch_statistics(self, predictions, gt_classes, proposals)
         return losses
 
     def _box_reg_loss(self, proposal_deltas, proposals: List[Instances], gt_classes):
@@ -295,56 +296,6 @@ class DeepACCOutputLayers(FastRCNNOutputLayers):
             dim=0,
         )
         return self.box_reg_loss(proposal_boxes, gt_boxes, proposal_deltas, gt_classes)
-
-    def _log_metrics(self, logits, gt_classes, prefix="fast_rcnn"):
-        """The same training statistics, under the same names, as detectron2's Fast R-CNN
-        (so the rows of Table 1 compare in one TensorBoard)."""
-        storage = get_event_storage()
-        if not gt_classes.numel():
-            return
-        pred = logits.argmax(dim=1)
-        fg = gt_classes < self.num_classes
-        storage.put_scalar(f"{prefix}/cls_accuracy", (pred == gt_classes).float().mean().item())
-        if fg.any():
-            fg_pred = pred[fg]
-            storage.put_scalar(
-                f"{prefix}/fg_cls_accuracy", (fg_pred == gt_classes[fg]).float().mean().item()
-            )
-            storage.put_scalar(
-                f"{prefix}/false_negative", (fg_pred == self.num_classes).float().mean().item()
-            )
-
-    @torch.no_grad()
-    def _log_branch_metrics(self, predictions, gt_classes, proposals: List[Instances]):
-        """
-        Statistics that tell the branches apart (``deepacc/``): the margin branch's own
-        accuracies, the mean feature norm ‖x‖, and for the siamese branch, under the
-        test-time rule (centers chosen by prediction): its accuracies, the share of
-        (image, class) pairs with a local center and the label purity of those centers.
-        """
-        storage = get_event_storage()
-        class_outputs, _ = predictions
-        storage.put_scalar(
-            "deepacc/feature_norm", class_outputs["features"].norm(dim=1).mean().item()
-        )
-        self._log_metrics(self.margin_logits(class_outputs), gt_classes, prefix="deepacc/margin")
-        if not self.siamese or not gt_classes.numel():
-            return
-        logits, is_local, chosen = self.final_logits(predictions, proposals, by_label=False)
-        pure = []
-        for gt_i, local_i, best_i in zip(
-            gt_classes.split([len(p) for p in proposals]), is_local, chosen
-        ):
-            labels = torch.cat([gt_i, gt_i.new_full((1,), -1)])[best_i]  # K
-            pure.append(labels[local_i] == torch.nonzero(local_i).squeeze(1))
-        # The final scores as inference forms them (centers by prediction, not by label).
-        self._log_metrics(cat(logits), gt_classes, prefix="deepacc/test_centers")
-        storage.put_scalar(
-            "deepacc/local_center_fraction", torch.stack(is_local).float().mean().item()
-        )
-        pure = torch.cat(pure)
-        if pure.numel():
-            storage.put_scalar("deepacc/local_center_purity", pure.float().mean().item())
 
     def predict_probs(self, predictions, proposals: List[Instances]):
         """

@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Sequence
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from ..classes import CLASS_NAMES, class_index, denver_group_of
 from .render import SynthConfig, SynthImage, render_metaphase
@@ -172,8 +173,6 @@ def write_dataset(
     else:
         pool, results = None, map(_render_and_save, jobs)
     if progress:
-        from tqdm import tqdm
-
         results = tqdm(results, total=len(jobs), desc="synth", unit="img")
     records = dict(zip([job[1] for job in jobs], results))
     if pool is not None:
