@@ -1,6 +1,7 @@
 # make demo : set up .venv, generate synthetic metaphases, train a small model on CPU,
 #             evaluate it and draw its predictions into output/demo/.
 # make test : set up .venv, check formatting and lint, run the test suite (what .ci/run calls).
+# make test-fast : the suite without the slow end-to-end tests, for a developer's loop.
 # make cil  : the CPU recipe on the real CIL metaphases (~2.5 h on 2 cores; docs/cil.md).
 PYTHON ?= python3
 VENV   := .venv
@@ -9,7 +10,7 @@ STAMP  := $(VENV)/.installed
 # The real CIL images, when they lie beside the repository (as in CI).
 CIL24  ?= $(wildcard ../shared/data/cil24)
 
-.PHONY: install test lint demo cil datasets browser clean
+.PHONY: install test test-fast lint demo cil datasets browser clean
 
 install: $(STAMP)
 
@@ -38,6 +39,9 @@ browser:
 
 test: install datasets lint browser
 	$(PY) -m pytest tests -q
+
+test-fast: install datasets
+	$(PY) -m pytest tests -q -m "not slow"
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -74,6 +74,7 @@ def _same(a, b):
             assert a[name] == b[name], name
 
 
+@pytest.mark.slow
 def test_reading_is_detectron2s_default_predictor(case):
     cfg, folder = case
     model = load_model(cfg)
@@ -91,6 +92,7 @@ def test_reading_is_detectron2s_default_predictor(case):
     assert seen == 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["predict", "karyotype"])
 def test_pipelined_outputs_equal_the_plain_ones(case, tmp_path, command):
     cfg, folder = case

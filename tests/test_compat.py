@@ -122,6 +122,7 @@ def test_checkpoint_with_python_objects_loads(tmp_path, caplog):
     assert torch.equal(target2.bias, model.bias)
 
 
+@pytest.mark.slow
 def test_deepacc_command_prints_no_jit_script_deprecation():
     # A user's terminal shows only what concerns them: not detectron2 0.6's import-time
     # torch.jit.script calls, which today's torch reports as deprecated.

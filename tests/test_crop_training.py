@@ -128,6 +128,7 @@ def toy_cfg(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_it_learns_solid_from_striped_rods(tmp_path, toy_cfg):
     summary = train_crop_classifier(
         toy_cfg,
@@ -143,6 +144,7 @@ def test_it_learns_solid_from_striped_rods(tmp_path, toy_cfg):
     assert "net.linear.weight" in weights
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_as_if_it_had_not_stopped(tmp_path, toy_cfg):
     kwargs = dict(epochs=2, batch_size=16, precision="fp32", checkpoint_period=3)
     train_crop_classifier(toy_cfg, str(tmp_path / "whole"), **kwargs)

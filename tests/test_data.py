@@ -28,6 +28,7 @@ def test_canonical_classes_and_groups():
             class_index(bad)
 
 
+@pytest.mark.slow
 def test_cil24_real_images(cil24):
     # Values read by hand from Annotations/103064.xml: 524x581, first object A1 with
     # xmin 237 ymin 274 xmax 303 ymax 393 (1-based VOC -> 236, 273 0-based).

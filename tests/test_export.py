@@ -35,6 +35,7 @@ SECOND_LOOK = ["MODEL.SECOND_LOOK.ENABLED", "True", "MODEL.SECOND_LOOK.WIDTH", "
     ],
     ids=["deepacc", "faster_rcnn", "second_look"],
 )
+@pytest.mark.slow
 def test_trace_one_size_run_another(tmp_path, config, opts, extension):
     if extension == ".onnx":  # the optional [onnx] extra
         pytest.importorskip("onnx", reason="ONNX export needs the onnx package (.[onnx])")
@@ -89,6 +90,7 @@ def test_unknown_format_is_refused(tmp_path):
         export_model(build_model(cfg).eval(), torch.rand(3, 64, 64), str(tmp_path / "model.pt"))
 
 
+@pytest.mark.slow
 def test_wrapper_resizes_like_detectron2_and_scales_boxes_back(tmp_path):
     torch.manual_seed(0)
     cfg = setup_cfg(

@@ -214,6 +214,7 @@ def test_output_names_are_unique():
     assert len(set(names.values())) == 4 and names["a/other.tif"] == "other"
 
 
+@pytest.mark.slow
 def test_karyotype_folder_with_bad_files(tmp_path):
     from deepacc_d2.karyotype.run import karyotype_files
 

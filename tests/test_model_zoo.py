@@ -108,6 +108,7 @@ def _predict(cfg, image):
         return predictor(image)["instances"].to("cpu")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(AT_LEAST))
 def test_shipped_model_finds_and_names_chromosomes_on_a_real_metaphase(cil24, name):
     import numpy as np
@@ -130,6 +131,7 @@ def test_shipped_model_finds_and_names_chromosomes_on_a_real_metaphase(cil24, na
     assert found >= found_at_least and named >= named_at_least
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(SHIPPED not in MODELS, reason="no shipped model")
 def test_bf16_inference_keeps_the_float32_detections(cil24):
     import numpy as np

@@ -169,6 +169,7 @@ def _train(tmp_path, name, out, kill_at=-1, resume=False, num_workers=0, extra_o
         return proc, {r["iter"]: r for r in map(json.loads, f)}
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_exactly(tmp_path):
     proc, uninterrupted = _train(tmp_path, "uninterrupted", tmp_path / "a")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -189,6 +190,7 @@ def test_killed_run_resumes_exactly(tmp_path):
     assert len({r["lr"] for r in uninterrupted.values()}) == MAX_ITER
 
 
+@pytest.mark.slow
 def test_finished_run_extended_by_a_warm_restart(tmp_path):
     """A finished cosine run, trained on with --resume under a longer schedule that restarts
     where it ended, is the first part of that longer schedule's run, and the rest equals it too

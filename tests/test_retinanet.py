@@ -2,6 +2,7 @@
 
 import os
 
+import pytest
 import torch
 
 import deepacc_d2  # noqa: F401  (compatibility fixes, registration)
@@ -14,6 +15,7 @@ from detectron2.modeling import build_model
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 
+@pytest.mark.slow
 def test_retinanet_detections_carry_their_class_vector():
     cfg = get_cfg()
     deepacc_d2.add_deepacc_config(cfg)

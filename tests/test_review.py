@@ -274,6 +274,7 @@ def test_cli_export_and_bad_folders(case_dir, tmp_path, capsys):
     assert any("broken_karyotype.json" in msg for msg in review.failed.values())
 
 
+@pytest.mark.slow
 def test_train_net_fine_tunes_on_an_export(client, tmp_path):
     edit(
         client, "cellB", version=0, action="add", bbox_xyxy=[400, 210, 415, 250], **{"class": "21"}

@@ -21,6 +21,7 @@ from detectron2.data import DatasetCatalog
 pytestmark = pytest.mark.skipif(missing_browser() is not None, reason=str(missing_browser()))
 
 
+@pytest.mark.slow
 def test_review_a_cell_in_the_browser(review_case, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By

@@ -60,6 +60,7 @@ def check_detections(instances):
     assert torch.equal(picked, instances.scores)
 
 
+@pytest.mark.slow
 def test_switches_off_is_standard_roi_heads_bit_for_bit():
     cfg_deepacc = small_cfg("a_faster_rcnn_cpu.yaml")
     cfg_standard = cfg_deepacc.clone()
@@ -119,6 +120,7 @@ def train(model, data, iterations, lr=0.01):
     return loss_dict, history
 
 
+@pytest.mark.slow
 def test_deepacc_trains_and_infers_with_a_class_absent():
     torch.manual_seed(0)
     model = build_model(small_cfg("f_deepacc_cpu.yaml"))
@@ -158,6 +160,7 @@ def test_deepacc_trains_and_infers_with_a_class_absent():
         {"SIAMESE__CENTER_GRAD": True},
     ],
 )
+@pytest.mark.slow
 def test_variants_train_a_few_iterations(switches):
     torch.manual_seed(0)
     cfg = small_cfg("f_deepacc_cpu.yaml", **switches)
@@ -206,6 +209,7 @@ def test_deepacc_head_on_cuda():
     check_detections(instances)
 
 
+@pytest.mark.slow
 def test_deepacc_is_not_stuck_at_background():
     # The shipped (f) defaults learn one image of four rods: the final (inference-branch)
     # scores name at least three of them, score >= 0.5, after top-1 + class-agnostic NMS

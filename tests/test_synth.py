@@ -192,6 +192,7 @@ def test_held_out_batches_only_in_test(small_dataset):
     assert all(s == test_styles[0] for s in test_styles)
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_serial_and_parallel(small_dataset, tmp_path):
     out, config, _ = small_dataset
     again = str(tmp_path / "again")
