@@ -1,0 +1,283 @@
+"""
+Table 1 over seeds on real metaphases, at a cost two CPU cores can pay.
+
+Protocol: the parts every row shares (backbone, FPN, RPN) come from one trained detector and
+stay frozen. Its proposals and their RoIAlign features are computed once per image (train
+images at the test-time size, no augmentation) and cached in memory. Each row of Table 1 then
+trains only its box head and predictor (``MODEL.DEEPACC`` switches of the row) from a fresh
+initialisation, for the same iterations, with the same image order and the same proposal
+sampling for a given seed (detectron2's IoU matcher and ``subsample_labels``, seeded by (seed,
+iteration)), and is evaluated on the cached ``cil24_val`` proposals with the project's
+evaluator (mAP, mAPmax, Acc, AER). A seed changes the head's initialisation, the image order
+and the sampling, equally for every row, so rows compare paired by seed.
+"""
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import DatasetCatalog
+from detectron2.modeling import build_model
+from detectron2.modeling.postprocessing import detector_postprocess
+from detectron2.modeling.sampling import subsample_labels
+from detectron2.solver import build_optimizer
+from detectron2.structures import Boxes, Instances, pairwise_iou
+from detectron2.utils.events import EventStorage
+
+from .config import setup_cfg
+from .cpu import cpu_bf16_inference
+from .data.mapper import build_eval_loader
+from .data.stream import derived_seed
+from .evaluation.karyotype_evaluation import annotations_to_arrays, evaluate_predictions
+from .solver import build_lr_scheduler
+
+logger = logging.getLogger(__name__)
+
+# Table 1's rows as MODEL.DEEPACC switches: separate branches, L_AAM, siamese branch, L_GIA.
+ROWS = {
+    "a": (False, False, False, False),
+    "b": (True, False, False, False),
+    "c": (True, True, False, False),
+    "d": (True, False, True, False),
+    "e": (True, True, True, False),
+    "f": (True, True, True, True),
+}
+ROW_NAMES = {
+    "a": "(a) Faster R-CNN",
+    "b": "(b) + sep",
+    "c": "(c) sep + L_AAM",
+    "d": "(d) sep + siamese",
+    "e": "(e) sep + L_AAM + siamese",
+    "f": "(f) DeepACC",
+}
+METRICS = ("mAP", "mAPmax", "Acc", "AER")
+BRANCH_STATS = (
+    "fast_rcnn/fg_cls_accuracy",
+    "deepacc/margin/fg_cls_accuracy",
+    "deepacc/local_center_fraction",
+    "deepacc/local_center_purity",
+)
+
+
+def row_opts(row: str) -> List[str]:
+    sep, aam, siamese, gia = ROWS[row]
+    return [
+        "MODEL.DEEPACC.SEPARATE_BRANCHES",
+        str(sep),
+        "MODEL.DEEPACC.AAM.ENABLED",
+        str(aam),
+        "MODEL.DEEPACC.SIAMESE.ENABLED",
+        str(siamese),
+        "MODEL.DEEPACC.GIA.ENABLED",
+        str(gia),
+    ]
+
+
+@dataclass
+class CachedImage:
+    """One image's RoIs: their pooled features (P, C, S, S) float16 and boxes (P, 4) at the
+    resized scale; for training, each RoI's label (-1 ignored, K background, else the class)
+    and its matched true box; for evaluation, the dataset dict and the original size."""
+
+    features: torch.Tensor
+    boxes: torch.Tensor
+    image_size: tuple
+    labels: Optional[torch.Tensor] = None
+    matched_boxes: Optional[torch.Tensor] = None
+    dataset_dict: Optional[Dict] = None
+
+
+@torch.no_grad()
+def cache_rois(cfg, weights: str, dataset_name: str, training: bool, max_images: int = 0):
+    """
+    The frozen detector's proposals and RoI features of a dataset's images (the first
+    ``max_images``, 0: all), with the true boxes appended as RoIs for training (as detectron2
+    does) and labelled by its matcher.
+
+    Returns:
+        list[CachedImage]
+    """
+    model = build_model(cfg)
+    DetectionCheckpointer(model).load(weights)
+    model.eval()
+    heads = model.roi_heads
+    truth = {d["file_name"]: d for d in DatasetCatalog.get(dataset_name)}
+    cached = []
+    with cpu_bf16_inference(cfg, model):
+        for inputs in build_eval_loader(cfg, dataset_name):
+            d = inputs[0]
+            images = model.preprocess_image(inputs)
+            features = model.backbone(images.tensor)
+            proposals, _ = model.proposal_generator(images, features, None)
+            boxes = proposals[0].proposal_boxes.tensor.float()
+            h, w = images.image_sizes[0]
+            gt_boxes, gt_classes = annotations_to_arrays(truth[d["file_name"]])
+            item = {}
+            if training:
+                scale = torch.tensor([w / d["width"], h / d["height"]] * 2)
+                gt = (torch.as_tensor(gt_boxes, dtype=torch.float32) * scale).to(boxes.device)
+                boxes = torch.cat([boxes, gt])
+                matched, matched_labels = heads.proposal_matcher(
+                    pairwise_iou(Boxes(gt), Boxes(boxes))
+                )
+                if len(gt):  # detectron2's labelling (StandardROIHeads._sample_proposals)
+                    labels = torch.as_tensor(gt_classes, device=boxes.device)[matched]
+                    labels[matched_labels == 0] = heads.num_classes
+                    labels[matched_labels == -1] = -1
+                    item = {"labels": labels, "matched_boxes": gt[matched]}
+                else:
+                    labels = torch.full_like(matched, heads.num_classes)
+                    item = {"labels": labels, "matched_boxes": boxes}
+            else:
+                item = {"dataset_dict": truth[d["file_name"]]}
+            pooled = heads.box_pooler([features[f] for f in heads.box_in_features], [Boxes(boxes)])
+            cached.append(CachedImage(pooled.half(), boxes, (h, w), **item))
+            if max_images and len(cached) >= max_images:
+                break
+    return cached
+
+
+def build_head(cfg, seed: int):
+    """The row's ROI heads from a fresh initialisation drawn with ``seed``."""
+    torch.manual_seed(seed)
+    return build_model(cfg).roi_heads
+
+
+def train_head(cfg, heads, cache: List[CachedImage], seed: int, iterations: int) -> Dict:
+    """
+    Train a row's box head and predictor on cached RoIs. Image order and RoI sampling depend
+    on ``seed`` only, not on the row.
+
+    Returns:
+        dict: the mean over the last fifth of the iterations of the branch statistics the
+        heads log (:data:`BRANCH_STATS`), and the training seconds.
+    """
+    heads.train()
+    device = torch.device(cfg.MODEL.DEVICE)
+    params = torch.nn.ModuleList([heads.box_head, heads.box_predictor])
+    optimizer = build_optimizer(cfg, params)
+    scheduler = build_lr_scheduler(cfg, optimizer)
+    batch = cfg.SOLVER.IMS_PER_BATCH
+    order = np.concatenate(
+        [
+            np.random.default_rng(derived_seed(seed, epoch)).permutation(len(cache))
+            for epoch in range(iterations * batch // len(cache) + 1)
+        ]
+    )
+    logged = {k: [] for k in BRANCH_STATS}
+    start = time.perf_counter()
+    with EventStorage(0) as storage:
+        for it in range(iterations):
+            storage.iter = it
+            torch.manual_seed(derived_seed(seed, it))
+            x, proposals = [], []
+            for i in order[it * batch : (it + 1) * batch]:
+                image = cache[i]
+                fg, bg = subsample_labels(
+                    image.labels,
+                    cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE,
+                    cfg.MODEL.ROI_HEADS.POSITIVE_FRACTION,
+                    heads.num_classes,
+                )
+                keep = torch.cat([fg, bg])
+                x.append(image.features[keep].to(device, torch.float32))
+                proposals.append(
+                    Instances(
+                        image.image_size,
+                        proposal_boxes=Boxes(image.boxes[keep].to(device)),
+                        gt_classes=image.labels[keep].to(device),
+                        gt_boxes=Boxes(image.matched_boxes[keep].to(device)),
+                    )
+                )
+            predictions = heads.box_predictor(heads.box_head(torch.cat(x)))
+            losses = heads.box_predictor.losses(predictions, proposals)
+            optimizer.zero_grad()
+            sum(losses.values()).backward()
+            optimizer.step()
+            scheduler.step()
+            if it >= iterations * 4 // 5:
+                for key in BRANCH_STATS:
+                    if key in storage.latest():
+                        logged[key].append(storage.latest()[key][0])
+    stats_ = {k: float(np.mean(v)) for k, v in logged.items() if v}
+    return {**stats_, "train_s": time.perf_counter() - start}
+
+
+@torch.no_grad()
+def evaluate_head(cfg, heads, cache: List[CachedImage]) -> Dict[str, float]:
+    """mAP, mAPmax, Acc, AER of a row on cached evaluation RoIs (§3.1 thresholds)."""
+    heads.eval()
+    device = torch.device(cfg.MODEL.DEVICE)
+    pairs = []
+    for image in cache:
+        features = image.features.to(device, torch.float32)
+        predictions = heads.box_predictor(heads.box_head(features))
+        proposal = Instances(image.image_size, proposal_boxes=Boxes(image.boxes.to(device)))
+        (result,), _ = heads.box_predictor.inference(predictions, [proposal])
+        d = image.dataset_dict
+        pairs.append((d, detector_postprocess(result.to("cpu"), d["height"], d["width"])))
+    k = cfg.TEST.KARYOTYPE
+    metrics = evaluate_predictions(
+        pairs, iou_thresh=k.IOU_THRESH, score_thresh=k.SCORE_THRESH, nms_thresh=k.NMS_THRESH
+    )["karyotype"]
+    return {m: float(metrics[m]) for m in METRICS}
+
+
+def run_table(
+    config: str,
+    weights: str,
+    out_dir: str,
+    rows=tuple(ROWS),
+    seeds=(0, 1, 2),
+    iterations: int = 1500,
+    train_images: int = 600,
+    val_images: int = 0,
+    opts=(),
+) -> Dict:
+    """
+    Every (row, seed): train and evaluate; each run's result is written to
+    ``out_dir/runs/<row>_s<seed>.json`` when it ends, and a run whose file exists is not run
+    again (an interrupted table goes on where it stopped).
+
+    Returns:
+        dict: (row, seed) -> result.
+    """
+    os.makedirs(os.path.join(out_dir, "runs"), exist_ok=True)
+    base = setup_cfg(config, list(opts) + ["SOLVER.MAX_ITER", str(iterations)], training=True)
+    todo = [(r, s) for r in rows for s in seeds if not os.path.isfile(_run_path(out_dir, r, s))]
+    if todo:
+        start = time.perf_counter()
+        train = cache_rois(base, weights, base.DATASETS.TRAIN[0], True, train_images)
+        val = cache_rois(base, weights, base.DATASETS.TEST[0], False, val_images)
+        logger.info(
+            f"cached {len(train)} + {len(val)} images in {time.perf_counter() - start:.0f} s"
+        )
+    for row, seed in todo:
+        cfg = setup_cfg(
+            config,
+            list(opts) + row_opts(row) + ["SOLVER.MAX_ITER", str(iterations)],
+            training=True,
+        )
+        heads = build_head(cfg, seed)
+        result = train_head(cfg, heads, train, seed, iterations)
+        result.update(evaluate_head(cfg, heads, val), row=row, seed=seed, iterations=iterations)
+        with open(_run_path(out_dir, row, seed), "w") as f:
+            json.dump(result, f, indent=1)
+        logger.info(f"row {row} seed {seed}: " + ", ".join(f"{m} {result[m]:.1f}" for m in METRICS))
+    results = {}
+    for row in rows:
+        for seed in seeds:
+            with open(_run_path(out_dir, row, seed)) as f:
+                results[row, seed] = json.load(f)
+    return results
+
+
+def _run_path(out_dir, row, seed):
+    return os.path.join(out_dir, "runs", f"{row}_s{seed}.json")
