@@ -58,6 +58,10 @@ def _model_args(p):
     )
 
 
+def _pictures_arg(p, default: str, help: str):
+    p.add_argument("--pictures", choices=("none", "overlay", "all"), default=default, help=help)
+
+
 def _cfg(args):
     """The run's config from --weights (a model name or a checkpoint), --config-file, --opts."""
 
@@ -165,12 +169,7 @@ def main(argv=None):
         help="pictures: draw top-1 detections scoring at least this (default: the "
         "config's TEST.KARYOTYPE.SCORE_THRESH)",
     )
-    p.add_argument(
-        "--pictures",
-        choices=("none", "overlay", "all"),
-        default="overlay",
-        help="a picture per image (overlay, all: the same here) or none (JSON only)",
-    )
+    _pictures_arg(p, "overlay", "a picture per image (overlay, all: the same here) or none")
     p.add_argument("inputs", nargs="+", help="images or folders of images")
     _model_args(p)
     p = sub.add_parser("export", help="TorchScript or ONNX (traced) model for deployment")
@@ -184,11 +183,8 @@ def main(argv=None):
         help="karyogram, ISCN call and review flags per cell; the case karyotype over all cells",
     )
     p.add_argument("--output", default="output/karyotype")
-    p.add_argument(
-        "--pictures",
-        choices=("none", "overlay", "all"),
-        default="all",
-        help="per cell: the overlay beside the karyogram (all), the overlay alone, or none",
+    _pictures_arg(
+        p, "all", "per cell: the overlay beside the karyogram (all), the overlay alone, or none"
     )
     p.add_argument("inputs", nargs="+", help="images or folders of images (one case)")
     _model_args(p)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import deepacc_d2  # noqa: F401  (compatibility fixes before detectron2)
+from deepacc_d2.ablation import ROWS
 from deepacc_d2.config import epoch_schedule, setup_cfg
 
 from detectron2.config import get_cfg
@@ -58,21 +59,15 @@ def test_every_row_has_its_config():
     assert {"cpu/a_faster_rcnn_cpu.yaml", "cpu/f_deepacc_cpu.yaml"} <= names
 
 
-# (switches) per row of Table 1: SEPARATE_BRANCHES, AAM, SIAMESE, GIA.
-TABLE1 = {
-    "a_faster_rcnn": (False, False, False, False),
-    "b_faster_rcnn_sep": (True, False, False, False),
-    "c_aam": (True, True, False, False),
-    "d_siamese": (True, False, True, False),
-    "e_aam_siamese": (True, True, True, False),
-    "f_deepacc": (True, True, True, True),
-}
+TABLE1 = ["a_faster_rcnn", "b_faster_rcnn_sep", "c_aam", "d_siamese", "e_aam_siamese", "f_deepacc"]
 
 
-@pytest.mark.parametrize("row", sorted(TABLE1))
+@pytest.mark.parametrize("row", TABLE1)
 def test_table1_switches(row):
+    # the switches of each row, SEPARATE_BRANCHES, AAM, SIAMESE, GIA, as the study trains them
     d = load(os.path.join(CONFIGS, "table1", row + ".yaml")).MODEL.DEEPACC
-    assert (d.SEPARATE_BRANCHES, d.AAM.ENABLED, d.SIAMESE.ENABLED, d.GIA.ENABLED) == TABLE1[row]
+    switches = (d.SEPARATE_BRANCHES, d.AAM.ENABLED, d.SIAMESE.ENABLED, d.GIA.ENABLED)
+    assert switches == ROWS[row[0]]
     assert (d.AAM.SCALE, d.AAM.MARGIN) == (64.0, 0.25)
     assert (d.AAM_LOSS_WEIGHT, d.CE_LOSS_WEIGHT, d.GIA_LOSS_WEIGHT) == (0.1, 1.0, 0.1)
 
