@@ -13,7 +13,12 @@ import os
 import torch
 
 import deepacc_d2  # noqa: F401  (compat fixes, registrations) before detectron2
-from deepacc_d2.checkpoint import AtomicCheckpointer, TrainedWeightsCheckpointer
+from deepacc_d2.checkpoint import (
+    AtomicCheckpointer,
+    StopAfter,
+    TrainedWeightsCheckpointer,
+    TrainingPaused,
+)
 from deepacc_d2.config import setup_cfg
 from deepacc_d2.cpu import use_cpu_bf16
 from deepacc_d2.data.mapper import MetaphaseDatasetMapper
@@ -53,7 +58,10 @@ class Trainer(DefaultTrainer):
             self.checkpointer.model, self.checkpointer.save_dir, **self.checkpointer.checkpointables
         )
         # each iteration's sampling seeded by the iteration, so that --resume continues exactly
-        return [SeedEachIteration(training_seed(self.cfg))] + super().build_hooks()
+        hooks = [SeedEachIteration(training_seed(self.cfg))] + super().build_hooks()
+        if self.cfg.SOLVER.STOP_AFTER_MINUTES > 0:
+            hooks.append(StopAfter(self.cfg.SOLVER.STOP_AFTER_MINUTES))
+        return hooks
 
     def state_dict(self):
         ret = super().state_dict()
@@ -114,7 +122,11 @@ def main(args):
         return Trainer.test(cfg, model)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    try:
+        return trainer.train()
+    except TrainingPaused as e:
+        logging.getLogger("deepacc_d2").info(str(e))
+        return None
 
 
 if __name__ == "__main__":

@@ -2,14 +2,18 @@
 Checkpoints that survive an interrupted run: written to a temporary file and renamed (a
 crash while writing never leaves a truncated ``model_*.pth``), and, when the last checkpoint
 cannot be loaded anyway (a disk filled up, a copy cut short), resuming falls back to the
-newest one that loads, with a message naming the file it skipped. And a checkpointer for
-trained weights that refuses a file leaving part of the model unset.
+newest one that loads, with a message naming the file it skipped. A checkpointer for trained
+weights that refuses a file leaving part of the model unset. And a hook that pauses training
+after a given time, at a checkpoint that ``--resume`` goes on from.
 """
 
 import logging
 import os
+import time
 
 from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.engine import HookBase
+from detectron2.utils import comm
 
 logger = logging.getLogger(__name__)
 
@@ -102,3 +106,35 @@ class TrainedWeightsCheckpointer(DetectionCheckpointer):
                     f"({len(names)} parameters {what}: {shown}); pass the config the file "
                     "was trained with"
                 )
+
+
+class TrainingPaused(Exception):
+    """Training stopped by :class:`StopAfter` at a checkpoint; ``--resume`` goes on."""
+
+
+class StopAfter(HookBase):
+    """
+    After the first step that ends ``minutes`` into training, save a checkpoint of that
+    iteration (model, optimizer, scheduler, iteration: what the periodic checkpointer saves)
+    and raise :class:`TrainingPaused`. A machine lent for minutes at a time trains in pieces:
+    each piece runs ``train_net.py --resume`` and goes on exactly where the last one paused.
+    In distributed training rank 0's clock decides for every rank.
+    """
+
+    def __init__(self, minutes: float):
+        self.seconds = 60.0 * minutes
+
+    def before_train(self):
+        self.start = time.perf_counter()
+
+    def after_step(self):
+        due = time.perf_counter() - self.start >= self.seconds
+        if comm.get_world_size() > 1:
+            due = comm.all_gather(due)[0]
+        trainer = self.trainer
+        if due and trainer.iter + 1 < trainer.max_iter:
+            trainer.checkpointer.save(f"model_{trainer.iter:07d}", iteration=trainer.iter)
+            raise TrainingPaused(
+                f"paused after iteration {trainer.iter + 1} of {trainer.max_iter} "
+                f"({self.seconds / 60:g} min); train_net.py --resume goes on from here"
+            )

@@ -263,6 +263,14 @@ def main(argv=None):
     else:
         print(f"reusing trained model {weights}")
         summary.setdefault("train_s", logged_training_seconds(model_dir))
+    if trained_iterations(model_dir) < planned:  # paused (SOLVER.STOP_AFTER_MINUTES)
+        with open(summary_path, "w") as f:
+            json.dump(summary, f, indent=1)
+        print(
+            f"{model_dir}: paused at iteration {trained_iterations(model_dir)} of {planned}; "
+            "run the same command again to go on"
+        )
+        return
 
     metrics = evaluate(args, weights, os.path.join(args.out, "eval"))
     rows = read_metrics_log(model_dir)

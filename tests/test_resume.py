@@ -165,6 +165,8 @@ def _train(tmp_path, name, out, kill_at=-1, resume=False, num_workers=0, extra_o
         text=True,
         timeout=300,
     )
+    if not log.exists():  # no step recorded (a piece paused after its first step)
+        return proc, {}
     with open(log) as f:
         return proc, {r["iter"]: r for r in map(json.loads, f)}
 
@@ -214,3 +216,22 @@ def test_finished_run_extended_by_a_warm_restart(tmp_path):
     base_lr = 0.01  # configs/cpu/Base-DeepACC-CPU.yaml
     assert whole[4]["lr"] == pytest.approx(0.5 * base_lr)  # the restart's peak
     assert whole[3]["lr"] < 0.5 * whole[4]["lr"]  # the first cycle had ended near 0
+
+
+@pytest.mark.slow
+def test_a_run_paused_by_time_resumes_exactly(tmp_path):
+    """SOLVER.STOP_AFTER_MINUTES: the first piece stops after its first step, at a checkpoint;
+    --resume pieces go on, and the whole is the uninterrupted run (losses and LR)."""
+    proc, uninterrupted = _train(tmp_path, "uninterrupted", tmp_path / "a")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    pause = ["SOLVER.STOP_AFTER_MINUTES", "1e-6"]  # due after any step
+    proc, first = _train(tmp_path, "first", tmp_path / "b", extra_opts=pause)
+    assert proc.returncode == 0 and "paused after iteration 1 of 7" in proc.stdout, proc.stdout
+    assert (tmp_path / "b" / "last_checkpoint").read_text() == "model_0000000.pth"
+    proc, second = _train(tmp_path, "second", tmp_path / "b", resume=True, extra_opts=pause)
+    assert proc.returncode == 0 and "paused after iteration 2 of 7" in proc.stdout
+    proc, rest = _train(tmp_path, "rest", tmp_path / "b", resume=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(rest) == list(range(2, MAX_ITER))
+    for it in rest:
+        assert rest[it] == uninterrupted[it], (it, rest[it], uninterrupted[it])
