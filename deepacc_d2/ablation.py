@@ -36,6 +36,7 @@ from .cpu import cpu_bf16_inference
 from .data.mapper import build_eval_loader
 from .data.stream import derived_seed
 from .evaluation.karyotype_evaluation import annotations_to_arrays, evaluate_predictions
+from .karyotype.run import write_atomic
 from .solver import build_lr_scheduler
 
 logger = logging.getLogger(__name__)
@@ -124,24 +125,35 @@ def cache_rois(cfg, weights: str, dataset_name: str, training: bool, max_images:
                 scale = torch.tensor([w / d["width"], h / d["height"]] * 2)
                 gt = (torch.as_tensor(gt_boxes, dtype=torch.float32) * scale).to(boxes.device)
                 boxes = torch.cat([boxes, gt])
-                matched, matched_labels = heads.proposal_matcher(
-                    pairwise_iou(Boxes(gt), Boxes(boxes))
-                )
-                if len(gt):  # detectron2's labelling (StandardROIHeads._sample_proposals)
-                    labels = torch.as_tensor(gt_classes, device=boxes.device)[matched]
-                    labels[matched_labels == 0] = heads.num_classes
-                    labels[matched_labels == -1] = -1
-                    item = {"labels": labels, "matched_boxes": gt[matched]}
-                else:
-                    labels = torch.full_like(matched, heads.num_classes)
-                    item = {"labels": labels, "matched_boxes": boxes}
+                labels, matched_boxes = label_rois(heads, boxes, gt, gt_classes)
+                item = {"labels": labels, "matched_boxes": matched_boxes}
             else:
                 item = {"dataset_dict": truth[d["file_name"]]}
             pooled = heads.box_pooler([features[f] for f in heads.box_in_features], [Boxes(boxes)])
-            cached.append(CachedImage(pooled.half(), boxes, (h, w), **item))
+            item = {k: v.cpu() if torch.is_tensor(v) else v for k, v in item.items()}
+            cached.append(CachedImage(pooled.half().cpu(), boxes.cpu(), (h, w), **item))
             if max_images and len(cached) >= max_images:
                 break
     return cached
+
+
+def label_rois(heads, boxes: torch.Tensor, gt: torch.Tensor, gt_classes):
+    """
+    detectron2's labels of RoIs (``StandardROIHeads.label_and_sample_proposals`` before its
+    sampling): the class of the true box each matches at IoU >= the threshold, background
+    (K) below it, -1 where the matcher ignores it; and each RoI's matched true box.
+
+    Args:
+        boxes (Tensor): (P, 4) RoIs, the true boxes among them.
+        gt (Tensor): (G, 4) true boxes; gt_classes: (G,) their classes.
+    """
+    if not len(gt):
+        return torch.full((len(boxes),), heads.num_classes, dtype=torch.long), boxes
+    matched, matched_labels = heads.proposal_matcher(pairwise_iou(Boxes(gt), Boxes(boxes)))
+    labels = torch.as_tensor(gt_classes, device=boxes.device)[matched]
+    labels[matched_labels == 0] = heads.num_classes
+    labels[matched_labels == -1] = -1
+    return labels, gt[matched]
 
 
 def build_head(cfg, seed: int):
@@ -159,6 +171,8 @@ def train_head(cfg, heads, cache: List[CachedImage], seed: int, iterations: int)
         dict: the mean over the last fifth of the iterations of the branch statistics the
         heads log (:data:`BRANCH_STATS`), and the training seconds.
     """
+    if not cache:
+        raise ValueError("no training image could be read: nothing to train on")
     heads.train()
     device = torch.device(cfg.MODEL.DEVICE)
     params = torch.nn.ModuleList([heads.box_head, heads.box_predictor])
@@ -250,34 +264,58 @@ def run_table(
         dict: (row, seed) -> result.
     """
     os.makedirs(os.path.join(out_dir, "runs"), exist_ok=True)
-    base = setup_cfg(config, list(opts) + ["SOLVER.MAX_ITER", str(iterations)], training=True)
-    todo = [(r, s) for r in rows for s in seeds if not os.path.isfile(_run_path(out_dir, r, s))]
+    schedule = ["SOLVER.EPOCHS", "0", "SOLVER.MAX_ITER", str(iterations)]
+    base = setup_cfg(config, list(opts) + schedule, training=True)
+    # what a run's result depends on besides its row and seed: a run file made otherwise
+    # is not reused
+    setting = {
+        "config": config,
+        "weights": weights,
+        "iterations": iterations,
+        "train_images": train_images,
+        "val_images": val_images,
+        "opts": list(opts),
+    }
+    todo = [(r, s) for r in rows for s in seeds if _done(out_dir, r, s, setting) is None]
     if todo:
         start = time.perf_counter()
-        train = cache_rois(base, weights, base.DATASETS.TRAIN[0], True, train_images)
+        # the training proposals as the RPN makes them in training (detectron2's counts)
+        rpn = base.MODEL.RPN
+        train_cfg = setup_cfg(
+            config,
+            list(opts)
+            + schedule
+            + ["MODEL.RPN.PRE_NMS_TOPK_TEST", str(rpn.PRE_NMS_TOPK_TRAIN)]
+            + ["MODEL.RPN.POST_NMS_TOPK_TEST", str(rpn.POST_NMS_TOPK_TRAIN)],
+            training=True,
+        )
+        train = cache_rois(train_cfg, weights, base.DATASETS.TRAIN[0], True, train_images)
         val = cache_rois(base, weights, base.DATASETS.TEST[0], False, val_images)
         logger.info(
             f"cached {len(train)} + {len(val)} images in {time.perf_counter() - start:.0f} s"
         )
     for row, seed in todo:
-        cfg = setup_cfg(
-            config,
-            list(opts) + row_opts(row) + ["SOLVER.MAX_ITER", str(iterations)],
-            training=True,
-        )
+        cfg = setup_cfg(config, list(opts) + row_opts(row) + schedule, training=True)
         heads = build_head(cfg, seed)
         result = train_head(cfg, heads, train, seed, iterations)
-        result.update(evaluate_head(cfg, heads, val), row=row, seed=seed, iterations=iterations)
-        with open(_run_path(out_dir, row, seed), "w") as f:
-            json.dump(result, f, indent=1)
+        result.update(evaluate_head(cfg, heads, val), row=row, seed=seed, setting=setting)
+        write_atomic(_run_path(out_dir, row, seed), json.dumps(result, indent=1))
         logger.info(f"row {row} seed {seed}: " + ", ".join(f"{m} {result[m]:.1f}" for m in METRICS))
-    results = {}
-    for row in rows:
-        for seed in seeds:
-            with open(_run_path(out_dir, row, seed)) as f:
-                results[row, seed] = json.load(f)
-    return results
+    return {(r, s): _done(out_dir, r, s, setting) for r in rows for s in seeds}
 
 
 def _run_path(out_dir, row, seed):
     return os.path.join(out_dir, "runs", f"{row}_s{seed}.json")
+
+
+def _done(out_dir, row, seed, setting) -> Optional[Dict]:
+    """The run's result when it was made with ``setting``, else None."""
+    path = _run_path(out_dir, row, seed)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        result = json.load(f)
+    if result.get("setting") != setting:
+        logger.info(f"{path} was made with {result.get('setting')}, not {setting}: run again")
+        return None
+    return result

@@ -108,8 +108,10 @@ class TrainedWeightsCheckpointer(DetectionCheckpointer):
                 )
 
 
-class TrainingPaused(Exception):
-    """Training stopped by :class:`StopAfter` at a checkpoint; ``--resume`` goes on."""
+class TrainingPaused(BaseException):
+    """Training stopped by :class:`StopAfter` at a checkpoint; ``--resume`` goes on. Not an
+    ``Exception``: detectron2's trainer logs those as failures; its hooks' ``after_train``
+    still run."""
 
 
 class StopAfter(HookBase):

@@ -244,6 +244,8 @@ def main(argv=None):
     )
 
     init = args.init
+    if args.synth_iters and "SOLVER.STOP_AFTER_MINUTES" in args.opts:
+        raise SystemExit("--synth-iters cannot be trained in pieces (SOLVER.STOP_AFTER_MINUTES)")
     if args.synth_iters:
         if init:
             raise SystemExit("--init and --synth-iters both choose the starting weights: pick one")

@@ -107,15 +107,61 @@ def test_tiny_table_runs_resumes_and_reports(tmp_path, monkeypatch):
     assert set(results) == {("a", 0), ("a", 1), ("f", 0), ("f", 1)}
     for r in results.values():
         assert all(np.isfinite(r[m]) or m == "Acc" for m in ablation.METRICS)
-        assert r["iterations"] == 6
+        assert r["setting"]["iterations"] == 6
     # a second call finds every run done and trains nothing
     monkeypatch.setattr(ablation, "train_head", lambda *a, **k: pytest.fail("trained again"))
     again = ablation.run_table(
         CONFIG, str(weights) + ".pth", out, ("a", "f"), (0, 1), iterations=6, opts=opts
     )
     assert again == results
+    monkeypatch.undo()
+    changed = ablation.run_table(  # another setting: nothing reused
+        CONFIG, str(weights) + ".pth", out, ("a",), (0,), iterations=4, opts=opts
+    )
+    assert changed["a", 0]["setting"]["iterations"] == 4
     with open(os.path.join(out, "runs", "f_s1.json")) as f:
         assert json.load(f)["seed"] == 1
     meta = {"command": "python tools/ablation.py", "minutes": 1, "machine": "m", "versions": "v"}
     text = markdown(summarize(results, ("a", "f"), (0, 1)), results, ("a", "f"), (0, 1), meta)
     assert "(f) DeepACC" in text and "Paired by seed" in text and text.count("| (a) |") == 2
+
+
+def test_labels_are_detectron2s():
+    """label_rois gives each RoI the label detectron2's StandardROIHeads gives it before
+    sampling (checked with a sampler that keeps every labelled RoI)."""
+    cfg = setup_cfg(CONFIG, ["MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "100000"])
+    cfg.defrost()
+    cfg.MODEL.ROI_HEADS.POSITIVE_FRACTION = 1.0
+    heads = build_model(cfg).roi_heads
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(60, 2, generator=g) * 200
+    proposals = torch.cat([xy, xy + 10 + torch.rand(60, 2, generator=g) * 40], dim=1)
+    gt = proposals[:5] + torch.rand(5, 4, generator=g) * 6
+    gt[:, 2:] = torch.maximum(gt[:, 2:], gt[:, :2] + 5)
+    gt_classes = torch.tensor([3, 0, 23, 7, 3])
+    boxes = torch.cat([proposals, gt])
+    labels, matched = ablation.label_rois(heads, boxes, gt, gt_classes)
+    from detectron2.structures import Boxes, Instances
+    from detectron2.utils.events import EventStorage
+
+    with EventStorage(0):  # where detectron2 logs its sampling statistics
+        (theirs,) = heads.label_and_sample_proposals(
+            [
+                Instances(
+                    (300, 300), proposal_boxes=Boxes(proposals), objectness_logits=torch.zeros(60)
+                )
+            ],
+            [Instances((300, 300), gt_boxes=Boxes(gt), gt_classes=gt_classes)],
+        )
+    ours = sorted(
+        (tuple(b.tolist()), int(k), tuple(m.tolist()))
+        for b, k, m in zip(boxes, labels, matched)
+        if k >= 0
+    )
+    mine = sorted(
+        (tuple(b.tolist()), int(k), tuple(m.tolist()))
+        for b, k, m in zip(theirs.proposal_boxes.tensor, theirs.gt_classes, theirs.gt_boxes.tensor)
+    )
+    assert [(b, k) for b, k, _ in ours] == [(b, k) for b, k, _ in mine]
+    assert [m for _, k, m in ours if k < 24] == [m for _, k, m in mine if k < 24]
+    assert (labels == 24).any() and (labels < 24).any()

@@ -302,3 +302,34 @@ def test_train_net_fine_tunes_on_an_export(client, tmp_path):
         losses = [json.loads(line)["total_loss"] for line in f if '"total_loss"' in line]
     assert losses and all(np.isfinite(losses))
     assert (out / "model_final.pth").is_file()
+
+
+def test_two_servers_on_one_case_see_each_other(case_dir):
+    first, second = create_app(str(case_dir)).test_client(), create_app(str(case_dir)).test_client()
+    assert edit(first, "cellA", version=0, action="delete", index=0).status_code == 200
+    r = edit(second, "cellA", version=0, action="delete", index=1)  # made before it saw that
+    assert r.status_code == 409
+    assert second.get("/api/cells/cellA").get_json()["version"] == 1  # reads the disk
+    assert edit(second, "cellA", version=1, action="delete", index=1).status_code == 200
+    assert first.get("/api/case").get_json()["summary"]["counts_per_cell"]
+    assert CaseReview(str(case_dir)).cell("cellA")["total"] == 44
+
+
+def test_more_bad_requests(client, case_dir):
+    before = snapshot(case_dir)
+    huge = {"version": 0, "action": "add", "class": "3", "bbox_xyxy": [10**400, 1, 2, 3]}
+    assert edit(client, "cellA", **huge).status_code == 400
+    deep = "[" * 30000 + "]" * 30000
+    r = client.post("/api/cells/cellA/edit", data=deep, content_type="application/json")
+    assert r.status_code == 400
+    # a page elsewhere cannot reach the local server under a name of its own
+    assert client.get("/api/case", headers={"Host": "evil.example:8000"}).status_code == 400
+    assert snapshot(case_dir) == before
+
+
+def test_a_moved_image_still_takes_corrections(client, case_dir):
+    os.rename(case_dir / "images" / "cellB.png", case_dir / "images" / "moved.png")
+    r = edit(
+        client, "cellB", version=0, action="add", bbox_xyxy=[400, 210, 415, 250], **{"class": "21"}
+    )
+    assert r.status_code == 200 and r.get_json()["karyotype"] == "46,XY"

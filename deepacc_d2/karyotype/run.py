@@ -148,6 +148,8 @@ def write_atomic(path: str, data):
     tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.partial"
     with open(tmp, "wb") as f:
         f.write(data.encode() if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())  # on disk before it replaces the old file
     os.replace(tmp, path)
 
 

@@ -15,6 +15,7 @@ writes only the case's own files (a cell is found by its id among the records th
 held at start, never by a path from the request) and the cell images those records name.
 """
 
+import json
 import os
 import threading
 from contextlib import contextmanager
@@ -32,10 +33,16 @@ STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 MAX_BODY_BYTES = 64 * 1024  # a change is a few hundred bytes
 
 
-def create_app(case_dir: str) -> Flask:
+def create_app(case_dir: str, trusted_hosts=("127.0.0.1", "localhost")) -> Flask:
+    """
+    Args:
+        trusted_hosts: the host names a request may be addressed to (a page elsewhere cannot
+            reach a local server through a name of its own); None: any.
+    """
     review = CaseReview(case_dir)
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["TRUSTED_HOSTS"] = list(trusted_hosts) if trusted_hosts else None
     app.config["review"] = review
 
     @app.errorhandler(ReviewError)
@@ -56,6 +63,7 @@ def create_app(case_dir: str) -> Flask:
 
     @app.get("/api/case")
     def case():
+        review.refresh()
         return jsonify(review.case_view())
 
     @app.get("/api/classes")
@@ -69,6 +77,7 @@ def create_app(case_dir: str) -> Flask:
 
     @app.get("/api/cells/<cid>")
     def cell(cid):
+        review.refresh()
         return jsonify(review.cell(cid))
 
     @app.get("/api/cells/<cid>/image.png")
@@ -81,9 +90,10 @@ def create_app(case_dir: str) -> Flask:
 
     @app.post("/api/cells/<cid>/edit")
     def edit(cid):
-        change = request.get_json(silent=True)
-        if change is None:
-            raise ReviewError(400, "the body is not JSON (Content-Type: application/json)")
+        try:
+            change = json.loads(request.get_data())
+        except (ValueError, RecursionError):
+            raise ReviewError(400, "the body is not JSON") from None
         return jsonify(review.edit(cid, change))
 
     @app.get("/api/export/coco")
@@ -103,7 +113,9 @@ def _png(picture) -> Response:
 def serving(case_dir: str, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     """The review server of ``case_dir`` on a thread (werkzeug's threaded server: a lab's
     few pages; port 0: any free one); yields its address, stops on leaving."""
-    server = make_server(host, port, create_app(case_dir), threaded=True)
+    local = host in ("127.0.0.1", "localhost")
+    app = create_app(case_dir, ("127.0.0.1", "localhost") if local else None)
+    server = make_server(host, port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -12,8 +12,11 @@ Reviewed cells export as COCO json with the 24 classes, which
 :func:`..data.datasets.register_karyotype_coco` loads for training.
 """
 
+import contextlib
+import fcntl
 import io
 import json
+import logging
 import math
 import os
 import threading
@@ -31,7 +34,21 @@ from ..karyotype.run import case_summary, cell_outputs, write_atomic, write_case
 
 RECORD_SUFFIX = "_karyotype.json"
 LOG_NAME = "review_log.jsonl"
+LOCK_NAME = ".review.lock"
 ACTIONS = ("class", "delete", "add", "reviewed")
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _locked(path: str):
+    """An exclusive lock on ``path`` (created when missing), between processes."""
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 class ReviewError(Exception):
@@ -61,8 +78,9 @@ def person_detection(box: List[float], name: str) -> Dict:
 
 class CaseReview:
     """
-    The cells of one case folder and the changes a person makes to them. Thread-safe: one
-    change at a time.
+    The cells of one case folder and the changes a person makes to them. One change at a time,
+    between threads and between processes (a lock file in the folder); each change starts from
+    the files on disk, so two servers on one case see each other's changes.
 
     Args:
         case_dir (str): an output folder of ``deepacc karyotype`` (``case.json`` and the
@@ -87,7 +105,22 @@ class CaseReview:
         self.rules = ReviewRules(**case["rules"])
         self.pictures = case.get("pictures", "all")
         self.failed = dict(case.get("failed", {}))
+        self._failed_at_start = dict(self.failed)
         self.cells: Dict[str, Dict] = {}
+        self._lock = threading.Lock()
+        open(os.path.join(self.root, LOCK_NAME), "a").close()
+        self.refresh()
+
+    def refresh(self):
+        """Read the cells again from disk (another server may have changed them)."""
+        with self._lock, _locked(os.path.join(self.root, LOCK_NAME)):
+            self._load_cells()
+
+    def _load_cells(self):
+        """(Re)read every ``<name>_karyotype.json`` of the folder; one that cannot be read is
+        named in ``failed`` and left out."""
+        self.failed = dict(self._failed_at_start)
+        self.cells = {}
         for name in sorted(os.listdir(self.root)):
             if not name.endswith(RECORD_SUFFIX):
                 continue
@@ -104,7 +137,6 @@ class CaseReview:
             for d in record["detections"]:
                 d.setdefault("source", "model")
             self.cells[name[: -len(RECORD_SUFFIX)]] = record
-        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ reading
     def summary(self) -> Dict:
@@ -174,7 +206,10 @@ class CaseReview:
         action = change.get("action")
         if action not in ACTIONS:
             raise ReviewError(400, f"action {action!r}: one of {', '.join(ACTIONS)}")
-        with self._lock:
+        # one change at a time, also between two servers on one case: each change starts from
+        # the files as they are on disk
+        with self._lock, _locked(os.path.join(self.root, LOCK_NAME)):
+            self._load_cells()
             record = self.cell(cid)
             version = change.get("version")
             if not _is_int(version):
@@ -209,9 +244,14 @@ class CaseReview:
             return new
 
     def _write(self, cid: str, record: Dict, detections: List[Dict], reviewed: bool) -> Dict:
-        image = self.image(cid) if self.pictures != "none" else None
+        pictures = self.pictures
+        try:
+            image = self.image(cid) if pictures != "none" else None
+        except ReviewError as e:  # the image moved: the record still takes the correction
+            logger.warning(f"{e}; the record is corrected, its picture is not redrawn")
+            image, pictures = None, "none"
         made, picture = cell_outputs(
-            image, detections_from_record(detections), self.rules, self.pictures
+            image, detections_from_record(detections), self.rules, pictures
         )
         for d, before in zip(made["detections"], detections):
             d["source"] = before["source"]
@@ -303,13 +343,20 @@ def _class_name(change: Dict) -> str:
     return name
 
 
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
 def _box(change: Dict, image: Dict) -> List[float]:
     box = change.get("bbox_xyxy")
     if (
         not isinstance(box, list)
         or len(box) != 4
         or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)
-        or not all(math.isfinite(v) for v in box)
+        or not all(_finite(v) for v in box)
     ):
         raise ReviewError(400, f"bbox_xyxy {box!r}: four numbers x1, y1, x2, y2 in pixels")
     x1, y1, x2, y2 = (float(v) for v in box)

@@ -5,7 +5,7 @@
 
 const SVG = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
-const page = { classes: [], cellId: null, record: null, selected: null, adding: false };
+const page = { classes: [], cellId: null, record: null, selected: null, adding: false, busy: false };
 
 class ApiError extends Error {
   constructor(status, message) {
@@ -74,7 +74,9 @@ async function loadCase() {
 async function openCell(id) {
   page.cellId = id;
   page.selected = null;
-  page.record = await api(`/api/cells/${encodeURIComponent(id)}`);
+  const record = await api(`/api/cells/${encodeURIComponent(id)}`);
+  if (page.cellId !== id) return; // another cell was opened meanwhile
+  page.record = record;
   history.replaceState(null, "", `#${encodeURIComponent(id)}`);
   $("cell").hidden = false;
   $("metaphase").replaceChildren(); // a new image
@@ -156,18 +158,31 @@ function select(i) {
 }
 
 async function change(body) {
+  if (page.busy) { // one change at a time: the next one needs this one's version
+    say("the last change is still being saved: try again");
+    render();
+    return;
+  }
+  const id = page.cellId;
   body.version = page.record.version;
+  page.busy = true;
   try {
-    page.record = await api(`/api/cells/${encodeURIComponent(page.cellId)}/edit`, {
+    const record = await api(`/api/cells/${encodeURIComponent(id)}/edit`, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(body),
     });
-    say(`saved (version ${page.record.version})`, true);
-    render();
+    if (page.cellId === id) { // still on the cell it changed
+      page.record = record;
+      if (body.action === "delete") page.selected = null;
+      say(`saved (version ${record.version})`, true);
+      render();
+    }
     await loadCase();
   } catch (e) {
     say(e.status === 409 ? `${e.message} — press Reload.` : `not saved: ${e.message}`);
+  } finally {
+    page.busy = false;
   }
 }
 
@@ -230,7 +245,7 @@ async function main() {
   $("reload").onclick = () => openCell(page.cellId).then(loadCase);
   document.addEventListener("keydown", (e) => {
     if (e.key === "Escape") setAdding(false);
-    if (e.key === "Delete" && page.selected !== null) $("delete").click();
+    if (e.key === "Delete" && !e.repeat && page.selected !== null) $("delete").click();
   });
   drawing();
   const view = await loadCase();
