@@ -15,7 +15,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 DETECTOR = (
     "models/cil_r18_deepacc.pth",
-    "57120f069de767a0be10d7181f5106dab794c6e95db23752b46343a787f7b24a",
+    "dffa670e2de7ee61433eea05e10a9398786191484e45b03cc3f92f8cf937ed2f",
 )
 CROP_CLASSIFIER = (
     "models/cil_crop_classifier.pth",
