@@ -36,7 +36,7 @@ from .cpu import cpu_bf16_inference
 from .data.mapper import build_eval_loader
 from .data.stream import derived_seed
 from .evaluation.karyotype_evaluation import annotations_to_arrays, evaluate_predictions
-from .karyotype.run import write_atomic
+from .files import write_atomic
 from .solver import build_lr_scheduler
 
 logger = logging.getLogger(__name__)

@@ -32,8 +32,9 @@ from detectron2.utils.logger import setup_logger
 
 from .config import setup_cfg
 from .export import export_model
+from .files import write_atomic
 from .inference import evaluate, load_model, predict_files
-from .karyotype.run import karyotype_files, summary_text, write_atomic
+from .karyotype.run import karyotype_files, summary_text
 from .model_zoo import resolve_model
 from .review.server import serve
 from .review.store import CaseReview, ReviewError

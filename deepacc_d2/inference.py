@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from detectron2.data import DatasetCatalog, detection_utils
+from detectron2.data import DatasetCatalog
 from detectron2.evaluation import DatasetEvaluator, DatasetEvaluators, inference_on_dataset
 from detectron2.modeling import build_model
 from detectron2.utils import comm
@@ -21,6 +21,7 @@ from .cpu import cpu_bf16_inference
 from .data.images import read_metaphase
 from .data.mapper import build_eval_loader
 from .evaluation import KaryotypeEvaluator
+from .files import png_bytes, write_atomic
 from .visualize import draw_comparison
 
 logger = logging.getLogger(__name__)
@@ -160,9 +161,8 @@ def check_pictures(pictures: str):
 
 
 def save_png(picture: np.ndarray, path: str):
-    """An RGB picture as PNG, compressed lightly: the same pixels, written several times
-    faster than at PIL's default level."""
-    detection_utils.Image.fromarray(picture).save(path, compress_level=1)
+    """An RGB picture as a PNG file (:func:`.files.png_bytes`), written in one step."""
+    write_atomic(path, png_bytes(picture))
 
 
 def draw_dataset_predictions(

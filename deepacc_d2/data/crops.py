@@ -23,6 +23,7 @@ from torch.nn import functional as F
 from detectron2.data import DatasetCatalog
 from detectron2.structures import BoxMode
 
+from ..files import write_atomic
 from ..modeling.second_look import crop_boxes
 from .images import read_metaphase
 
@@ -36,10 +37,9 @@ BRIGHTNESS_JITTER = 15.0  # training crops: + U[-b, b] gray levels
 
 
 def save_atomic(obj, path: str):
-    """``torch.save`` to a temporary file, then renamed: an interrupted write never leaves a
-    truncated ``path``."""
-    torch.save(obj, path + ".partial")
-    os.replace(path + ".partial", path)
+    """``torch.save`` written in one step (:func:`..files.write_atomic`): an interrupted
+    write never leaves a truncated ``path``."""
+    write_atomic(path, lambda f: torch.save(obj, f))
 
 
 def resize_scale(height: int, width: int, min_size: int, max_size: int) -> float:

@@ -9,12 +9,12 @@ import dataclasses
 import json
 import logging
 import os
-import threading
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..case import list_images, run_case, timed
+from ..files import write_atomic
 from ..inference import check_pictures, load_model, save_png
 from ..visualize import draw_detections, side_by_side
 from .cell import ReviewRules, cell_record, counted_detections
@@ -140,17 +140,6 @@ def write_case(output_dir: str, cells, errors, rules: ReviewRules, pictures: str
     write_atomic(os.path.join(output_dir, "case.json"), json.dumps({**summary, **setup}, indent=1))
     write_atomic(os.path.join(output_dir, "case.txt"), summary_text(summary))
     return summary
-
-
-def write_atomic(path: str, data):
-    """Write text or bytes to a temporary file beside ``path``, then rename it over ``path``:
-    a reader never sees a half-written file."""
-    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.partial"
-    with open(tmp, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())  # on disk before it replaces the old file
-    os.replace(tmp, path)
 
 
 def save_cell(output_dir: str, name: str, path: str, image_shape, record: Dict, picture) -> Dict:

@@ -26,8 +26,9 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.serving import make_server
 
 from ..classes import CLASS_NAMES, denver_group_of
+from ..files import png_bytes
 from ..visualize import GROUP_COLORS
-from .store import CaseReview, ReviewError, png_bytes
+from .store import CaseReview, ReviewError
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 MAX_BODY_BYTES = 64 * 1024  # a change is a few hundred bytes

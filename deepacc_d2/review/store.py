@@ -14,7 +14,6 @@ Reviewed cells export as COCO json with the 24 classes, which
 
 import contextlib
 import fcntl
-import io
 import json
 import logging
 import math
@@ -24,13 +23,14 @@ import time
 from typing import Dict, List
 
 import numpy as np
-from PIL import Image
 
 from ..classes import CLASS_NAMES, denver_group_of
 from ..data.images import read_metaphase
+from ..files import write_atomic
+from ..inference import save_png
 from ..karyotype.cell import ReviewRules, detections_from_record
 from ..karyotype.karyogram import draw_karyogram
-from ..karyotype.run import case_summary, cell_outputs, write_atomic, write_case
+from ..karyotype.run import case_summary, cell_outputs, write_case
 
 RECORD_SUFFIX = "_karyotype.json"
 LOG_NAME = "review_log.jsonl"
@@ -57,12 +57,6 @@ class ReviewError(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
-
-
-def png_bytes(picture_rgb: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(picture_rgb).save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
 
 
 def person_detection(box: List[float], name: str) -> Dict:
@@ -264,7 +258,7 @@ class CaseReview:
         }
         stem = os.path.join(self.root, cid)
         if picture is not None:
-            write_atomic(stem + "_karyogram.png", png_bytes(picture))
+            save_png(picture, stem + "_karyogram.png")
         write_atomic(stem + RECORD_SUFFIX, json.dumps(new, indent=1))
         self.cells[cid] = new
         write_case(
