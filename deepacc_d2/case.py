@@ -1,19 +1,38 @@
 """
-Running a model over a case of image files at the model's speed: the next image is read on a
-worker thread while the model runs, and the pictures and files of a finished image are drawn
-and written on another, in order, while the model runs on the next one. Progress goes to a
-bar on a terminal (tqdm) and to plain log lines elsewhere; each stage's seconds can be added
-up (``timings``) for a profile.
+Running a model over a case of image files at the model's speed.
+
+On a CPU the images are shared among worker processes, by default one per core the model
+would use, each with the model (inherited) and one thread: a worker reads an image, runs the
+model, and draws and writes that image's files (``work``), while the others do the same with
+theirs. Each result comes back to the calling process in the images' order, for what is written
+over the whole case (``keep``). On 2 cores one process with the model's two threads leaves a
+core idle during the model's serial parts and all of the drawing; single-threaded processes
+keep both busy (docs/benchmarks_case.md).
+
+Workers are forked, so they start at once and inherit the model and ``work``. One thread each
+also keeps the fork safe after the parent has run OpenMP, whose thread pool hangs in a forked
+child. Where there is no fork, or the model is on a GPU, the case runs in the calling process,
+one image after the other, with the model's threads. The files are those one process of one
+thread writes; with the model's several threads the sums run in another order, and a score or
+box corner can differ in its last written digit.
+
+A worker that dies (killed for memory, a crash in a decoder) takes the images in flight with
+it: those are run again one at a time, each in a worker of its own, and one that dies there too
+is named failed; the rest of the case goes on.
+
+Progress goes to a bar on a terminal (tqdm) and to plain log lines elsewhere; each stage's
+seconds can be added up (``timings``) for a profile.
 """
 
 import logging
+import multiprocessing
 import os
 import sys
 import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from typing import Dict, Iterator, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import torch
 from tqdm import tqdm
@@ -69,13 +88,6 @@ def timed(timings: Optional[Dict[str, float]], stage: str):
             timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
 
 
-def _read(path: str):
-    try:
-        return read_metaphase(path), None
-    except ValueError as e:  # read_metaphase names the file
-        return None, str(e)
-
-
 def predictor_resize(cfg) -> T.ResizeShortestEdge:
     """The test-time resize of detectron2's ``DefaultPredictor``."""
     return T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
@@ -91,89 +103,163 @@ def model_input(image, resize: T.ResizeShortestEdge, input_format: str) -> Dict:
     return {"image": tensor, "height": height, "width": width}
 
 
-def run_case(cfg, model, paths, finish, what: str, background: bool = True, timings=None):
-    """
-    Predict every image of ``paths`` (:func:`predict_each`) and hand each result to
-    ``finish(path, name, image, instances, error)`` on a background thread, in order
-    (:class:`InOrderWorker`), with progress (:class:`Progress`).
-    """
-    progress = Progress(len(paths), what)
+class CaseModel:
+    """A loaded model that predicts one image file as detectron2's ``DefaultPredictor`` does
+    (resized by ``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``, boxes in the original image)."""
 
-    def finish_and_count(*item):
-        finish(*item)
+    def __init__(self, cfg, model):
+        self.cfg, self.model = cfg, model
+        self.resize = predictor_resize(cfg)
+        self.bf16 = cpu_bf16_inference(cfg, model)
+
+    def __call__(self, path: str, timings=None):
+        """
+        Returns:
+            (image, instances, error): the (H, W, 3) uint8 BGR image and the model's
+            ``Instances`` on the CPU, or None for both and the error message naming the file.
+        """
+        try:
+            with timed(timings, "read"):
+                image = read_metaphase(path)
+        except ValueError as e:  # read_metaphase names the file
+            return None, None, str(e)
+        try:
+            with timed(timings, "model"), torch.no_grad(), self.bf16:
+                outputs = self.model([model_input(image, self.resize, self.cfg.INPUT.FORMAT)])
+                return image, outputs[0]["instances"].to("cpu"), None
+        except Exception as e:  # name it, go on with the case
+            return None, None, f"{path}: {type(e).__name__}: {e}"
+
+
+def case_workers(cfg, images: int, workers: Optional[int] = None) -> int:
+    """
+    How many worker processes a case of ``images`` images runs in (module docstring):
+    ``workers`` when given, else one per thread the model would use in this process
+    (``torch.get_num_threads()``: the cores, or ``OMP_NUM_THREADS``); never more than the
+    images; 1 (the calling process) where workers cannot be forked.
+    """
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers={workers}: at least 1")
+    n = min(workers or torch.get_num_threads(), max(images, 1))
+    if n > 1 and "fork" not in multiprocessing.get_all_start_methods():
+        logger.info("no fork on this system: the case runs in this process")
+        return 1
+    if n > 1 and not cfg.MODEL.DEVICE.startswith("cpu"):
+        logger.info(f"MODEL.DEVICE={cfg.MODEL.DEVICE}: the case runs in this process")
+        return 1
+    return n
+
+
+def run_case(
+    cfg,
+    model,
+    paths: Sequence[str],
+    work: Callable,
+    keep: Callable,
+    what: str,
+    workers: Optional[int] = None,
+    timings: Optional[Dict[str, float]] = None,
+):
+    """
+    Predict every image of ``paths`` with ``model`` (:class:`CaseModel`) in
+    :func:`case_workers` processes (module docstring).
+
+    Args:
+        work: ``work(path, name, image, instances, timings) -> result``, in the process that
+            ran the model, for each image read and predicted; ``name`` is the image's unique
+            output name (:func:`output_stems`). Its result must pickle.
+        keep: ``keep(path, result, error)`` in the calling process, in the images' order;
+            ``error``, a message naming the file, is None or replaces the result.
+        timings (dict or None): seconds per stage over all processes (:func:`timed`).
+    """
+    names = output_stems(paths)
+    n = case_workers(cfg, len(paths), workers)
+    progress = Progress(len(paths), what)
+    predictor = CaseModel(cfg, model)
+
+    def done(path, result, error, seconds):
+        for stage, s in seconds.items():
+            if timings is not None:
+                timings[stage] = timings.get(stage, 0.0) + s
+        if error is not None:
+            logger.error(error)
+        keep(path, result, error)
         progress.step()
 
-    with InOrderWorker(background) as worker:
-        for item in predict_each(cfg, model, paths, timings):
-            worker.submit(finish_and_count, *item)
-    progress.close()
+    try:
+        if n == 1:
+            for path in paths:
+                done(path, *_work_on(predictor, work, path, names[path]))
+        else:
+            _run_in_workers(predictor, work, paths, names, n, done)
+    finally:
+        progress.close()
 
 
-def predict_each(cfg, model, inputs: Sequence[str], timings=None) -> Iterator:
+def _work_on(predictor: CaseModel, work: Callable, path: str, name: str):
+    """One image: (result, error, seconds per stage)."""
+    seconds = {}
+    image, instances, error = predictor(path, seconds)
+    if error is not None:
+        return None, error, seconds
+    try:
+        return work(path, name, image, instances, seconds), None, seconds
+    except Exception as e:  # one bad cell never loses the rest of the case
+        return None, f"{path}: {type(e).__name__}: {e}", seconds
+
+
+# What forked workers inherit: the predictor and the work (set before the fork).
+_WORKER = {}
+
+
+def _start_worker():
+    torch.set_num_threads(1)  # see the module docstring
+
+
+def _job(path: str, name: str):
+    return _work_on(_WORKER["predictor"], _WORKER["work"], path, name)
+
+
+def _run_in_workers(predictor, work, paths, names, n: int, done: Callable):
     """
-    Run ``model`` on every image of ``inputs`` (files or folders) in order, as detectron2's
-    ``DefaultPredictor`` does (resized by ``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``, boxes
-    in the original image), reading the next image meanwhile.
-
-    Yields:
-        (path, name, image, instances, error): the file, its unique output name
-        (:func:`output_stems`), the (H, W, 3) uint8 BGR image and the model's ``Instances``
-        on the CPU, or None for both and the error message of a file that failed.
+    :func:`run_case` in ``n`` forked processes; ``done(path, result, error, seconds)`` in the
+    images' order. After a worker died, the images in flight then are run again one at a time,
+    each in a worker of its own; one that dies there too is named failed.
     """
-    resize = predictor_resize(cfg)
-    bf16 = cpu_bf16_inference(cfg, model)
-    paths = list_images(inputs)
-    names = output_stems(paths)
-    with ThreadPoolExecutor(1, thread_name_prefix="read") as reader:
-        upcoming = reader.submit(_read, paths[0]) if paths else None
-        for i, path in enumerate(paths):
-            with timed(timings, "read (waiting)"):
-                image, error = upcoming.result()
-            if i + 1 < len(paths):
-                upcoming = reader.submit(_read, paths[i + 1])
-            if image is None:
-                yield path, names[path], None, None, error
-                continue
-            try:
-                with timed(timings, "model"), torch.no_grad(), bf16:
-                    outputs = model([model_input(image, resize, cfg.INPUT.FORMAT)])
-                    instances = outputs[0]["instances"].to("cpu")
-            except Exception as e:  # name it, go on with the batch
-                yield path, names[path], None, None, f"{path}: {type(e).__name__}: {e}"
-                continue
-            yield path, names[path], image, instances, None
+    _WORKER.update(predictor=predictor, work=work)
+    finished, settled, suspects, kept = {}, set(), set(), 0
 
+    def settle(path, outcome):
+        nonlocal kept
+        finished[path] = outcome
+        settled.add(path)
+        while kept < len(paths) and paths[kept] in finished:
+            done(paths[kept], *finished.pop(paths[kept]))
+            kept += 1
 
-class InOrderWorker:
-    """
-    Runs jobs on one background thread in the order they were given, at most ``pending``
-    waiting (so memory stays bounded); ``background=False`` runs each at once. A job's
-    exception is raised in the caller at the next submit or at the end.
-    """
-
-    def __init__(self, background: bool = True, pending: int = 2):
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="write") if background else None
-        self.jobs = deque()
-        self.pending = pending
-
-    def submit(self, fn, *args):
-        if self.pool is None:
-            fn(*args)
-            return
-        self.jobs.append(self.pool.submit(fn, *args))
-        while len(self.jobs) > self.pending:
-            self.jobs.popleft().result()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        try:
-            while self.jobs:
-                self.jobs.popleft().result()
-        finally:
-            if self.pool is not None:
-                self.pool.shutdown()
+    todo = list(paths)
+    try:
+        while todo:
+            alone = [p for p in todo if p in suspects][:1]
+            batch, died = alone or todo, []
+            context = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(min(n, len(batch)), context, _start_worker) as pool:
+                futures = [pool.submit(_job, p, names[p]) for p in batch]
+                for path, future in zip(batch, futures):
+                    error = future.exception()  # waits for it
+                    if isinstance(error, BrokenProcessPool):
+                        died.append(path)
+                    elif error is not None:
+                        raise error
+                    else:
+                        settle(path, future.result())
+            if alone and died:
+                message = "the worker process running it died (out of memory, or a crash)"
+                settle(alone[0], (None, f"{alone[0]}: {message}", {}))
+            suspects.update(died[:n])  # the pool hands images out in order
+            todo = [p for p in todo if p not in settled]
+    finally:
+        _WORKER.clear()
 
 
 class Progress:

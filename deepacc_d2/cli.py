@@ -7,7 +7,7 @@ The ``deepacc`` command.
     deepacc export  --weights W [--config-file C] --output model.ts|model.onnx [--sample IMAGE]
     deepacc karyotype --weights W [--config-file C] --output DIR IMAGE_OR_FOLDER ...
                     per cell a karyogram + karyotype record, and the case summary
-    (predict, karyotype: --pictures none|overlay|all)
+    (predict, karyotype: --pictures none|overlay|all, --workers N)
     deepacc review  OUTPUT_DIR_OF_KARYOTYPE [--host H] [--port P] [--export coco OUT.json]
                     the review page: correct a case's cells in the browser; export them
 
@@ -59,8 +59,14 @@ def _model_args(p):
     )
 
 
-def _pictures_arg(p, default: str, help: str):
-    p.add_argument("--pictures", choices=("none", "overlay", "all"), default=default, help=help)
+def _case_args(p, pictures: str, help: str):
+    p.add_argument("--pictures", choices=("none", "overlay", "all"), default=pictures, help=help)
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="processes of one thread each sharing the images (default: one per core; "
+        "1: this process, with the model's threads)",
+    )
 
 
 def _cfg(args):
@@ -90,7 +96,7 @@ def _predict(args):
 
     cfg = _cfg(args)
     results, errors = predict_files(
-        cfg, args.inputs, args.output, args.score_thresh, pictures=args.pictures
+        cfg, args.inputs, args.output, args.score_thresh, args.pictures, args.workers
     )
     print(f"{len(results)} image(s) predicted into {args.output}; {len(errors)} skipped")
     for msg in errors.values():
@@ -117,7 +123,7 @@ def _export(args):
 def _karyotype(args):
 
     cfg = _cfg(args)
-    summary = karyotype_files(cfg, args.inputs, args.output, pictures=args.pictures)
+    summary = karyotype_files(cfg, args.inputs, args.output, args.pictures, args.workers)
     print(summary_text(summary), end="")
     print(
         f"written to {args.output} (case.json, case.txt, <cell>_karyogram.png, "
@@ -170,7 +176,7 @@ def main(argv=None):
         help="pictures: draw top-1 detections scoring at least this (default: the "
         "config's TEST.KARYOTYPE.SCORE_THRESH)",
     )
-    _pictures_arg(p, "overlay", "a picture per image (overlay, all: the same here) or none")
+    _case_args(p, "overlay", "a picture per image (overlay, all: the same here) or none")
     p.add_argument("inputs", nargs="+", help="images or folders of images")
     _model_args(p)
     p = sub.add_parser("export", help="TorchScript or ONNX (traced) model for deployment")
@@ -184,7 +190,7 @@ def main(argv=None):
         help="karyogram, ISCN call and review flags per cell; the case karyotype over all cells",
     )
     p.add_argument("--output", default="output/karyotype")
-    _pictures_arg(
+    _case_args(
         p, "all", "per cell: the overlay beside the karyogram (all), the overlay alone, or none"
     )
     p.add_argument("inputs", nargs="+", help="images or folders of images (one case)")

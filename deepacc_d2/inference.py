@@ -103,19 +103,19 @@ def predict_files(
     output_dir: str,
     score_thresh: Optional[float] = None,
     pictures: str = "overlay",
-    background: bool = True,
+    workers: Optional[int] = None,
     timings: Optional[Dict[str, float]] = None,
 ):
     """
-    Predict every image (:func:`.case.predict_each`), write ``<name>.png`` (picture) per image
+    Predict every image (:func:`.case.run_case`), write ``<name>.png`` (picture) per image
     and ``predictions.json``, the latter rewritten after each image (an interrupted run keeps
-    what was done). Pictures and files are written on a background thread while the model
-    runs on the next image (``background``).
+    what was done).
 
     Args:
         score_thresh (float or None): the pictures' score threshold (:func:`picture_thresholds`);
             ``predictions.json`` holds every detection.
         pictures (str): "overlay" or "all" (the same here): a picture per image; "none".
+        workers (int or None): processes (:func:`.case.case_workers`).
         timings (dict or None): adds up the seconds of each stage (:func:`.case.timed`).
 
     Returns:
@@ -128,27 +128,28 @@ def predict_files(
     os.makedirs(output_dir, exist_ok=True)
     results, errors = {}, {}
 
-    def finish(path, name, image, instances, error):
+    def work(path, name, image, instances, seconds):
+        with timed(seconds, "selection"):
+            records = instances_to_records(instances)
+        if pictures != "none":
+            with timed(seconds, "pictures"):
+                picture = draw_comparison(
+                    image[:, :, ::-1], instances, score_thresh=score_thresh, nms_thresh=nms_thresh
+                )
+            with timed(seconds, "write"):
+                save_png(picture, os.path.join(output_dir, name + ".png"))
+        return records
+
+    def keep(path, records, error):
         if error is None:
-            with timed(timings, "selection"):
-                results[path] = instances_to_records(instances)
-            if pictures != "none":
-                with timed(timings, "pictures"):
-                    picture = draw_comparison(
-                        image[:, :, ::-1],
-                        instances,
-                        score_thresh=score_thresh,
-                        nms_thresh=nms_thresh,
-                    )
-                with timed(timings, "write"):
-                    save_png(picture, os.path.join(output_dir, name + ".png"))
+            results[path] = records
         else:
             errors[path] = error
-            logger.error(error)
-        with timed(timings, "write"), open(os.path.join(output_dir, "predictions.json"), "w") as f:
-            json.dump({"predictions": results, "errors": errors}, f, indent=1)
+        with timed(timings, "write"):
+            text = json.dumps({"predictions": results, "errors": errors}, indent=1)
+            write_atomic(os.path.join(output_dir, "predictions.json"), text)
 
-    run_case(cfg, model, list_images(inputs), finish, "predict", background, timings)
+    run_case(cfg, model, list_images(inputs), work, keep, "predict", workers, timings)
     return results, errors
 
 

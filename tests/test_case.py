@@ -1,5 +1,6 @@
-"""A case at the model's speed: the pipelined commands write exactly what the plain ones do,
-read like detectron2's DefaultPredictor, and evaluation pictures reuse the metric pass."""
+"""A case at the model's speed: the commands in worker processes write exactly what one
+process does, read like detectron2's DefaultPredictor, lose only the image of a worker that
+dies, and evaluation pictures reuse the metric pass."""
 
 import json
 import os
@@ -10,7 +11,8 @@ import torch
 from PIL import Image
 
 import deepacc_d2  # noqa: F401
-from deepacc_d2.case import list_images, predict_each
+from deepacc_d2 import case as case_module
+from deepacc_d2.case import CaseModel, case_workers, list_images
 from deepacc_d2.config import setup_cfg
 from deepacc_d2.inference import evaluate, load_model, predict_files
 from deepacc_d2.karyotype.run import karyotype_files
@@ -77,10 +79,11 @@ def _same(a, b):
 @pytest.mark.slow
 def test_reading_is_detectron2s_default_predictor(case):
     cfg, folder = case
-    model = load_model(cfg)
+    ours = CaseModel(cfg, load_model(cfg))
     predictor = DefaultPredictor(cfg)
     seen = 0
-    for path, _, image, instances, error in predict_each(cfg, model, list_images([folder])):
+    for path in list_images([folder]):
+        image, instances, error = ours(path)
         if error is not None:
             assert path.endswith("broken.png") and "cannot read image" in error
             continue
@@ -92,23 +95,71 @@ def test_reading_is_detectron2s_default_predictor(case):
     assert seen == 4
 
 
+def _run(command, cfg, folder, out, **kwargs):
+    if command == "predict":
+        return predict_files(cfg, [folder], out, **kwargs)
+    return karyotype_files(cfg, [folder], out, **kwargs)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["predict", "karyotype"])
-def test_pipelined_outputs_equal_the_plain_ones(case, tmp_path, command):
+def test_workers_write_what_one_process_writes(case, tmp_path, command):
     cfg, folder = case
     outputs = {}
-    for background in (True, False):
-        out = str(tmp_path / str(background))
+    threads = torch.get_num_threads()
+    for workers in (1, 2):
+        out = str(tmp_path / str(workers))
         timings = {}
-        if command == "predict":
-            predict_files(cfg, [folder], out, background=background, timings=timings)
-        else:
-            karyotype_files(cfg, [folder], out, background=background, timings=timings)
-        outputs[background] = _files(out)
+        torch.set_num_threads(1)  # the workers' thread count: the same sums in the same order
+        try:
+            _run(command, cfg, folder, out, workers=workers, timings=timings)
+        finally:
+            torch.set_num_threads(threads)
+        outputs[workers] = _files(out)
         assert timings["model"] > 0 and timings["pictures"] > 0 and timings["start-up"] > 0
-    _same(outputs[True], outputs[False])
-    pictures = [n for n in outputs[True] if n.endswith(".png")]
+        assert timings["read"] > 0 and timings["write"] > 0
+    _same(outputs[1], outputs[2])
+    pictures = [n for n in outputs[1] if n.endswith(".png")]
     assert len(pictures) == 4
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_loses_only_its_image(case, tmp_path, monkeypatch):
+    cfg, folder = case
+    parent, read = os.getpid(), case_module.read_metaphase
+
+    def read_or_die(path):  # the forked workers inherit it
+        if path.endswith("cell2.png") and os.getpid() != parent:
+            os._exit(1)  # a crash in a decoder, or the kernel killing it for memory
+        return read(path)
+
+    monkeypatch.setattr(case_module, "read_metaphase", read_or_die)
+    summary = karyotype_files(cfg, [folder], str(tmp_path / "died"), workers=2)
+    monkeypatch.setattr(case_module, "read_metaphase", read)
+    plain = karyotype_files(cfg, [folder], str(tmp_path / "plain"), workers=2)
+    died = os.path.join(folder, "cell2.png")
+    assert "worker process running it died" in summary["failed"][died]
+    assert sorted(summary["failed"]) == sorted([died, *plain["failed"]])
+    assert summary["counts_per_cell"] == {
+        f: n for f, n in plain["counts_per_cell"].items() if f != died
+    }
+    for i in (0, 1, 3):  # the others' files are all there and the same
+        name = f"cell{i}_karyotype.json"
+        assert _files(tmp_path / "died")[name] == _files(tmp_path / "plain")[name]
+
+
+def test_case_workers(case):
+    cfg, _ = case
+    assert case_workers(cfg, images=10, workers=3) == 3
+    assert case_workers(cfg, images=2, workers=3) == 2  # never more than the images
+    assert case_workers(cfg, images=0) == 1
+    assert case_workers(cfg, images=100) == min(torch.get_num_threads(), 100)
+    gpu = cfg.clone()
+    gpu.defrost()
+    gpu.MODEL.DEVICE = "cuda"
+    assert case_workers(gpu, images=10, workers=4) == 1  # no fork after CUDA: this process
+    with pytest.raises(ValueError, match="workers=0"):
+        case_workers(cfg, images=10, workers=0)
 
 
 def test_pictures_none_writes_records_only(case, tmp_path):

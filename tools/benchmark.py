@@ -11,12 +11,13 @@ peak memory. Prints a table and writes it with the machine, the versions and the
     python tools/benchmark.py --paper                           # + R101-FPN at 1600x1200
     python tools/benchmark.py --device cuda --out docs/benchmarks_gpu.md
     python tools/benchmark.py --configs "configs/cpu/f_deepacc_cpu.yaml MODEL.FPN.OUT_CHANNELS 32"
-    python tools/benchmark.py --case FOLDER --weights cil-r18-crops --out docs/benchmarks_case.md
+    python tools/benchmark.py --case cil24_val --images 24 --out docs/benchmarks_case.md
 
-``--case``: how close ``deepacc predict`` and ``deepacc karyotype`` come to the model's own
-speed on a folder of metaphases: the model's forward passes alone (images read and resized
-beforehand), each command's stages one after the other (profile), and each command as it
-runs (reading and drawing beside the model), in images per second.
+``--case`` (a folder, or a registered dataset's first ``--images``): how close ``deepacc
+predict`` and ``deepacc karyotype`` come to the model's own speed: the model's forward passes
+alone (images read and resized beforehand, one process with all its threads; and in the
+commands' worker processes), each command in one process (its stages are the profile) and in
+its default worker processes, in images per second.
 
 Each ``--configs`` entry is a config file, optionally followed by ``KEY VALUE`` overrides
 (split at white space; a value has none).
@@ -40,7 +41,7 @@ import numpy as np
 import torch
 
 import deepacc_d2  # noqa: F401  (compat fixes, registrations)
-from deepacc_d2.case import list_images, model_input, predictor_resize
+from deepacc_d2.case import case_workers, list_images, model_input, predictor_resize, run_case
 from deepacc_d2.config import setup_cfg
 from deepacc_d2.cpu import cpu_bf16_inference, cpu_has_bf16
 from deepacc_d2.data.images import read_metaphase
@@ -48,6 +49,7 @@ from deepacc_d2.inference import load_model, predict_files
 from deepacc_d2.karyotype.run import karyotype_files
 from deepacc_d2.model_zoo import resolve_model
 
+from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
@@ -214,7 +216,10 @@ def main():
     p.add_argument("--no-train", action="store_true")
     p.add_argument("--out", default="docs/benchmarks.md")
     p.add_argument("--child", help=argparse.SUPPRESS)
-    p.add_argument("--case", help="a folder of metaphases: the commands' speed (see above)")
+    p.add_argument(
+        "--case", help="a folder of metaphases or a registered dataset: the commands' speed"
+    )
+    p.add_argument("--images", type=int, default=24, help="--case: its first N images")
     p.add_argument("--weights", default="cil-r18-crops", help="--case: the model")
     args = p.parse_args()
     if args.case:
@@ -278,11 +283,20 @@ def main():
     print(f"written to {args.out}")
 
 
+def case_images(case: str, count: int):
+    """``--case``: a folder's images, or a registered dataset's first ``count``."""
+    if os.path.isdir(case):
+        return list_images([case])[:count]
+    if case not in DatasetCatalog.list():
+        raise SystemExit(f"--case {case}: neither a folder nor a registered dataset")
+    return [d["file_name"] for d in DatasetCatalog.get(case)[:count]]
+
+
 def case_benchmark(args):
     """The ``--case`` table (module docstring)."""
     config_file, weights, opts = resolve_model(args.weights)
     cfg = setup_cfg(config_file, opts, weights)
-    paths = list_images([args.case])
+    paths = case_images(args.case, args.images)
     model = load_model(cfg)
     resize = predictor_resize(cfg)
     inputs = [model_input(read_metaphase(p), resize, cfg.INPUT.FORMAT) for p in paths]
@@ -292,45 +306,50 @@ def case_benchmark(args):
         for x in inputs:
             model([x])
         forward = len(inputs) / (time.perf_counter() - start)
+    workers = case_workers(cfg, len(paths))
+    threads = torch.get_num_threads()
+    start = time.perf_counter()
+    run_case(cfg, model, paths, lambda *_: None, lambda *_: None, "model", workers)
+    forward_workers = len(paths) / (time.perf_counter() - start)
     rows = []
-    stages = ["start-up", "read (waiting)", "model", "selection", "karyogram", "pictures", "write"]
+    stages = ["start-up", "read", "model", "selection", "karyogram", "pictures", "write"]
     with tempfile.TemporaryDirectory() as out:
         for name, run in (("predict", predict_files), ("karyotype", karyotype_files)):
-            for background in (False, True):
+            for n in sorted({1, workers}):
                 timings = {}
                 start = time.perf_counter()
-                run(
-                    cfg,
-                    [args.case],
-                    os.path.join(out, f"{name}{background}"),
-                    background=background,
-                    timings=timings,
-                )
-                wall = time.perf_counter() - start
-                rows.append((name, background, wall, timings))
+                run(cfg, paths, os.path.join(out, f"{name}{n}"), workers=n, timings=timings)
+                rows.append((name, n, time.perf_counter() - start, timings))
     n = len(paths)
     lines = [
-        f"{n} images of `{args.case}`, model `{args.weights}`; the model's forward passes "
-        f"alone: **{forward:.2f} images/s**.",
+        f"{n} images of `{args.case}`, model `{args.weights}`. The model's forward passes "
+        f"alone, images read and resized beforehand, in one process with {threads} threads: "
+        f"**{forward:.2f} images/s** (x forward = 1); in {workers} processes of one thread, "
+        f"reading included: {forward_workers:.2f} images/s "
+        f"({forward_workers / forward:.2f} x forward).",
         "",
-        "| command | reading, drawing | images/s (x forward) | without start-up | "
+        "| command | processes x threads | images/s (x forward) | without start-up | "
         + " | ".join(f"{s} s/img" for s in stages)
         + " |",
         "|---" * (4 + len(stages)) + "|",
     ]
-    for name, background, wall, timings in rows:
+    for name, workers, wall, timings in rows:
         rate = n / wall
         rate_run = n / (wall - timings.get("start-up", 0.0))
         lines.append(
-            f"| deepacc {name} | {'beside the model' if background else 'one after the other'} "
+            f"| deepacc {name} | {workers} x {1 if workers > 1 else threads} "
             f"| {rate:.2f} ({rate / forward:.2f}) | {rate_run:.2f} ({rate_run / forward:.2f}) | "
             + " | ".join(f"{timings.get(s, 0.0) / n:.3f}" for s in stages)
             + " |"
         )
     lines += [
         "",
-        "Stage seconds beside the model overlap each other (they add up to more than the wall "
-        "time); one after the other they are the profile.",
+        "Stage seconds are added up over the processes: with one process they are the profile "
+        "of the wall time; with several they add up to more than it.",
+        "",
+        "The workers write the same files as one process with one thread (tests/test_case.py). "
+        "Against one process with several threads a score or box corner can differ in its "
+        "last written digit: the model's sums run in another order.",
     ]
     text = "\n".join(lines)
     print(text)

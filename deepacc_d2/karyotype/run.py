@@ -7,7 +7,6 @@ files and the summary are written as soon as that cell is done.
 
 import dataclasses
 import json
-import logging
 import os
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -20,8 +19,6 @@ from ..visualize import draw_detections, side_by_side
 from .cell import ReviewRules, cell_record, counted_detections
 from .iscn import case_karyotype
 from .karyogram import draw_karyogram
-
-logger = logging.getLogger(__name__)
 
 
 def karyotype_cell(
@@ -165,14 +162,14 @@ def karyotype_files(
     inputs: Sequence[str],
     output_dir: str,
     pictures: str = "all",
-    background: bool = True,
+    workers: Optional[int] = None,
     timings: Optional[Dict[str, float]] = None,
 ) -> Dict:
     """
-    Run the model on image files or folders and write, per image ``<name>_karyotype.json`` and
-    ``<name>_karyogram.png`` (:func:`karyotype_cell`'s ``pictures``), and ``case.json`` /
-    ``case.txt`` for all of them, updated after each cell. A cell's pictures and files are
-    made on a background thread while the model runs on the next image (``background``).
+    Run the model on image files or folders (:func:`..case.run_case`, ``workers`` processes)
+    and write, per image ``<name>_karyotype.json`` and ``<name>_karyogram.png``
+    (:func:`karyotype_cell`'s ``pictures``), and ``case.json`` / ``case.txt`` for all of them,
+    updated after each cell.
 
     Returns:
         dict: the case summary (:func:`case_summary`).
@@ -186,24 +183,19 @@ def karyotype_files(
     # an empty case has a summary too
     summary = {"case": write_case(output_dir, cells, errors, rules, pictures)}
 
-    def finish(path, name, image_bgr, instances, error):
+    def work(path, name, image_bgr, instances, seconds):
+        image_rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
+        record, picture = karyotype_cell(image_rgb, instances, rules, pictures, seconds)
+        with timed(seconds, "write"):
+            return save_cell(output_dir, name, path, image_bgr.shape, record, picture)
+
+    def keep(path, record, error):
         if error is None:
-            try:
-                record, picture = karyotype_cell(
-                    np.ascontiguousarray(image_bgr[:, :, ::-1]), instances, rules, pictures, timings
-                )
-            except Exception as e:  # one bad cell never loses the rest of the case
-                error = f"{path}: {type(e).__name__}: {e}"
-            else:
-                with timed(timings, "write"):
-                    cells[path] = save_cell(
-                        output_dir, name, path, image_bgr.shape, record, picture
-                    )
-        if error is not None:
+            cells[path] = record
+        else:
             errors[path] = error
-            logger.error(error)
         with timed(timings, "write"):
             summary["case"] = write_case(output_dir, cells, errors, rules, pictures)
 
-    run_case(cfg, model, list_images(inputs), finish, "karyotype", background, timings)
+    run_case(cfg, model, list_images(inputs), work, keep, "karyotype", workers, timings)
     return summary["case"]
