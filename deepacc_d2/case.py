@@ -27,6 +27,7 @@ seconds can be added up (``timings``) for a profile.
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -214,6 +215,7 @@ _WORKER = {}
 
 def _start_worker():
     torch.set_num_threads(1)  # see the module docstring
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the caller stops the case
 
 
 def _job(path: str, name: str):
@@ -243,7 +245,8 @@ def _run_in_workers(predictor, work, paths, names, n: int, done: Callable):
             alone = [p for p in todo if p in suspects][:1]
             batch, died = alone or todo, []
             context = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(min(n, len(batch)), context, _start_worker) as pool:
+            pool = ProcessPoolExecutor(min(n, len(batch)), context, _start_worker)
+            try:
                 futures = [pool.submit(_job, p, names[p]) for p in batch]
                 for path, future in zip(batch, futures):
                     error = future.exception()  # waits for it
@@ -253,6 +256,8 @@ def _run_in_workers(predictor, work, paths, names, n: int, done: Callable):
                         raise error
                     else:
                         settle(path, future.result())
+            finally:  # after Ctrl-C only the images running go on, to their end
+                pool.shutdown(cancel_futures=True)
             if alone and died:
                 message = "the worker process running it died (out of memory, or a crash)"
                 settle(alone[0], (None, f"{alone[0]}: {message}", {}))
