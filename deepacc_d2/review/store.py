@@ -133,8 +133,12 @@ class CaseReview:
             self.cells[name[: -len(RECORD_SUFFIX)]] = record
 
     # ------------------------------------------------------------------ reading
+    def by_file(self) -> Dict[str, Dict]:
+        """The cells' records by image file, as the case summary takes them."""
+        return {r["file"]: r for r in self.cells.values()}
+
     def summary(self) -> Dict:
-        return case_summary({r["file"]: r for r in self.cells.values()}, self.failed)
+        return case_summary(self.by_file(), self.failed)
 
     def case_view(self) -> Dict:
         """The case summary and one line per cell, for the page's case list."""
@@ -261,13 +265,7 @@ class CaseReview:
             save_png(picture, stem + "_karyogram.png")
         write_atomic(stem + RECORD_SUFFIX, json.dumps(new, indent=1))
         self.cells[cid] = new
-        write_case(
-            self.root,
-            {r["file"]: r for r in self.cells.values()},
-            self.failed,
-            self.rules,
-            self.pictures,
-        )
+        write_case(self.root, self.by_file(), self.failed, self.rules, self.pictures)
         return new
 
     def _log(self, entry: Dict):
