@@ -229,40 +229,39 @@ def _run_in_workers(predictor, work, paths, names, n: int, done: Callable):
     each in a worker of its own; one that dies there too is named failed.
     """
     _WORKER.update(predictor=predictor, work=work)
-    finished, settled, suspects, kept = {}, set(), set(), 0
+    finished, suspects, kept = {}, set(), 0  # by the image's index in paths
 
-    def settle(path, outcome):
+    def settle(i, outcome):
         nonlocal kept
-        finished[path] = outcome
-        settled.add(path)
-        while kept < len(paths) and paths[kept] in finished:
-            done(paths[kept], *finished.pop(paths[kept]))
+        finished[i] = outcome
+        while kept in finished:
+            done(paths[kept], *finished.pop(kept))
             kept += 1
 
-    todo = list(paths)
+    todo = list(range(len(paths)))
     try:
         while todo:
-            alone = [p for p in todo if p in suspects][:1]
+            alone = [i for i in todo if i in suspects][:1]
             batch, died = alone or todo, []
             context = multiprocessing.get_context("fork")
             pool = ProcessPoolExecutor(min(n, len(batch)), context, _start_worker)
             try:
-                futures = [pool.submit(_job, p, names[p]) for p in batch]
-                for path, future in zip(batch, futures):
+                futures = [pool.submit(_job, paths[i], names[paths[i]]) for i in batch]
+                for i, future in zip(batch, futures):
                     error = future.exception()  # waits for it
                     if isinstance(error, BrokenProcessPool):
-                        died.append(path)
+                        died.append(i)
                     elif error is not None:
                         raise error
                     else:
-                        settle(path, future.result())
+                        settle(i, future.result())
             finally:  # after Ctrl-C only the images running go on, to their end
                 pool.shutdown(cancel_futures=True)
             if alone and died:
                 message = "the worker process running it died (out of memory, or a crash)"
-                settle(alone[0], (None, f"{alone[0]}: {message}", {}))
+                settle(alone[0], (None, f"{paths[alone[0]]}: {message}", {}))
             suspects.update(died[:n])  # the pool hands images out in order
-            todo = [p for p in todo if p not in settled]
+            todo = [i for i in todo if i >= kept and i not in finished]
     finally:
         _WORKER.clear()
 
