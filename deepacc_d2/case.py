@@ -18,7 +18,7 @@ box corner can differ in its last written digit.
 
 A worker that dies (killed for memory, a crash in a decoder) takes the images in flight with
 it: those are run again one at a time, each in a worker of its own, and one that dies there too
-is named failed; the rest of the case goes on.
+is named failed; the rest of the case goes on in half as many workers.
 
 Progress goes to a bar on a terminal (tqdm) and to plain log lines elsewhere; each stage's
 seconds can be added up (``timings``) for a profile.
@@ -226,7 +226,8 @@ def _run_in_workers(predictor, work, paths, names, n: int, done: Callable):
     """
     :func:`run_case` in ``n`` forked processes; ``done(path, result, error, seconds)`` in the
     images' order. After a worker died, the images in flight then are run again one at a time,
-    each in a worker of its own; one that dies there too is named failed.
+    each in a worker of its own (one that dies there too is named failed), and the rest in half
+    as many workers: the usual cause is memory.
     """
     _WORKER.update(predictor=predictor, work=work)
     finished, suspects, kept = {}, set(), 0  # by the image's index in paths
@@ -260,7 +261,10 @@ def _run_in_workers(predictor, work, paths, names, n: int, done: Callable):
             if alone and died:
                 message = "the worker process running it died (out of memory, or a crash)"
                 settle(alone[0], (None, f"{paths[alone[0]]}: {message}", {}))
-            suspects.update(died[:n])  # the pool hands images out in order
+            if died and not alone:
+                suspects.update(died[:n])  # the pool hands images out in order
+                n = max(1, n // 2)  # the usual cause is memory
+                logger.warning(f"a worker process died; the case goes on in {n} worker(s)")
             todo = [i for i in todo if i >= kept and i not in finished]
     finally:
         _WORKER.clear()

@@ -133,8 +133,11 @@ def test_a_worker_that_dies_loses_only_its_image(case, tmp_path, monkeypatch):
             os._exit(1)  # a crash in a decoder, or the kernel killing it for memory
         return read(path)
 
+    warnings = []
+    monkeypatch.setattr(case_module.logger, "warning", warnings.append)
     monkeypatch.setattr(case_module, "read_metaphase", read_or_die)
     summary = karyotype_files(cfg, [folder], str(tmp_path / "died"), workers=2)
+    assert warnings == ["a worker process died; the case goes on in 1 worker(s)"]
     monkeypatch.setattr(case_module, "read_metaphase", read)
     plain = karyotype_files(cfg, [folder], str(tmp_path / "plain"), workers=2)
     died = os.path.join(folder, "cell2.png")
