@@ -9,7 +9,8 @@ initialisation, for the same iterations, with the same image order and the same 
 sampling for a given seed (detectron2's IoU matcher and ``subsample_labels``, seeded by (seed,
 iteration)), and is evaluated on the cached ``cil24_val`` proposals with the project's
 evaluator (mAP, mAPmax, Acc, AER). A seed changes the head's initialisation, the image order
-and the sampling, equally for every row, so rows compare paired by seed.
+and the sampling, equally for every row, so rows compare paired by seed. Table 2's RetinaNet
+(row "r") trains its head on the same frozen trunk (:mod:`.ablation_retinanet`).
 """
 
 import json
@@ -31,6 +32,13 @@ from detectron2.solver import build_optimizer
 from detectron2.structures import Boxes, Instances, pairwise_iou
 from detectron2.utils.events import EventStorage
 
+from .ablation_retinanet import (
+    build_retinanet,
+    cache_levels,
+    evaluate_retinanet,
+    retinanet_opts,
+    train_retinanet,
+)
 from .config import setup_cfg
 from .cpu import cpu_bf16_inference
 from .data.mapper import build_eval_loader
@@ -57,6 +65,7 @@ ROW_NAMES = {
     "d": "(d) sep + siamese",
     "e": "(e) sep + L_AAM + siamese",
     "f": "(f) DeepACC",
+    "r": "RetinaNet (Table 2)",  # not a switch of the RoI head: .ablation_retinanet
 }
 METRICS = ("mAP", "mAPmax", "Acc", "AER")
 BRANCH_STATS = (
@@ -277,7 +286,17 @@ def run_table(
         "opts": list(opts),
     }
     todo = [(r, s) for r in rows for s in seeds if _done(out_dir, r, s, setting) is None]
-    if todo:
+    retinanet_cfg = setup_cfg(config, list(opts) + retinanet_opts(base) + schedule, training=True)
+    if any(r == "r" for r, _ in todo):
+        start = time.perf_counter()
+        levels = {
+            training: cache_levels(
+                retinanet_cfg, weights, name, training, train_images if training else val_images
+            )
+            for training, name in ((True, base.DATASETS.TRAIN[0]), (False, base.DATASETS.TEST[0]))
+        }
+        logger.info(f"cached the FPN levels in {time.perf_counter() - start:.0f} s")
+    if any(r != "r" for r, _ in todo):
         start = time.perf_counter()
         # the training proposals as the RPN makes them in training (detectron2's counts)
         rpn = base.MODEL.RPN
@@ -295,10 +314,16 @@ def run_table(
             f"cached {len(train)} + {len(val)} images in {time.perf_counter() - start:.0f} s"
         )
     for row, seed in todo:
-        cfg = setup_cfg(config, list(opts) + row_opts(row) + schedule, training=True)
-        heads = build_head(cfg, seed)
-        result = train_head(cfg, heads, train, seed, iterations)
-        result.update(evaluate_head(cfg, heads, val), row=row, seed=seed, setting=setting)
+        if row == "r":
+            model = build_retinanet(retinanet_cfg, seed)
+            result = train_retinanet(retinanet_cfg, model, levels[True], seed, iterations)
+            result.update(evaluate_retinanet(retinanet_cfg, model, levels[False]))
+        else:
+            cfg = setup_cfg(config, list(opts) + row_opts(row) + schedule, training=True)
+            heads = build_head(cfg, seed)
+            result = train_head(cfg, heads, train, seed, iterations)
+            result.update(evaluate_head(cfg, heads, val))
+        result.update(row=row, seed=seed, setting=setting)
         write_atomic(_run_path(out_dir, row, seed), json.dumps(result, indent=1))
         logger.info(f"row {row} seed {seed}: " + ", ".join(f"{m} {result[m]:.1f}" for m in METRICS))
     return {(r, s): _done(out_dir, r, s, setting) for r in rows for s in seeds}

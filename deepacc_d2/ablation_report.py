@@ -1,7 +1,7 @@
 """
 The report of the Table 1 study (:mod:`.ablation`): mean ± std over seeds, the paired (f) - (a)
-difference with its t interval, a picture of every seed, and the generated part of
-docs/ablation.md.
+and (f) - RetinaNet differences with their t intervals, a picture of every seed, and the
+generated part of docs/ablation.md.
 """
 
 import os
@@ -19,7 +19,7 @@ __all__ = ["markdown", "plot_table", "summarize", "write_generated"]
 
 def summarize(results: Dict, rows, seeds) -> Dict:
     """Per row and metric: mean, standard deviation (n - 1) and the values by seed; and the
-    paired difference (f) - (a) by seed with its 95 % t interval."""
+    paired differences (f) - (a) and (f) - RetinaNet by seed with their 95 % t intervals."""
     table = {
         row: {
             m: {
@@ -31,17 +31,28 @@ def summarize(results: Dict, rows, seeds) -> Dict:
         }
         for row in rows
     }
+    return {
+        "table": table,
+        "paired_f_minus_a": _paired(results, rows, seeds, "f", "a"),
+        "paired_f_minus_r": _paired(results, rows, seeds, "f", "r"),
+    }
+
+
+def _paired(results: Dict, rows, seeds, x: str, y: str) -> Dict:
+    """Row x - row y by seed, per metric: the differences, their mean and 95 % t interval
+    ({} unless both rows ran on 2 seeds or more)."""
+    if x not in rows or y not in rows or len(seeds) < 2:
+        return {}
     paired = {}
-    if "a" in rows and "f" in rows and len(seeds) > 1:
-        for m in METRICS:
-            diff = np.array([results["f", s][m] - results["a", s][m] for s in seeds])
-            half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
-            paired[m] = {
-                "diff": diff.tolist(),
-                "mean": float(diff.mean()),
-                "ci95": [float(diff.mean() - half), float(diff.mean() + half)],
-            }
-    return {"table": table, "paired_f_minus_a": paired}
+    for m in METRICS:
+        diff = np.array([results[x, s][m] - results[y, s][m] for s in seeds])
+        half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
+        paired[m] = {
+            "diff": diff.tolist(),
+            "mean": float(diff.mean()),
+            "ci95": [float(diff.mean() - half), float(diff.mean() + half)],
+        }
+    return paired
 
 
 def plot_table(summary: Dict, path: str):
@@ -55,7 +66,7 @@ def plot_table(summary: Dict, path: str):
         for i, r in enumerate(rows):
             values = summary["table"][r][m]["values"]
             ax.plot([i] * len(values), values, "k.", ms=5)
-        ax.set_xticks(range(len(rows)), [f"({r})" for r in rows])
+        ax.set_xticks(range(len(rows)), ["Retina" if r == "r" else f"({r})" for r in rows])
         lo = min(min(summary["table"][r][m]["values"]) for r in rows)
         hi = max(max(summary["table"][r][m]["values"]) for r in rows)
         ax.set_ylim(max(0, lo - 0.15 * (hi - lo + 1)), hi + 0.15 * (hi - lo + 1))
@@ -70,7 +81,13 @@ def markdown(summary: Dict, results: Dict, rows, seeds, meta: Dict) -> str:
     (f) - (a) difference, every run, the branch statistics, and how it was made."""
     lines = [
         f"`{meta['command']}` — {meta['minutes']:.0f} min on {meta['machine']}; "
-        f"{meta['versions']}.",
+        f"{meta['versions']}."
+        + (
+            f" {meta['reused']} of its {meta['runs']} runs were made by an earlier invocation "
+            "of the same command with the same setting and reused; the minutes are this one's."
+            if meta.get("reused")
+            else ""
+        ),
         "",
         "| row | " + " | ".join(METRICS) + " |",
         "|---|" + "---|" * len(METRICS),
@@ -81,17 +98,17 @@ def markdown(summary: Dict, results: Dict, rows, seeds, meta: Dict) -> str:
             for m in METRICS
         ]
         lines.append(f"| {ROW_NAMES[row]} | " + " | ".join(cells) + " |")
-    paired = summary["paired_f_minus_a"]
-    if paired:
-        lines += [
-            "",
-            f"Paired by seed, (f) − (a) (mean, 95 % t interval over {len(seeds)} seeds): "
-            + "; ".join(
-                f"{m} {p['mean']:+.2f} [{p['ci95'][0]:+.2f}, {p['ci95'][1]:+.2f}]"
-                for m, p in paired.items()
-            )
-            + ".",
-        ]
+    for key, pair in (("paired_f_minus_a", "(f) − (a)"), ("paired_f_minus_r", "(f) − RetinaNet")):
+        if summary[key]:
+            lines += [
+                "",
+                f"Paired by seed, {pair} (mean, 95 % t interval over {len(seeds)} seeds): "
+                + "; ".join(
+                    f"{m} {p['mean']:+.2f} [{p['ci95'][0]:+.2f}, {p['ci95'][1]:+.2f}]"
+                    for m, p in summary[key].items()
+                )
+                + ".",
+            ]
     lines += [
         "",
         "Every run (mAP / mAPmax / Acc / AER; training fg accuracy of the final scores, of the "
@@ -106,7 +123,7 @@ def markdown(summary: Dict, results: Dict, rows, seeds, meta: Dict) -> str:
             r = results[row, seed]
             branch = [r.get(k) for k in BRANCH_STATS]
             lines.append(
-                f"| ({row}) | {seed} | "
+                f"| {'RetinaNet' if row == 'r' else f'({row})'} | {seed} | "
                 + " | ".join(f"{r[m]:.1f}" for m in METRICS)
                 + " | "
                 + " | ".join("–" if v is None else f"{v:.2f}" for v in branch)

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 import deepacc_d2  # noqa: F401
-from deepacc_d2 import ablation
+from deepacc_d2 import ablation, ablation_retinanet
 from deepacc_d2.ablation_report import markdown, summarize, write_generated
 from deepacc_d2.config import setup_cfg
 
@@ -101,17 +101,19 @@ def test_tiny_table_runs_resumes_and_reports(tmp_path, monkeypatch):
         MetadataCatalog.get(name).set(thing_classes=list(deepacc_d2.CLASS_NAMES))
     opts = small + ["DATASETS.TRAIN", "('abl_train',)", "DATASETS.TEST", "('abl_val',)"]
     out = str(tmp_path / "out")
+    rows = ("a", "f", "r")
     results = ablation.run_table(
-        CONFIG, str(weights) + ".pth", out, ("a", "f"), (0, 1), iterations=6, opts=opts
+        CONFIG, str(weights) + ".pth", out, rows, (0, 1), iterations=6, opts=opts
     )
-    assert set(results) == {("a", 0), ("a", 1), ("f", 0), ("f", 1)}
+    assert set(results) == {(r, s) for r in rows for s in (0, 1)}
     for r in results.values():
         assert all(np.isfinite(r[m]) or m == "Acc" for m in ablation.METRICS)
-        assert r["setting"]["iterations"] == 6
+        assert r["setting"]["iterations"] == 6 and r["train_s"] > 0
     # a second call finds every run done and trains nothing
     monkeypatch.setattr(ablation, "train_head", lambda *a, **k: pytest.fail("trained again"))
+    monkeypatch.setattr(ablation, "train_retinanet", lambda *a, **k: pytest.fail("again"))
     again = ablation.run_table(
-        CONFIG, str(weights) + ".pth", out, ("a", "f"), (0, 1), iterations=6, opts=opts
+        CONFIG, str(weights) + ".pth", out, rows, (0, 1), iterations=6, opts=opts
     )
     assert again == results
     monkeypatch.undo()
@@ -122,8 +124,34 @@ def test_tiny_table_runs_resumes_and_reports(tmp_path, monkeypatch):
     with open(os.path.join(out, "runs", "f_s1.json")) as f:
         assert json.load(f)["seed"] == 1
     meta = {"command": "python tools/ablation.py", "minutes": 1, "machine": "m", "versions": "v"}
-    text = markdown(summarize(results, ("a", "f"), (0, 1)), results, ("a", "f"), (0, 1), meta)
-    assert "(f) DeepACC" in text and "Paired by seed" in text and text.count("| (a) |") == 2
+    text = markdown(summarize(results, rows, (0, 1)), results, rows, (0, 1), meta)
+    assert "(f) DeepACC" in text and "Paired by seed, (f) − (a)" in text
+    assert "Paired by seed, (f) − RetinaNet" in text and "| RetinaNet (Table 2) |" in text
+    assert text.count("| (a) |") == 2 and text.count("| RetinaNet |") == 2
+
+
+def test_retinanet_on_cached_levels_is_detectron2s_retinanet():
+    """The study's RetinaNet, fed the levels its trunk computed, detects what the whole
+    detectron2 model detects on the image; only its head trains."""
+    small = ["INPUT.MIN_SIZE_TEST", "160", "INPUT.MAX_SIZE_TEST", "200"]
+    opts = ablation_retinanet.retinanet_opts(setup_cfg(CONFIG, small))
+    cfg = setup_cfg(CONFIG, small + opts + ["MODEL.RETINANET.SCORE_THRESH_TEST", "0.0"])
+    assert cfg.MODEL.ANCHOR_GENERATOR.SIZES[0] == [6.4, 8.06, 10.16]  # 32 * 2^(i/3) * 160/800
+    torch.manual_seed(0)
+    real = build_model(cfg).eval()
+    cached = ablation_retinanet.build_retinanet(cfg, 0).eval()  # the same initialisation
+    image = torch.as_tensor(np.random.default_rng(0).integers(0, 255, (3, 160, 192)))
+    inputs = [{"image": image.float(), "height": 160, "width": 192}]
+    with torch.no_grad():
+        theirs = real(inputs)[0]["instances"]
+        cached.backbone.features = real.backbone(real.preprocess_image(inputs).tensor)
+        ours = cached(inputs)[0]["instances"]
+    assert len(ours) == len(theirs) > 0
+    assert torch.equal(ours.pred_boxes.tensor, theirs.pred_boxes.tensor)
+    assert torch.equal(ours.scores, theirs.scores)
+    assert torch.equal(ours.class_scores, theirs.class_scores)
+    trainable = [n for n, p in cached.named_parameters() if p.requires_grad]
+    assert trainable and all(n.startswith("head.") for n in trainable)
 
 
 def test_labels_are_detectron2s():

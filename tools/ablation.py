@@ -4,7 +4,7 @@ Table 1 over seeds on real metaphases (protocol: deepacc_d2/ablation.py; results
 docs/ablation.md): every row's box head trained and evaluated on the frozen shared parts of
 a trained detector, several seeds each.
 
-    python tools/ablation.py                       # rows (a)-(f), seeds 0 1 2, CPU
+    python tools/ablation.py                       # rows (a)-(f) + RetinaNet, seeds 0 1 2, CPU
     python tools/ablation.py --config configs/table1/f_deepacc.yaml --weights R101.pth \\
         --device cuda --iters 6000 --train-images 0   # the paper's R101 recipe on a GPU
 """
@@ -42,7 +42,7 @@ def main():
     p.add_argument("--config", default="configs/cpu/f_deepacc_cil_r18.yaml")
     p.add_argument("--weights", default="models/cil_r18_deepacc.pth", help="the frozen detector")
     p.add_argument("--out", default="output/ablation")
-    p.add_argument("--rows", default="abcdef")
+    p.add_argument("--rows", default="abcdefr", help="a-f: Table 1; r: RetinaNet")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--iters", type=int, default=1000)
     p.add_argument("--train-images", type=int, default=600, help="0: all of the train split")
@@ -54,6 +54,8 @@ def main():
 
     start = time.perf_counter()
     rows, seeds = tuple(args.rows), tuple(args.seeds)
+    runs = [os.path.join(args.out, "runs", f"{r}_s{s}.json") for r in rows for s in seeds]
+    before = {path: os.path.getmtime(path) for path in runs if os.path.isfile(path)}
     results = run_table(
         args.config,
         args.weights,
@@ -72,6 +74,8 @@ def main():
     meta = {
         "command": "python tools/ablation.py " + " ".join(sys.argv[1:]),
         "minutes": (time.perf_counter() - start) / 60,
+        "reused": sum(before.get(path) == os.path.getmtime(path) for path in runs),
+        "runs": len(runs),
         "machine": machine(),
         "versions": f"Python {platform.python_version()}, torch {torch.__version__}, "
         f"detectron2 {detectron2.__version__}, deepacc_d2 {deepacc_d2.__version__}",
