@@ -18,12 +18,15 @@ box corner can differ in its last written digit.
 
 A worker that dies (killed for memory, a crash in a decoder) takes the images in flight with
 it: those are run again one at a time, each in a worker of its own, and one that dies there too
-is named failed; the rest of the case goes on in half as many workers.
+is named failed; the rest of the case goes on in half as many workers. Ctrl-C stops the case
+once the images being worked on are done: their own files are written, the case files list the
+images before them in order. Workers end with the caller, even when it is killed.
 
 Progress goes to a bar on a terminal (tqdm) and to plain log lines elsewhere; each stage's
 seconds can be added up (``timings``) for a profile.
 """
 
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -122,14 +125,20 @@ class CaseModel:
         try:
             with timed(timings, "read"):
                 image = read_metaphase(path)
-        except ValueError as e:  # read_metaphase names the file
-            return None, None, str(e)
+        except Exception as e:  # name it, go on with the case
+            return None, None, _named(path, e)
         try:
             with timed(timings, "model"), torch.no_grad(), self.bf16:
                 outputs = self.model([model_input(image, self.resize, self.cfg.INPUT.FORMAT)])
                 return image, outputs[0]["instances"].to("cpu"), None
-        except Exception as e:  # name it, go on with the case
-            return None, None, f"{path}: {type(e).__name__}: {e}"
+        except Exception as e:
+            return None, None, _named(path, e)
+
+
+def _named(path: str, error: BaseException) -> str:
+    """An error's message, naming the file (once: read_metaphase's errors already do)."""
+    message = str(error) if isinstance(error, ValueError) else ""
+    return message if message.startswith(path) else f"{path}: {type(error).__name__}: {error}"
 
 
 def case_workers(cfg, images: int, workers: Optional[int] = None) -> int:
@@ -206,16 +215,22 @@ def _work_on(predictor: CaseModel, work: Callable, path: str, name: str):
     try:
         return work(path, name, image, instances, seconds), None, seconds
     except Exception as e:  # one bad cell never loses the rest of the case
-        return None, f"{path}: {type(e).__name__}: {e}", seconds
+        return None, _named(path, e), seconds
 
 
 # What forked workers inherit: the predictor and the work (set before the fork).
 _WORKER = {}
 
 
-def _start_worker():
+def _start_worker(parent: int):
     torch.set_num_threads(1)  # see the module docstring
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the caller stops the case
+    try:  # end with the caller, even when it is killed (Linux: PR_SET_PDEATHSIG)
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the caller died before that
+        os._exit(1)
 
 
 def _job(path: str, name: str):
@@ -245,15 +260,20 @@ def _run_in_workers(predictor, work, paths, names, n: int, done: Callable):
             alone = [i for i in todo if i in suspects][:1]
             batch, died = alone or todo, []
             context = multiprocessing.get_context("fork")
-            pool = ProcessPoolExecutor(min(n, len(batch)), context, _start_worker)
+            pool = ProcessPoolExecutor(min(n, len(batch)), context, _start_worker, (os.getpid(),))
             try:
-                futures = [pool.submit(_job, paths[i], names[paths[i]]) for i in batch]
+                futures = []
+                for i in batch:
+                    try:
+                        futures.append(pool.submit(_job, paths[i], names[paths[i]]))
+                    except BrokenProcessPool:  # a worker died already: the rest waits
+                        break
                 for i, future in zip(batch, futures):
                     error = future.exception()  # waits for it
                     if isinstance(error, BrokenProcessPool):
                         died.append(i)
-                    elif error is not None:
-                        raise error
+                    elif error is not None:  # e.g. a result that does not pickle
+                        settle(i, (None, _named(paths[i], error), {}))
                     else:
                         settle(i, future.result())
             finally:  # after Ctrl-C only the images running go on, to their end
@@ -270,6 +290,10 @@ def _run_in_workers(predictor, work, paths, names, n: int, done: Callable):
         _WORKER.clear()
 
 
+class _Bar(tqdm):
+    monitor_interval = 0  # no monitor thread: workers are forked while the bar runs
+
+
 class Progress:
     """Images done, images/s and time left: a tqdm bar on a terminal, a log line every tenth
     of the case otherwise."""
@@ -278,7 +302,7 @@ class Progress:
         self.total, self.what, self.done, self.start = total, what, 0, time.perf_counter()
         self.bar = None
         if sys.stderr.isatty():
-            self.bar = tqdm(total=total, desc=what, unit="img")
+            self.bar = _Bar(total=total, desc=what, unit="img")
 
     def step(self):
         self.done += 1

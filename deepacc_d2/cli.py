@@ -63,10 +63,16 @@ def _case_args(p, pictures: str, help: str):
     p.add_argument("--pictures", choices=("none", "overlay", "all"), default=pictures, help=help)
     p.add_argument(
         "--workers",
-        type=int,
-        help="processes of one thread each sharing the images (default: one per core; "
-        "1: this process, with the model's threads)",
+        type=_positive,
+        help="processes of one thread each sharing the images (default: one per thread the "
+        "model would use, at most one per image; 1: this process, with the model's threads)",
     )
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
 
 
 def _cfg(args):

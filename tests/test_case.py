@@ -13,6 +13,7 @@ from PIL import Image
 import deepacc_d2  # noqa: F401
 from deepacc_d2 import case as case_module
 from deepacc_d2.case import CaseModel, case_workers, list_images
+from deepacc_d2.cli import main
 from deepacc_d2.config import setup_cfg
 from deepacc_d2.inference import evaluate, load_model, predict_files
 from deepacc_d2.karyotype.run import karyotype_files
@@ -201,3 +202,27 @@ def test_evaluation_pictures_come_from_the_metric_pass(case, tmp_path, monkeypat
     assert len(calls) == 3  # one forward pass per image, pictures included
     drawn = sorted(n for n in os.listdir(tmp_path) if n.endswith("_pred.png"))
     assert drawn == ["cell0_pred.png", "cell1_pred.png"]
+
+
+def test_any_error_of_a_file_is_named_and_the_case_goes_on(case, tmp_path, monkeypatch):
+    cfg, folder = case
+    read = case_module.read_metaphase
+
+    def read_or_fail(path):  # not read_metaphase's own ValueError
+        if path.endswith("cell1.png"):
+            raise MemoryError("no room")
+        return read(path)
+
+    monkeypatch.setattr(case_module, "read_metaphase", read_or_fail)
+    summary = karyotype_files(cfg, [folder], str(tmp_path), pictures="none", workers=2)
+    failed = os.path.join(folder, "cell1.png")
+    assert summary["failed"][failed] == f"{failed}: MemoryError: no room"
+    assert summary["cells_read"] == 3 and len(summary["failed"]) == 2  # and broken.png
+
+
+def test_workers_must_be_a_positive_number(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["karyotype", "--weights", "x.pth", "--workers", "0", "folder"])
+    assert stop.value.code == 2 and "'0' is not a whole number of at least 1" in (
+        capsys.readouterr().err
+    )
