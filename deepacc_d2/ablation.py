@@ -42,7 +42,7 @@ from .ablation_retinanet import (
 from .config import setup_cfg
 from .cpu import cpu_bf16_inference
 from .data.mapper import build_eval_loader
-from .data.stream import derived_seed
+from .data.stream import derived_seed, seeded_order
 from .evaluation.karyotype_evaluation import annotations_to_arrays, evaluate_predictions
 from .files import write_atomic
 from .solver import build_lr_scheduler
@@ -188,12 +188,7 @@ def train_head(cfg, heads, cache: List[CachedImage], seed: int, iterations: int)
     optimizer = build_optimizer(cfg, params)
     scheduler = build_lr_scheduler(cfg, optimizer)
     batch = cfg.SOLVER.IMS_PER_BATCH
-    order = np.concatenate(
-        [
-            np.random.default_rng(derived_seed(seed, epoch)).permutation(len(cache))
-            for epoch in range(iterations * batch // len(cache) + 1)
-        ]
-    )
+    order = seeded_order(seed, iterations * batch, len(cache))
     logged = {k: [] for k in BRANCH_STATS}
     start = time.perf_counter()
     with EventStorage(0) as storage:

@@ -20,7 +20,6 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -33,7 +32,7 @@ from detectron2.utils.events import EventStorage
 
 from .cpu import cpu_bf16_inference
 from .data.mapper import build_eval_loader
-from .data.stream import derived_seed
+from .data.stream import derived_seed, seeded_order
 from .evaluation.karyotype_evaluation import annotations_to_arrays, evaluate_predictions
 from .solver import build_lr_scheduler
 
@@ -137,12 +136,7 @@ def train_retinanet(cfg, model, cache: List[CachedLevels], seed: int, iterations
     optimizer = build_optimizer(cfg, model)
     scheduler = build_lr_scheduler(cfg, optimizer)
     batch = cfg.SOLVER.IMS_PER_BATCH
-    order = np.concatenate(
-        [
-            np.random.default_rng(derived_seed(seed, epoch)).permutation(len(cache))
-            for epoch in range(iterations * batch // len(cache) + 1)
-        ]
-    )
+    order = seeded_order(seed, iterations * batch, len(cache))
     start = time.perf_counter()
     with EventStorage(0) as storage:
         for it in range(iterations):

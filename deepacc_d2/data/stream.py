@@ -59,6 +59,15 @@ def derived_seed(*key: int) -> int:
     return int(np.random.SeedSequence([int(k) for k in key]).generate_state(1)[0])
 
 
+def seeded_order(seed: int, length: int, n: int) -> np.ndarray:
+    """At least ``length`` indices into ``n`` items: one permutation per epoch, each drawn
+    with (``seed``, epoch), so the order depends on the seed alone."""
+    epochs = length // n + 1
+    return np.concatenate(
+        [np.random.default_rng(derived_seed(seed, e)).permutation(n) for e in range(epochs)]
+    )
+
+
 def training_seed(cfg) -> int:
     """``cfg.SEED``, or, when it is negative, a seed drawn for this run (the same on every
     process; all processes must call this)."""
