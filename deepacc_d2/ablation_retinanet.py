@@ -132,6 +132,8 @@ def _inputs(model, image: CachedLevels, **fields):
 def train_retinanet(cfg, model, cache: List[CachedLevels], seed: int, iterations: int) -> Dict:
     """Train the head on cached levels, in the image order of :func:`.ablation.train_head`
     for this seed, in float32 as the rows. Returns the training seconds."""
+    if not cache:
+        raise ValueError("no training image could be read: nothing to train on")
     model.train()
     optimizer = build_optimizer(cfg, model)
     scheduler = build_lr_scheduler(cfg, optimizer)
