@@ -32,9 +32,10 @@ from .store import CaseReview, ReviewError
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 MAX_BODY_BYTES = 64 * 1024  # a change is a few hundred bytes
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
 
 
-def create_app(case_dir: str, trusted_hosts=("127.0.0.1", "localhost")) -> Flask:
+def create_app(case_dir: str, trusted_hosts=LOCAL_HOSTS) -> Flask:
     """
     Args:
         trusted_hosts: the host names a request may be addressed to (a page elsewhere cannot
@@ -114,8 +115,7 @@ def _png(picture) -> Response:
 def serving(case_dir: str, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     """The review server of ``case_dir`` on a thread (werkzeug's threaded server: a lab's
     few pages; port 0: any free one); yields its address, stops on leaving."""
-    local = host in ("127.0.0.1", "localhost")
-    app = create_app(case_dir, ("127.0.0.1", "localhost") if local else None)
+    app = create_app(case_dir, LOCAL_HOSTS if host in LOCAL_HOSTS else None)
     server = make_server(host, port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -102,12 +102,12 @@ class CaseReview:
         self._failed_at_start = dict(self.failed)
         self.cells: Dict[str, Dict] = {}
         self._lock = threading.Lock()
-        open(os.path.join(self.root, LOCK_NAME), "a").close()
+        self._lock_file = os.path.join(self.root, LOCK_NAME)
         self.refresh()
 
     def refresh(self):
         """Read the cells again from disk (another server may have changed them)."""
-        with self._lock, _locked(os.path.join(self.root, LOCK_NAME)):
+        with self._lock, _locked(self._lock_file):
             self._load_cells()
 
     def _load_cells(self):
@@ -206,7 +206,7 @@ class CaseReview:
             raise ReviewError(400, f"action {action!r}: one of {', '.join(ACTIONS)}")
         # one change at a time, also between two servers on one case: each change starts from
         # the files as they are on disk
-        with self._lock, _locked(os.path.join(self.root, LOCK_NAME)):
+        with self._lock, _locked(self._lock_file):
             self._load_cells()
             record = self.cell(cid)
             version = change.get("version")
