@@ -281,9 +281,11 @@ def run_table(
         "opts": list(opts),
     }
     todo = [(r, s) for r in rows for s in seeds if _done(out_dir, r, s, setting) is None]
-    retinanet_cfg = setup_cfg(config, list(opts) + retinanet_opts(base) + schedule, training=True)
     if any(r == "r" for r, _ in todo):
         start = time.perf_counter()
+        retinanet_cfg = setup_cfg(
+            config, list(opts) + retinanet_opts(base) + schedule, training=True
+        )
         levels = {
             training: cache_levels(
                 retinanet_cfg, weights, name, training, train_images if training else val_images
