@@ -188,8 +188,8 @@ def run_case(
     predictor = CaseModel(cfg, model)
 
     def done(path, result, error, seconds):
-        for stage, s in seconds.items():
-            if timings is not None:
+        if timings is not None:
+            for stage, s in seconds.items():
                 timings[stage] = timings.get(stage, 0.0) + s
         if error is not None:
             logger.error(error)
