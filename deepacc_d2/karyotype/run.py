@@ -78,18 +78,27 @@ def cell_outputs(
 
 
 def case_summary(cells: Dict[str, Dict], errors: Dict[str, str]) -> Dict:
-    """The case over its cells: clonal karyotype (:func:`.iscn.case_karyotype`), cells without
-    a call, cells flagged for review and not yet marked reviewed by a person, cells reviewed,
-    files that failed."""
+    """The case over its cells: clonal karyotype and the rule that made it
+    (:func:`.iscn.case_karyotype`), the cells with non-clonal changes and those changes, cells
+    without a call, cells flagged for review and not yet marked reviewed by a person, cells
+    reviewed, files that failed."""
     calls = [c["karyotype"] for c in cells.values() if c["karyotype"]]
     case = case_karyotype(calls)
     return {
         "cells_read": len(cells),
         "cells_called": len(calls),
         "karyotype": case["iscn"],
+        "rule": case["rule"],
+        "explanation": case["explanation"],
         "modal_count": case["modal_count"],
+        "lines": case["lines"],
         "clones": case["clones"],
         "non_clonal": case["non_clonal"],
+        "non_clonal_cells": {
+            f: case["non_clonal_changes"][c["karyotype"]]
+            for f, c in cells.items()
+            if c["karyotype"] in case["non_clonal_changes"]
+        },
         "clonal_changes": case["clonal_changes"],
         "counts_per_cell": {f: c["total"] for f, c in cells.items()},
         "no_call": [f for f, c in cells.items() if not c["karyotype"]],
@@ -109,12 +118,18 @@ def summary_text(summary: Dict) -> str:
         f"{summary['cells_called']}; files that failed: {len(summary['failed'])}",
         f"Modal chromosome count: {summary['modal_count']}",
         f"Case karyotype: {summary['karyotype'] or '(no cell line qualifies)'}",
+        f"Rule: {summary['rule']}: {summary['explanation']}",
     ]
     if summary["non_clonal"]:
         lines.append(
             "Non-clonal cells (left out): "
             + ", ".join(f"{iscn} x{n}" for iscn, n in summary["non_clonal"])
         )
+    if summary["non_clonal_cells"]:
+        lines.append("Non-clonal changes (not written in the case karyotype):")
+        lines += [
+            f"  {f}: {', '.join(changes)}" for f, changes in summary["non_clonal_cells"].items()
+        ]
     if summary["reviewed"]:
         lines.append(f"Cells reviewed by a person: {len(summary['reviewed'])}")
     if summary["review"]:
