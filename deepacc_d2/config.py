@@ -66,9 +66,12 @@ def add_deepacc_config(cfg):
     _C.TEST.KARYOTYPE.COUNT_BY = "score"  # count top-1 score >= p (score) or 1 - p_bg (foreground)
     _C.TEST.KARYOTYPE.COUNT_FG_THRESH = 0.5  # foreground counting: 1 - p_background >= this
     _C.TEST.KARYOTYPE.COUNT_NMS_THRESH = 0.7  # foreground counting: class-agnostic NMS IoU
+    _C.TEST.KARYOTYPE.COUNT_JUDGE = ""  # candidate judge weights: count what it keeps; "": all
+    _C.TEST.KARYOTYPE.COUNT_JUDGE_WEIGHT = 1.0  # lambda: judge's -log q against naming costs, > 0
     _C.TEST.KARYOTYPE.ASSIGN = False  # name a cell's chromosomes together (Hungarian); bool
     _C.TEST.KARYOTYPE.EXTRA_COPY_COST = 2.0  # assignment: cost of a copy beyond 46,XX/XY, >= 0
     _C.TEST.KARYOTYPE.MISSING_COPY_COST = 2.0  # assignment: cost of a missing normal copy, >= 0
+    _C.TEST.KARYOTYPE.SEX_COPY_COST = -1.0  # assignment: missing / extra X or Y; < 0: as above
     _C.TEST.KARYOTYPE.REVIEW_NAME_MARGIN = 1.0  # assignment: a name this close to another is unsure
     _C.TEST.KARYOTYPE.REVIEW_LOW_SCORE = 0.8  # a counted call below this is low-confidence
     _C.TEST.KARYOTYPE.REVIEW_LOW_SCORE_SHARE = 0.1  # review when more than this share is low

@@ -28,7 +28,15 @@ from ..data.mapper import build_eval_loader
 from ..evaluation.acc_aer import match_karyotype
 from ..evaluation.karyotype_evaluation import annotations_to_arrays
 from ..synth.karyotype import DEFAULT_ABNORMALITY_RATES, karyotype_chromosomes, sample_karyotype
-from .cell import ReviewRules, cell_record, counted_detections, name_chromosomes
+from .candidates import one_box_labels
+from .cell import (
+    ReviewRules,
+    cell_record,
+    counted_detections,
+    counting_candidates,
+    judge_probabilities,
+    name_chromosomes,
+)
 from .iscn import numerical_karyotype
 
 
@@ -119,31 +127,46 @@ def _judgment(cell: Dict, truth: str, chromosomes: int, named_right: int) -> Dic
     }
 
 
+def _bank_candidates(record: Dict, rules: ReviewRules):
+    """One labelled cell's candidates for the bank: their class vectors, the judge's
+    probabilities (ones without a judge) and the true chromosome each is on (-1: none). With a
+    judge the candidates are those the judge sees and on means "the one box of" (it decides
+    at naming); without, the counted detections and their match (:func:`match_karyotype`)."""
+    if rules.judge:
+        boxes, class_scores = counting_candidates(_instances(record), rules)
+        _, on = one_box_labels(boxes, record["gt_boxes"])
+        return class_scores, judge_probabilities(rules.judge, boxes, class_scores), on
+    detections, judged = _counted_and_matched(record, rules)
+    return detections["class_scores"], np.ones(len(judged["gt_index"])), judged["gt_index"]
+
+
 def detection_bank(records: List[Dict], rules: ReviewRules) -> Dict:
     """
     What the model does with each class on a labelled dataset, under ``rules``' counting:
-    the class vectors of the counted detections on chromosomes of each class, how often a
-    chromosome of each class is missed, and the class vectors and per-cell number of the
-    counted detections on nothing (or duplicates).
+    the class vectors (and the judge's probabilities) of the candidates on chromosomes of
+    each class, how often a chromosome of each class has none, and the class vectors and
+    per-cell number of the candidates on nothing (or duplicates).
     """
     hits = {k: [] for k in range(NUM_CLASSES)}
     seen, missed = np.zeros(NUM_CLASSES), np.zeros(NUM_CLASSES)
     false, false_per_cell = [], []
     for record in records:
-        detections, judged = _counted_and_matched(record, rules)
-        on = judged["gt_index"]
+        class_scores, keep, on = _bank_candidates(record, rules)
         for d in range(len(on)):
+            entry = np.append(class_scores[d], keep[d])  # K class probabilities, then q
             if on[d] >= 0:
-                hits[int(record["gt_classes"][on[d]])].append(detections["class_scores"][d])
+                hits[int(record["gt_classes"][on[d]])].append(entry)
             else:
-                false.append(detections["class_scores"][d])
+                false.append(entry)
         false_per_cell.append(int((on < 0).sum()))
+        found = np.zeros(len(record["gt_classes"]), bool)
+        found[on[on >= 0]] = True
         np.add.at(seen, record["gt_classes"], 1)
-        np.add.at(missed, record["gt_classes"][judged["is_fn"]], 1)
+        np.add.at(missed, record["gt_classes"][~found], 1)
     return {
-        "hits": {k: np.array(v).reshape(-1, NUM_CLASSES) for k, v in hits.items()},
+        "hits": {k: np.array(v).reshape(-1, NUM_CLASSES + 1) for k, v in hits.items()},
         "miss_rate": missed / np.maximum(seen, 1),
-        "false": np.array(false).reshape(-1, NUM_CLASSES),
+        "false": np.array(false).reshape(-1, NUM_CLASSES + 1),
         "false_per_cell": np.array(false_per_cell),
     }
 
@@ -151,11 +174,12 @@ def detection_bank(records: List[Dict], rules: ReviewRules) -> Dict:
 def simulate_cells(bank: Dict, num_cells: int, abnormality_scale: float, seed: int) -> List[Dict]:
     """
     Cells of known karyotype (the synthetic generator's sampler, abnormal rates x
-    ``abnormality_scale``) with the model's detections drawn from ``bank``.
+    ``abnormality_scale``) with the model's candidates drawn from ``bank``.
 
     Returns:
-        list[dict]: "truth" (ISCN), "true_classes" (G,), "class_scores" (N, K) of its
-        detections, "on" (N,) the true chromosome each detection is on (-1: none).
+        list[dict]: "truth" (ISCN), "true_classes" (G,), "class_scores" (N, K) and
+        "keep_probs" (N,) of its candidates, "on" (N,) the true chromosome each is on (-1:
+        none).
     """
     # karyotypes from their own generator: every bank meets the same cells
     karyotypes, rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
@@ -164,19 +188,21 @@ def simulate_cells(bank: Dict, num_cells: int, abnormality_scale: float, seed: i
     for _ in range(num_cells):
         iscn = sample_karyotype(karyotypes, rates)
         true = np.array([CLASS_NAMES.index(n) for n in karyotype_chromosomes(iscn)])
-        vectors, on = [], []
+        entries, on = [], []
         for g, k in enumerate(true):
             if len(bank["hits"][k]) and rng.random() >= bank["miss_rate"][k]:
-                vectors.append(bank["hits"][k][rng.integers(len(bank["hits"][k]))])
+                entries.append(bank["hits"][k][rng.integers(len(bank["hits"][k]))])
                 on.append(g)
         for _ in range(int(rng.choice(bank["false_per_cell"]))) if len(bank["false"]) else ():
-            vectors.append(bank["false"][rng.integers(len(bank["false"]))])
+            entries.append(bank["false"][rng.integers(len(bank["false"]))])
             on.append(-1)
+        entries = np.array(entries).reshape(-1, NUM_CLASSES + 1)
         cells.append(
             {
                 "truth": iscn,
                 "true_classes": true,
-                "class_scores": np.array(vectors).reshape(-1, NUM_CLASSES),
+                "class_scores": entries[:, :NUM_CLASSES],
+                "keep_probs": entries[:, NUM_CLASSES],
                 "on": np.array(on, dtype=np.int64),
             }
         )
@@ -184,17 +210,20 @@ def simulate_cells(bank: Dict, num_cells: int, abnormality_scale: float, seed: i
 
 
 def judge_simulated_cell(cell: Dict, rules: ReviewRules) -> Dict:
-    """One simulated cell named under ``rules`` (its counting was done by the bank)."""
-    classes, margins = name_chromosomes(cell["class_scores"], rules)
+    """One simulated cell counted (with a judge) and named under ``rules``."""
+    keep = cell["keep_probs"] if rules.judge else None
+    classes, margins = name_chromosomes(cell["class_scores"], rules, keep)
+    counted = classes >= 0
+    classes, class_scores = classes[counted], cell["class_scores"][counted]
     n = len(classes)
     detections = {
         "boxes": np.array([[20.0 * i, 0, 20.0 * i + 10, 30] for i in range(n)]).reshape(-1, 4),
         "classes": classes,
-        "scores": cell["class_scores"][np.arange(n), classes],
-        "class_scores": cell["class_scores"],
-        "margins": margins,
+        "scores": class_scores[np.arange(n), classes],
+        "class_scores": class_scores,
+        "margins": margins[counted],
     }
-    on = cell["on"]
+    on = cell["on"][counted]
     right = (on >= 0) & (classes == cell["true_classes"][np.clip(on, 0, None)])
     return _judgment(
         cell_record(detections, rules), cell["truth"], len(cell["true_classes"]), int(right.sum())
@@ -251,6 +280,7 @@ def compare_rules(
             rule.nms_thresh,
             rule.fg_thresh,
             rule.fg_nms_thresh,
+            rule.judge,
         )
         if counting not in banks:
             bank = detection_bank(records, rule)

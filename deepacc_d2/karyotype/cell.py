@@ -6,6 +6,7 @@ send a cell to a person.
 
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Dict, List
 
 import numpy as np
@@ -15,6 +16,7 @@ from ..evaluation.matching import box_iou
 from ..evaluation.selection import detection_subsets, select_for_counting
 from .assignment import assign_classes
 from .iscn import AUTOSOMES, numerical_karyotype
+from .judge import load_judge
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,9 @@ class ReviewRules:
     extra_cost: float = 2.0
     missing_cost: float = 2.0
     name_margin: float = 1.0  # with assign: flag a name whose assignment margin is below this
+    judge: str = ""  # the candidate judge's weights file (judge.py); "": count every candidate
+    judge_weight: float = 1.0  # lambda: weight of the judge's -log q, -log(1 - q) in the assignment
+    sex_cost: float = -1.0  # assignment: cost of a missing or extra X / Y; < 0: the others'
 
     @classmethod
     def from_config(cls, cfg):
@@ -55,6 +60,9 @@ class ReviewRules:
             k.EXTRA_COPY_COST,
             k.MISSING_COPY_COST,
             k.REVIEW_NAME_MARGIN,
+            k.COUNT_JUDGE,
+            k.COUNT_JUDGE_WEIGHT,
+            k.SEX_COPY_COST,
         )
 
 
@@ -68,22 +76,19 @@ def _class_vectors(instances) -> np.ndarray:
     return vectors
 
 
-def counted_detections(instances, rules: ReviewRules) -> Dict[str, np.ndarray]:
+def counting_candidates(instances, rules: ReviewRules):
     """
-    The chromosomes of one cell and their names.
-
-    Counted: the top-1 detection of each proposal whose score (``count_by`` "score", what
-    Acc/AER judge) or foreground probability 1 - p_background ("foreground") reaches its
-    threshold, then class-agnostic NMS (Acc/AER's, or ``fg_nms_thresh``). Named: each by its
-    top class, or all together by :func:`.assignment.assign_classes` (``assign``).
+    The candidates of one cell's count: the top-1 detection of each proposal whose score
+    (``count_by`` "score", what Acc/AER judge) or foreground probability 1 - p_background
+    ("foreground") reaches its threshold, then class-agnostic NMS (Acc/AER's, or
+    ``fg_nms_thresh``).
 
     Args:
         instances (Instances): a model's output for one image, on the CPU.
 
     Returns:
-        dict: "boxes" (N, 4), "classes" (N,), "scores" (N,) the probability of the given
-        name, "class_scores" (N, K), "margins" (N,) the assignment's margins (inf when not
-        assigned), of the counted detections, in counting order.
+        ndarray: (N, 4) their boxes, in counting order.
+        ndarray: (N, K) their foreground class probabilities.
     """
     top1, _ = detection_subsets(instances)
     boxes = instances.pred_boxes.tensor.numpy().astype(np.float64)
@@ -95,33 +100,80 @@ def counted_detections(instances, rules: ReviewRules) -> Dict[str, np.ndarray]:
         counting, thresh = class_scores.sum(axis=1), rules.fg_thresh
         nms_thresh = rules.fg_nms_thresh
     keep = select_for_counting(boxes, counting, top1, thresh, nms_thresh)
-    class_scores = class_scores[keep]
-    classes, margins = name_chromosomes(class_scores, rules)
+    return boxes[keep], class_scores[keep]
+
+
+def counted_detections(instances, rules: ReviewRules) -> Dict[str, np.ndarray]:
+    """
+    The chromosomes of one cell and their names: of the :func:`counting_candidates`, those
+    the candidate judge keeps (``rules.judge``, :mod:`.judge`; all without one), named each by
+    its top class or all together by :func:`.assignment.assign_classes` (``assign``), which
+    then also decides which doubtful candidates count.
+
+    Args:
+        instances (Instances): a model's output for one image, on the CPU.
+
+    Returns:
+        dict: "boxes" (N, 4), "classes" (N,), "scores" (N,) the probability of the given
+        name, "class_scores" (N, K), "margins" (N,) the assignment's margins (inf when not
+        assigned), of the counted detections, in counting order.
+    """
+    boxes, class_scores = counting_candidates(instances, rules)
+    keep_probs = judged_probabilities(rules, boxes, class_scores)
+    classes, margins = name_chromosomes(class_scores, rules, keep_probs)
+    counted = classes >= 0
+    classes, class_scores = classes[counted], class_scores[counted]
     return {
-        "boxes": boxes[keep],
+        "boxes": boxes[counted],
         "classes": classes,
-        "scores": class_scores[np.arange(len(keep)), classes],
+        "scores": class_scores[np.arange(len(classes)), classes],
         "class_scores": class_scores,
-        "margins": margins,
+        "margins": margins[counted],
     }
 
 
-def name_chromosomes(class_scores: np.ndarray, rules: ReviewRules):
+@lru_cache(maxsize=4)
+def _judge(path: str):
+    return load_judge(path)
+
+
+def judge_probabilities(path: str, boxes: np.ndarray, class_scores: np.ndarray) -> np.ndarray:
+    """(N,) the probability that each candidate is one chromosome, by the judge of ``path``
+    (:mod:`.judge`, loaded once per process)."""
+    return _judge(path).probabilities(boxes, class_scores)
+
+
+def judged_probabilities(rules: ReviewRules, boxes: np.ndarray, class_scores: np.ndarray):
+    """(N,) :func:`judge_probabilities` with ``rules``' judge; None without one."""
+    if not rules.judge:
+        return None
+    return judge_probabilities(rules.judge, boxes, class_scores)
+
+
+def name_chromosomes(class_scores: np.ndarray, rules: ReviewRules, keep_probs=None):
     """
-    Name a cell's counted chromosomes: each by its top class, or together
-    (:func:`.assignment.assign_classes`) when ``rules.assign``.
+    Name a cell's candidate chromosomes: each by its top class, or together
+    (:func:`.assignment.assign_classes`) when ``rules.assign``; with ``keep_probs`` (the
+    judge's) a candidate may also be left out: by the assignment, or below 0.5 one by one.
 
     Args:
         class_scores (ndarray): (N, K) their foreground class probabilities.
+        keep_probs (ndarray or None): (N,) the probability that each is one chromosome.
 
     Returns:
-        ndarray: (N,) int classes.
+        ndarray: (N,) int classes, -1 for a candidate left out.
         ndarray: (N,) the assignment's margins (inf when named one by one).
     """
     if not rules.assign:
-        return class_scores.argmax(axis=1).astype(np.int64), np.full(len(class_scores), np.inf)
+        classes = class_scores.argmax(axis=1).astype(np.int64)
+        if keep_probs is not None:
+            classes[keep_probs < 0.5] = -1
+        return classes, np.full(len(class_scores), np.inf)
     names = class_scores / np.clip(class_scores.sum(axis=1, keepdims=True), 1e-12, None)
-    return assign_classes(names, rules.extra_cost, rules.missing_cost)
+    sex_cost = rules.sex_cost if rules.sex_cost >= 0 else None
+    return assign_classes(
+        names, rules.extra_cost, rules.missing_cost, keep_probs, sex_cost, rules.judge_weight
+    )
 
 
 def review_flags(

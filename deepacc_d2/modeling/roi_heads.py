@@ -46,15 +46,27 @@ class DeepACCROIHeads(StandardROIHeads):
         if self.training or self.second_look is None:
             return super().forward(images, features, proposals, targets)
         # _forward_box's inference, with the second look between the predictor and the selection
+        boxes, probs = self.proposal_predictions(images, features, proposals)
+        instances, _ = self.box_predictor.select(boxes, probs, proposals)
+        return instances, {}
+
+    def proposal_predictions(self, images, features, proposals):
+        """
+        Every proposal's boxes and class probabilities, before any selection: the predictor's,
+        with the second look's names when it is on.
+
+        Returns:
+            list[Tensor]: per image (R_i, K x 4) or (R_i, 4) boxes in the input's pixels.
+            list[Tensor]: per image (R_i, K + 1) probabilities, background last.
+        """
         features = [features[f] for f in self.box_in_features]
         box_features = self.box_pooler(features, [x.proposal_boxes for x in proposals])
         predictions = self.box_predictor(self.box_head(box_features))
         boxes = self.box_predictor.predict_boxes(predictions, proposals)
-        probs = self.second_look(
-            images, boxes, self.box_predictor.predict_probs(predictions, proposals)
-        )
-        instances, _ = self.box_predictor.select(boxes, probs, proposals)
-        return instances, {}
+        probs = self.box_predictor.predict_probs(predictions, proposals)
+        if self.second_look is not None:
+            probs = self.second_look(images, boxes, probs)
+        return boxes, probs
 
     @classmethod
     def _init_box_head(cls, cfg, input_shape):

@@ -1,0 +1,220 @@
+"""Counting a cell: the candidates kept from the model's proposal outputs, the judge's labels
+and features, the choice rule that counts and names together, and the judge in the
+karyotype step."""
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import deepacc_d2  # noqa: F401
+from deepacc_d2.classes import CLASS_NAMES, NUM_CLASSES
+from deepacc_d2.config import setup_cfg
+from deepacc_d2.karyotype.assignment import assign_classes
+from deepacc_d2.karyotype.candidates import candidate_instances, one_box_labels, proposal_outputs
+from deepacc_d2.karyotype.cell import ReviewRules, counted_detections
+from deepacc_d2.karyotype.judge import CandidateJudge, candidate_features, judge_state
+from deepacc_d2.karyotype.judge_training import train_judge
+from deepacc_d2.karyotype.stages import auc
+
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_one_box_labels_by_hand():
+    gt = np.array([[0, 0, 10, 40], [8, 0, 18, 40]], float)  # two touching chromosomes
+    boxes = np.array(
+        [
+            [0, 0, 10, 40],  # chromosome 0 exactly
+            [0, 0, 10, 30],  # a second box on chromosome 0 (IoU 0.75)
+            [0, 0, 10, 15],  # a fragment of it (IoU 0.375)
+            [0, 0, 18, 40],  # both in one box (IoU 10 / 18 = 0.56 with each)
+            [9, 1, 18, 40],  # chromosome 1 (IoU 351 / 400)
+            [50, 50, 60, 60],  # debris
+        ],
+        float,
+    )
+    labels, matched = one_box_labels(boxes, gt)
+    assert labels.tolist() == [True, False, False, False, True, False]
+    assert matched.tolist() == [0, -1, -1, -1, 1, -1]
+    # the best total IoU, not the first come: the two-in-one box alone takes one chromosome
+    labels, matched = one_box_labels(boxes[[3, 0]], gt)
+    assert matched.tolist() == [1, 0]
+    assert one_box_labels(boxes[:0], gt)[0].shape == (0,)
+
+
+def _named(classes, confidence=0.96):
+    """Names sure of a class, the rest on the next class (renaming to any other is ~impossible)."""
+    classes = np.asarray(classes)
+    names = np.zeros((len(classes), NUM_CLASSES))
+    names[np.arange(len(classes)), classes] = confidence
+    names[np.arange(len(classes)), (classes + 1) % NUM_CLASSES] = 1 - confidence
+    return names
+
+
+def _normal_cell():
+    return [k for k in range(22) for _ in range(2)] + [CLASS_NAMES.index("X"), 23]
+
+
+def test_the_choice_rule_on_a_hand_made_cell():
+    """Costs 8, 8 and -log p of the names (0.04 each): a candidate in a normal slot costs
+    -log q - 8 + 0.04, in an extra slot -log q + 8 + 0.04, left out -log(1 - q)."""
+    cell = _normal_cell()
+    five = CLASS_NAMES.index("5")
+    nine, seven, three, t21 = (CLASS_NAMES.index(c) for c in ("9", "7", "3", "21"))
+    cell.remove(nine)  # one 9 is not among the sure ones
+    classes = cell + [nine, seven, three, t21]
+    keep = np.full(len(classes), 0.9999)  # sure ones: leaving one out costs -log 1e-4 = 9.2
+    keep[[cell.index(five), cell.index(five) + 1]] = 0.9  # a touching pair of 5s: both unsure
+    keep[-4:] = [
+        0.3,  # a doubtful 9 that fills the empty 9 slot: -log .3 - 8 < -log .7 -> counted
+        0.5,  # a second box on a 7 (a third 7): -log .5 + 8 > -log .5 -> left out
+        0.4,  # a doubtful 47th (a third 3): -log .4 + 8 > -log .6 -> left out
+        0.9999,  # a real third 21: -log .9999 + 8 = 8.0001 < -log .0001 = 9.2 -> counted
+    ]
+    # (with the other two 21s at q = 0.97, one of those would be left out instead: a gain is
+    # counted only when all its copies are surer than exp(-8) of being chromosomes)
+    names, margins = assign_classes(_named(classes), 8.0, 8.0, keep)
+    assert names[-4:].tolist() == [nine, -1, -1, t21]
+    assert (names[:-4] == np.array(cell)).all()  # the touching 5s and the rest counted as named
+    assert (margins >= 0).all()
+    # counting the left-out 7 as a third 7 would cost 8 - log .96 more; renaming it 8 and a
+    # sure 8 to 9 in place of the doubtful 9 (left out) costs 2 log(.96 / .04) + log(.3 / .7)
+    assert margins[-3] == pytest.approx(2 * np.log(0.96 / 0.04) + np.log(0.3 / 0.7), abs=1e-6)
+    # without the judge everything counts: 47 + 3 chromosomes
+    assert (assign_classes(_named(classes), 8.0, 8.0)[0] >= 0).all()
+
+
+def test_a_trisomy_stays_callable_and_a_doubtful_one_does_not():
+    cell = _normal_cell() + [CLASS_NAMES.index("21")]
+    keep = np.full(len(cell), 0.999)
+    names, _ = assign_classes(_named(cell), 4.0, 4.0, keep)
+    assert (names >= 0).sum() == 47  # -log .001 = 6.9 > 4 + 0.04: the 47th is counted
+    keep[-1] = 0.9
+    names, _ = assign_classes(_named(cell), 4.0, 4.0, keep)
+    assert (names >= 0).sum() == 46  # -log .1 = 2.3 < 4.04: left out
+
+
+def test_candidate_features_by_hand():
+    boxes = np.array([[0, 0, 10, 40], [0, 0, 10, 20], [100, 0, 110, 40]], float)
+    class_scores = _named([0, 0, 5]) * np.array([[0.9], [0.6], [0.3]])
+    f = candidate_features(boxes, class_scores)
+    k = NUM_CLASSES
+    assert f.shape == (3, NUM_CLASSES + 14)
+    np.testing.assert_allclose(f[:, :k].sum(axis=1), 1.0, rtol=1e-6)  # names normalised
+    np.testing.assert_allclose(f[:, k], [0.9, 0.6, 0.3], rtol=1e-6)  # foreground
+    # confident (fg >= 0.5): boxes 0 and 1, median long side 30 -> log(40 / 30), log(20 / 30)
+    np.testing.assert_allclose(f[:, k + 3], np.log([40 / 30, 20 / 30, 40 / 30]), rtol=1e-5)
+    # the fragment lies wholly inside the stronger box 0: IoU 0.5, inside 1.0
+    assert f[1, k + 8] == pytest.approx(0.5) and f[1, k + 9] == pytest.approx(1.0)
+    assert f[1, k + 11] == pytest.approx(0.9)  # the stronger candidate's foreground
+    assert f[0, k + 8] == 0 and f[0, k + 10] == 0  # nothing is stronger than box 0
+    assert f[0, k + 13] == 1 and f[1, k + 12] == 1  # one weaker, one stronger neighbour
+    assert candidate_features(boxes[:0], class_scores[:0]).shape == (0, NUM_CLASSES + 14)
+
+
+def test_the_judge_learns_a_separable_rule():
+    rng = np.random.default_rng(0)
+    examples = []
+    for _ in range(40):
+        fg = rng.uniform(0.05, 1.0, 60)
+        x = np.zeros((60, NUM_CLASSES + 14), np.float32)
+        x[:, NUM_CLASSES] = fg
+        x[:, NUM_CLASSES + 9] = rng.uniform(0, 1, 60)  # share inside a stronger box
+        examples.append((x, (fg > 0.5) & (x[:, NUM_CLASSES + 9] < 0.7)))
+    judge = train_judge(examples, hidden=16, epochs=20, batch_size=256, lr=1e-2)
+    x = torch.from_numpy(np.concatenate([e[0] for e in examples]))
+    y = np.concatenate([e[1] for e in examples])
+    with torch.no_grad():
+        assert auc(judge(x).numpy(), y) > 0.97
+
+
+def test_auc_by_hand():
+    assert auc(np.array([0.9, 0.8, 0.2, 0.1]), np.array([1, 1, 0, 0])) == 1.0
+    assert auc(np.array([0.9, 0.5, 0.5, 0.1]), np.array([1, 0, 1, 0])) == pytest.approx(0.875)
+
+
+def _constant_judge(path, logit):
+    judge = CandidateJudge(hidden=4)
+    with torch.no_grad():
+        for p in judge.parameters():
+            p.zero_()
+        judge.net[-1].bias.fill_(logit)
+    torch.save(judge_state(judge), path)
+    return str(path)
+
+
+def _cell_instances(classes):
+    n = len(classes)
+    x = 30.0 * np.arange(n)
+    boxes = torch.tensor(np.stack([x, x * 0, x + 12, x * 0 + 40], axis=1), dtype=torch.float32)
+    class_scores = torch.from_numpy(_named(classes) * 0.95).float()
+    return Instances(
+        (100, 30 * n + 20),
+        pred_boxes=Boxes(boxes),
+        scores=class_scores.max(dim=1).values,
+        pred_classes=class_scores.argmax(dim=1),
+        class_scores=class_scores,
+    )
+
+
+def test_the_karyotype_step_counts_what_the_judge_keeps(tmp_path):
+    cfg = setup_cfg(os.path.join(REPO, "configs", "cpu", "f_deepacc_cil_r18_crops.yaml"))
+    rules = dataclasses.replace(ReviewRules.from_config(cfg), judge="")
+    instances = _cell_instances(_normal_cell() + [CLASS_NAMES.index("21")])
+    assert len(counted_detections(instances, rules)["classes"]) == 47
+    sure = dataclasses.replace(rules, judge=_constant_judge(tmp_path / "sure.pth", 12.0))
+    assert len(counted_detections(instances, sure)["classes"]) == 47  # q = 1 - 6e-6
+    none = dataclasses.replace(rules, judge=_constant_judge(tmp_path / "none.pth", -12.0))
+    assert len(counted_detections(instances, none)["classes"]) == 0  # 12 - 8 > -log(1 - q)
+
+
+def test_a_broken_judge_file_is_named(tmp_path):
+    path = tmp_path / "judge.pth"
+    path.write_bytes(b"not a checkpoint")
+    rules = dataclasses.replace(
+        ReviewRules.from_config(
+            setup_cfg(os.path.join(REPO, "configs", "cpu", "f_deepacc_cil_r18_crops.yaml"))
+        ),
+        judge=str(path),
+    )
+    with pytest.raises(ValueError, match="judge.pth"):
+        counted_detections(_cell_instances(_normal_cell()), rules)
+
+
+def test_candidates_from_the_proposal_outputs_are_the_models_detections():
+    torch.manual_seed(0)
+    cfg = setup_cfg(
+        os.path.join(REPO, "configs", "cpu", "f_deepacc_cpu.yaml"),
+        ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.001", "TEST.DETECTIONS_PER_IMAGE", "40"],
+    )
+    model = build_model(cfg).eval()
+    inputs = [{"image": torch.rand(3, 160, 208) * 255, "height": 240, "width": 312}]
+    with torch.no_grad():
+        expected = model(inputs)[0]["instances"]
+    expected = expected[expected.top1]
+    (outputs,) = proposal_outputs(model, inputs)
+    record = {"image_size": (240, 312), **outputs}
+    # the kept outputs cover every detection at score >= KEEP_FOREGROUND / K
+    with pytest.raises(ValueError, match="below"):
+        candidate_instances(record, 0.0001, 0.5, 40)
+    thresh = 0.01 / NUM_CLASSES
+    cfg_thresh = setup_cfg(
+        os.path.join(REPO, "configs", "cpu", "f_deepacc_cpu.yaml"),
+        ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", str(thresh), "TEST.DETECTIONS_PER_IMAGE", "40"],
+    )
+    torch.manual_seed(0)
+    model = build_model(cfg_thresh).eval()
+    with torch.no_grad():
+        expected = model(inputs)[0]["instances"]
+        (outputs,) = proposal_outputs(model, inputs)
+    expected = expected[expected.top1]
+    got = candidate_instances({"image_size": (240, 312), **outputs}, thresh, 0.5, 40)
+    assert len(got) == len(expected) > 0
+    torch.testing.assert_close(got.scores, expected.scores)
+    assert (got.pred_classes == expected.pred_classes).all()
+    torch.testing.assert_close(got.pred_boxes.tensor, expected.pred_boxes.tensor, atol=1e-3, rtol=0)

@@ -1,0 +1,126 @@
+#!/usr/bin/env python
+"""
+Train the candidate judge (deepacc_d2.karyotype.judge) on the detector's own candidates of a
+labelled dataset, and choose how much counting trusts it (TEST.KARYOTYPE.COUNT_JUDGE_WEIGHT
+and the assignment's costs) on images of that dataset the judge did not train on. The model's
+proposal outputs are cached once in --cache (tools/count_stages.py's cache); training the
+judge itself takes seconds, so a rerun trains it again from the cache.
+
+    python tools/train_candidate_judge.py --weights cil-r18-crops --dataset cil24_train \\
+        --out output/judge --ship models/cil_candidate_judge.pth
+"""
+
+import argparse
+import dataclasses
+import itertools
+import json
+import os
+import shutil
+import sys
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--weights", default="cil-r18-crops", help="a model of MODEL_ZOO.md or a file")
+    p.add_argument("--config-file")
+    p.add_argument("--dataset", default="cil24_train")
+    p.add_argument("--cache", default="output/count_stages", help="proposal outputs cache")
+    p.add_argument("--out", default="output/judge")
+    p.add_argument("--held-out", type=float, default=0.2, help="share of images to choose on")
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--judge-weights", type=float, nargs="+", default=[1.0, 2.0])
+    p.add_argument("--costs", type=float, nargs="+", default=[6.0, 8.0])
+    p.add_argument("--sex-costs", type=float, nargs="+", default=[-1.0, 2.0, 4.0])
+    p.add_argument("--ship", help="also copy the judge to this file (trained on every image)")
+    p.add_argument("--opts", nargs="+", default=[])
+    args = p.parse_args(argv)
+
+    import torch
+
+    import deepacc_d2  # noqa: F401
+    from deepacc_d2.config import setup_cfg
+    from deepacc_d2.files import write_atomic
+    from deepacc_d2.karyotype import judge_training as jt
+    from deepacc_d2.karyotype.cell import ReviewRules
+    from deepacc_d2.karyotype.judge import judge_state
+    from deepacc_d2.karyotype.stages import cached_proposal_outputs
+    from deepacc_d2.model_zoo import resolve_model
+
+    config_file, weights, model_opts = resolve_model(args.weights, args.config_file)
+    cfg = setup_cfg(config_file, model_opts + args.opts, weights)
+    records = cached_proposal_outputs(cfg, args.dataset, args.cache)
+    examples = jt.judge_examples(cfg, records)
+    fit, held = jt.split_images(len(records), args.held_out, args.seed)
+    os.makedirs(args.out, exist_ok=True)
+
+    def save(judge, name):
+        path = os.path.join(args.out, name)
+        write_atomic(path, lambda f: torch.save(judge_state(judge), f))
+        return path
+
+    trial = save(
+        jt.train_judge([examples[i] for i in fit], args.hidden, args.epochs, seed=args.seed),
+        "judge_fit.pth",
+    )
+    held_records = [records[i] for i in held]
+    base = dataclasses.replace(ReviewRules.from_config(cfg), judge="")
+    results = {"no judge (the config's rule)": jt.count_summary(cfg, held_records, base)}
+    grid = itertools.product(args.judge_weights, args.costs, args.sex_costs)
+    for weight, cost, sex in grid:
+        rules = dataclasses.replace(
+            base,
+            judge=trial,
+            judge_weight=weight,
+            extra_cost=cost,
+            missing_cost=cost,
+            sex_cost=sex,
+        )
+        sex_name = f", X/Y {sex:g}" if sex >= 0 else ""
+        results[f"judge weight {weight:g}, costs {cost:g}{sex_name}"] = (
+            jt.count_summary(cfg, held_records, rules),
+            {"judge_weight": weight, "cost": cost, "sex_cost": sex},
+        )
+        print(list(results)[-1], results[list(results)[-1]][0], flush=True)
+    # exact calls on normal and on abnormal cells weigh alike: a rule that never calls 45,X
+    # or 47,XXY is no use to a lab, however many normal cells it gets right
+    chosen = max(
+        (k for k in results if k.startswith("judge")),
+        key=lambda k: (
+            results[k][0]["exact_normal"] + results[k][0]["exact_abnormal"],
+            results[k][0]["exact"],
+        ),
+    )
+    command = " ".join(["python", "tools/train_candidate_judge.py"] + sys.argv[1:])
+    lines = [
+        f"{len(held)} held-out cells of {args.dataset} (judge trained on the other "
+        f"{len(fit)}; `{command}`):",
+        "",
+        "| rule | counted right % | called exactly % | exact, normal % | exact, abnormal % "
+        "| named right % | counted per cell |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, value in results.items():
+        summary = value[0] if isinstance(value, tuple) else value
+        mark = " **(chosen)**" if name == chosen else ""
+        lines.append(
+            f"| {name}{mark} | {summary['count_right']:.1f} | {summary['exact']:.1f} | "
+            f"{summary['exact_normal']:.1f} | {summary['exact_abnormal']:.1f} | "
+            f"{summary['named_right']:.1f} | {summary['counted_per_cell']:.1f} |"
+        )
+    table = "\n".join(lines) + "\n"
+    final = save(jt.train_judge(examples, args.hidden, args.epochs, seed=args.seed), "judge.pth")
+    with open(os.path.join(args.out, "summary.md"), "w") as f:
+        f.write(table)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump({"chosen": chosen, "results": results, "command": command}, f, indent=1)
+    print(table)
+    print(f"chosen: {chosen}; judge trained on all {len(records)} images: {final}")
+    if args.ship:
+        shutil.copyfile(final, args.ship)
+        print(f"shipped as {args.ship}")
+
+
+if __name__ == "__main__":
+    main()
