@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -333,3 +334,110 @@ def test_a_moved_image_still_takes_corrections(client, case_dir):
         client, "cellB", version=0, action="add", bbox_xyxy=[400, 210, 415, 250], **{"class": "21"}
     )
     assert r.status_code == 200 and r.get_json()["karyotype"] == "46,XY"
+
+
+def test_reads_during_edits_always_find_every_cell(case_dir):
+    # pages reading the case, its pictures and its cells while other pages change the cells:
+    # every cell is found on every read, every change is saved or refused as out of date,
+    # and the versions and the log agree afterwards
+    app = create_app(str(case_dir))
+    cells = ("cellA", "cellB")
+    editing = threading.Event()
+    editing.set()
+    failures, saved, counting = [], {cid: 0 for cid in cells}, threading.Lock()
+
+    def read(path):
+        client = app.test_client()
+        while editing.is_set():
+            r = client.get(path)
+            if r.status_code != 200:
+                failures.append((path, r.status_code, r.get_data(as_text=True)[:200]))
+
+    def change(cid, names):
+        client = app.test_client()
+        for name in names:
+            version = client.get(f"/api/cells/{cid}").get_json()["version"]
+            r = edit(client, cid, version=version, action="class", index=0, **{"class": name})
+            if r.status_code == 200:
+                with counting:
+                    saved[cid] += 1
+            elif r.status_code != 409:
+                failures.append((cid, r.status_code, r.get_json()))
+
+    readers = [threading.Thread(target=read, args=("/api/case",)) for _ in range(2)] + [
+        threading.Thread(target=read, args=(f"/api/cells/{cid}/{picture}.png",))
+        for cid in cells
+        for picture in ("image", "karyogram")
+    ]
+    editors = [
+        threading.Thread(target=change, args=(cid, names))
+        for cid in cells
+        for names in (["2", "3"], ["X", "1"])
+    ]
+    for t in readers + editors:
+        t.start()
+    for t in editors:
+        t.join()
+    editing.clear()
+    for t in readers:
+        t.join()
+    assert failures == []
+    log = [json.loads(line) for line in (case_dir / LOG_NAME).read_text().splitlines()]
+    again = CaseReview(str(case_dir))
+    for cid in cells:
+        assert saved[cid] >= 1
+        assert again.cell(cid)["version"] == saved[cid]
+        assert [e["version"] for e in log if e["cell"] == cid] == list(range(1, saved[cid] + 1))
+
+
+def test_a_class_put_back_is_the_models_answer_again(client, case_dir):
+    model = client.get("/api/cells/cellA").get_json()
+    first = model["detections"][0]
+    assert first["source"] == "model" and first["class"] == "1"
+    r = edit(client, "cellA", version=0, action="class", index=0, **{"class": "2"})
+    named = r.get_json()["detections"][0]
+    assert named["source"] == "person" and named["score"] == 1.0
+    # named back by hand: the model's detection again, its score and the cell's flags with it
+    r = edit(client, "cellA", version=1, action="class", index=0, **{"class": "1"})
+    back = r.get_json()
+    assert back["detections"] == model["detections"] and back["flags"] == model["flags"]
+    assert back["karyotype"] == "46,XY" and back["version"] == 2
+    # renamed twice, then back to the model's answer in one change
+    edit(client, "cellA", version=2, action="class", index=0, **{"class": "2"})
+    edit(client, "cellA", version=3, action="class", index=0, **{"class": "7"})
+    r = edit(client, "cellA", version=4, action="model", index=0)
+    assert r.status_code == 200 and r.get_json()["detections"] == model["detections"]
+    log = [json.loads(line) for line in (case_dir / LOG_NAME).read_text().splitlines()]
+    assert (log[-1]["action"], log[-1]["from"], log[-1]["to"]) == ("model", "7", "1")
+    # a chromosome a person added has no model's answer to go back to
+    box = {"bbox_xyxy": [400, 210, 415, 250], "class": "21"}
+    edit(client, "cellA", version=5, action="add", **box)
+    before = snapshot(case_dir)
+    r = edit(client, "cellA", version=6, action="model", index=46)
+    assert r.status_code == 400 and "added by a person" in r.get_json()["error"]
+    assert snapshot(case_dir) == before
+    r = edit(client, "cellA", version=6, action="class", index=46, **{"class": "22"})
+    assert r.get_json()["detections"][46]["source"] == "person"
+    # the model's answer survives a restart
+    edit(client, "cellA", version=7, action="class", index=3, **{"class": "Y"})
+    assert CaseReview(str(case_dir)).cell("cellA")["detections"][3]["model"]["class"] == "2"
+
+
+def test_a_change_takes_off_the_reviewed_mark(client, case_dir):
+    changes = [
+        {"action": "class", "index": 0, "class": "2"},
+        {"action": "model", "index": 0},
+        {"action": "delete", "index": 0},
+        {"action": "add", "bbox_xyxy": [400, 210, 415, 250], "class": "21"},
+    ]
+    version = 0
+    for change in changes:
+        r = edit(client, "cellB", version=version, action="reviewed", reviewed=True)
+        assert r.get_json()["reviewed"]
+        r = edit(client, "cellB", version=version + 1, **change)
+        assert r.status_code == 200 and not r.get_json()["reviewed"], change
+        version += 2
+        summary = client.get("/api/case").get_json()["summary"]
+        assert summary["reviewed"] == [] and any("cellB" in f for f in summary["review"])
+    log = [json.loads(line) for line in (case_dir / LOG_NAME).read_text().splitlines()]
+    assert [e["reviewed"] for e in log] == [True, False] * len(changes)

@@ -32,7 +32,8 @@ def main():
         wait.until(
             lambda d: d.execute_script("return document.getElementById('karyogram').complete")
         )
-        driver.find_elements(By.CSS_SELECTOR, "#metaphase rect.chromosome")[args.select].click()
+        selector = f"#metaphase rect[data-index='{args.select}']"  # drawn largest first
+        driver.find_element(By.CSS_SELECTOR, selector).click()
         driver.save_screenshot(args.out)
     print(f"wrote {args.out}")
 

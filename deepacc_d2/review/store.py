@@ -1,12 +1,17 @@
 """
 A case folder of ``deepacc karyotype`` under review. A person corrects a cell (changes a
-chromosome's class, deletes a false detection, adds a missed chromosome, marks the cell
-reviewed); after every change the cell's record and picture and the case summary are made
-again by the code that made them (:func:`..karyotype.run.cell_outputs`,
-:func:`..karyotype.run.write_case`) and written at once, each file replaced in one step, and
-the change is appended to ``review_log.jsonl``. Each cell carries a version number that a
-change must name: a change made on an older version (another page changed the cell since) is
-refused, never applied over the other.
+chromosome's class or puts it back to the model's answer, deletes a false detection, adds a
+missed chromosome, marks the cell reviewed); after every change the cell's record and picture
+and the case summary are made again by the code that made them
+(:func:`..karyotype.run.cell_outputs`, :func:`..karyotype.run.write_case`) and written at
+once, each file replaced in one step, and the change is appended to ``review_log.jsonl``.
+Each cell carries a version number that a change must name: a change made on an older version
+(another page changed the cell since) is refused, never applied over the other.
+
+A chromosome the model named keeps the model's answer (class, score, top 3) when a person
+renames it: naming it back, or the "model" change, gives the model's call again, its score
+and flags included. Any change to a cell marked reviewed takes the mark off: the person
+reviews the cell as it now is.
 
 Reviewed cells export as COCO json with the 24 classes, which
 :func:`..data.datasets.register_karyotype_coco` loads for training.
@@ -20,7 +25,7 @@ import math
 import os
 import threading
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -35,7 +40,9 @@ from ..karyotype.run import case_summary, cell_outputs, write_case
 RECORD_SUFFIX = "_karyotype.json"
 LOG_NAME = "review_log.jsonl"
 LOCK_NAME = ".review.lock"
-ACTIONS = ("class", "delete", "add", "reviewed")
+ACTIONS = ("class", "model", "delete", "add", "reviewed")
+# what a detection carries of the model's answer (:func:`..karyotype.cell.cell_record`)
+MODEL_FIELDS = ("class", "score", "top3", "margin")
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +75,26 @@ def person_detection(box: List[float], name: str) -> Dict:
         "top3": [[name, 1.0]],
         "source": "person",
     }
+
+
+def model_answer(detection: Dict) -> Optional[Dict]:
+    """What the model said of a detection (its ``MODEL_FIELDS``), or None for a chromosome a
+    person added."""
+    if detection["source"] == "model":
+        return {k: detection[k] for k in MODEL_FIELDS if k in detection}
+    return detection.get("model")
+
+
+def renamed(detection: Dict, name: str) -> Dict:
+    """The detection as class ``name``: the model's own detection again when ``name`` is the
+    model's class, else named by a person, the model's answer kept beside."""
+    model = model_answer(detection)
+    if model is not None and model["class"] == name:
+        return {"bbox_xyxy": detection["bbox_xyxy"], **model, "source": "model"}
+    named = person_detection(detection["bbox_xyxy"], name)
+    if model is not None:
+        named["model"] = model
+    return named
 
 
 class CaseReview:
@@ -112,9 +139,9 @@ class CaseReview:
 
     def _load_cells(self):
         """(Re)read every ``<name>_karyotype.json`` of the folder; one that cannot be read is
-        named in ``failed`` and left out."""
-        self.failed = dict(self._failed_at_start)
-        self.cells = {}
+        named in ``failed`` and left out. The cells are swapped in whole: a reader without the
+        lock sees the old cells or the new, never a half-read folder."""
+        failed, cells = dict(self._failed_at_start), {}
         for name in sorted(os.listdir(self.root)):
             if not name.endswith(RECORD_SUFFIX):
                 continue
@@ -124,25 +151,28 @@ class CaseReview:
                     record = json.load(f)
                 record["image"]["path"], record["detections"]  # noqa: B018 (fields it needs)
             except (OSError, ValueError, KeyError, TypeError) as e:
-                self.failed[path] = f"{path}: not a cell record ({type(e).__name__}: {e})"
+                failed[path] = f"{path}: not a cell record ({type(e).__name__}: {e})"
                 continue
             record.setdefault("version", 0)
             record.setdefault("reviewed", False)
             for d in record["detections"]:
                 d.setdefault("source", "model")
-            self.cells[name[: -len(RECORD_SUFFIX)]] = record
+            cells[name[: -len(RECORD_SUFFIX)]] = record
+        self.cells, self.failed = cells, failed
 
     # ------------------------------------------------------------------ reading
-    def by_file(self) -> Dict[str, Dict]:
-        """The cells' records by image file, as the case summary takes them."""
-        return {r["file"]: r for r in self.cells.values()}
+    def by_file(self, cells: Optional[Dict[str, Dict]] = None) -> Dict[str, Dict]:
+        """The cells' records (default: the case's) by image file, as the case summary takes
+        them."""
+        return {r["file"]: r for r in (self.cells if cells is None else cells).values()}
 
     def summary(self) -> Dict:
         return case_summary(self.by_file(), self.failed)
 
     def case_view(self) -> Dict:
         """The case summary and one line per cell, for the page's case list."""
-        cells = [
+        cells, failed = self.cells, self.failed  # one reading of the case throughout
+        lines = [
             {
                 "id": cid,
                 "file": r["file"],
@@ -153,14 +183,15 @@ class CaseReview:
                 "version": r["version"],
                 "flags": [f["message"] for f in r["flags"]],
             }
-            for cid, r in self.cells.items()
+            for cid, r in cells.items()
         ]
-        return {"summary": self.summary(), "cells": cells}
+        return {"summary": case_summary(self.by_file(cells), failed), "cells": lines}
 
     def cell(self, cid: str) -> Dict:
-        if cid not in self.cells:
+        record = self.cells.get(cid)
+        if record is None:
             raise ReviewError(404, f"no cell {cid!r} in this case")
-        return self.cells[cid]
+        return record
 
     def image(self, cid: str) -> np.ndarray:
         """The cell's metaphase, RGB, as the model read it."""
@@ -189,8 +220,9 @@ class CaseReview:
 
         Args:
             change (dict): "version" (the cell's version the change was made on), "action":
-                "class" ("index", "class"), "delete" ("index"), "add" ("bbox_xyxy" in image
-                pixels, "class"), "reviewed" ("reviewed": bool).
+                "class" ("index", "class"), "model" ("index": back to the model's answer),
+                "delete" ("index"), "add" ("bbox_xyxy" in image pixels, "class"), "reviewed"
+                ("reviewed": bool). Any change but "reviewed" takes off the cell's reviewed mark.
 
         Returns:
             dict: the cell's new record.
@@ -219,12 +251,17 @@ class CaseReview:
                     f"version {version}: it was changed elsewhere; reload it",
                 )
             detections = [dict(d) for d in record["detections"]]
-            reviewed = record["reviewed"]
-            detail = {}
             if action == "class":
                 i, name = _index(change, detections), _class_name(change)
                 detail = {"index": i, "from": detections[i]["class"], "to": name}
-                detections[i] = person_detection(detections[i]["bbox_xyxy"], name)
+                detections[i] = renamed(detections[i], name)
+            elif action == "model":
+                i = _index(change, detections)
+                model = model_answer(detections[i])
+                if model is None:
+                    raise ReviewError(400, f"chromosome {i}: added by a person, no model's answer")
+                detail = {"index": i, "from": detections[i]["class"], "to": model["class"]}
+                detections[i] = renamed(detections[i], model["class"])
             elif action == "delete":
                 i = _index(change, detections)
                 detail = {"index": i, "deleted": detections.pop(i)}
@@ -233,10 +270,13 @@ class CaseReview:
                 detections.append(person_detection(box, name))
                 detail = {"index": len(detections) - 1, "bbox_xyxy": box, "class": name}
             else:
-                reviewed = change.get("reviewed")
-                if not isinstance(reviewed, bool):
+                if not isinstance(change.get("reviewed"), bool):
                     raise ReviewError(400, "reviewed: true or false")
-                detail = {"reviewed": reviewed}
+                detail = {}
+            # a changed cell is no longer the cell the person reviewed
+            reviewed = change["reviewed"] if action == "reviewed" else False
+            if reviewed != record["reviewed"] or action == "reviewed":
+                detail["reviewed"] = reviewed
             new = self._write(cid, record, detections, reviewed)
             self._log({"cell": cid, "version": new["version"], "action": action, **detail})
             return new
@@ -253,6 +293,8 @@ class CaseReview:
         )
         for d, before in zip(made["detections"], detections):
             d["source"] = before["source"]
+            if "model" in before:
+                d["model"] = before["model"]
         new = {
             "file": record["file"],
             "image": record["image"],
@@ -264,7 +306,7 @@ class CaseReview:
         if picture is not None:
             save_png(picture, stem + "_karyogram.png")
         write_atomic(stem + RECORD_SUFFIX, json.dumps(new, indent=1))
-        self.cells[cid] = new
+        self.cells = {**self.cells, cid: new}  # swapped in whole, as in _load_cells
         write_case(self.root, self.by_file(), self.failed, self.rules, self.pictures)
         return new
 
