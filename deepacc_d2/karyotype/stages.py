@@ -22,7 +22,7 @@ from ..files import write_atomic
 from ..inference import load_model
 from .benchmark import _counted_and_matched, judge_cell
 from .candidates import candidate_instances, collect_proposal_outputs, foreground, one_box_labels
-from .cell import ReviewRules
+from .cell import ReviewRules, counting_candidates, judge_probabilities
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +105,7 @@ def _stage_boxes(cfg, record: Dict, rules: ReviewRules):
         uncapped.pred_boxes.tensor.numpy(),
         boxes,
         boxes[above],
+        counting_candidates(detections, rules)[0],
     ]
     return stages, detections, (thresh, nms_thresh)
 
@@ -119,8 +120,8 @@ def stage_names(cfg, rules: ReviewRules, thresh: float, nms_thresh: float) -> Li
         f"{heads.NMS_THRESH_TEST:g}, no cap",
         f"... at most {cfg.TEST.DETECTIONS_PER_IMAGE} per image (TEST.DETECTIONS_PER_IMAGE)",
         f"counting: {what} >= {thresh:g}",
-        f"counted: class-agnostic NMS {nms_thresh:g}"
-        + (", names assigned" if rules.assign else ""),
+        f"... class-agnostic NMS {nms_thresh:g}: the counting candidates",
+        "counted" + (": the judge and the assignment choose" if rules.judge else ""),
     ]
 
 
@@ -149,7 +150,7 @@ def stage_report(cfg, records: List[Dict], dataset_name: str, command: str, out_
     rules = ReviewRules.from_config(cfg)
     covered, per_stage_boxes, errors, judged = None, None, [], []
     once = named = counted_total = not_chromosome = duplicates = chromosomes = 0
-    fg_scores, fg_labels = [], []
+    fg_scores, fg_labels, judged_scores, judged_labels = [], [], [], []
     for record in records:
         stages, detections, (thresh, nms_thresh) = _stage_boxes(cfg, record, rules)
         gt = record["gt_boxes"]
@@ -173,6 +174,10 @@ def stage_report(cfg, records: List[Dict], dataset_name: str, command: str, out_
         labels, _ = one_box_labels(detections.pred_boxes.tensor.numpy(), gt)
         fg_scores.append(foreground(detections))
         fg_labels.append(labels)
+        if rules.judge:  # the judge on the candidates it sees
+            boxes, class_scores = counting_candidates(detections, rules)
+            judged_scores.append(judge_probabilities(rules.judge, boxes, class_scores))
+            judged_labels.append(one_box_labels(boxes, gt)[0])
     names = stage_names(cfg, rules, thresh, nms_thresh)
     report = {
         "dataset": dataset_name,
@@ -189,6 +194,11 @@ def stage_report(cfg, records: List[Dict], dataset_name: str, command: str, out_
         "count_right_pct": 100.0 * np.mean([j["count_right"] for j in judged]),
         "call_exact_pct": 100.0 * np.mean([j["exact"] for j in judged]),
         "auc_foreground": auc(np.concatenate(fg_scores), np.concatenate(fg_labels)),
+        "auc_judge": (
+            auc(np.concatenate(judged_scores), np.concatenate(judged_labels))
+            if rules.judge
+            else None
+        ),
         "count_errors": errors,
         "command": command,
     }
@@ -221,6 +231,12 @@ def stage_table(report: Dict) -> str:
         f"| cells called exactly % | {report['call_exact_pct']:.1f} |",
         f"| AUC of the foreground probability, the one box of a chromosome vs the rest "
         f"(model's detections) | {report['auc_foreground']:.3f} |",
+    ]
+    if report["auc_judge"] is not None:
+        lines.append(
+            f"| AUC of the judge, the same on the candidates it sees | {report['auc_judge']:.3f} |"
+        )
+    lines += [
         f"| count error per cell: median, mean absolute | {np.median(errors):+.0f}, "
         f"{np.abs(errors).mean():.2f} |",
         "",
