@@ -39,6 +39,7 @@ def main(argv=None):
     import deepacc_d2  # noqa: F401
     from deepacc_d2.config import setup_cfg
     from deepacc_d2.karyotype import stages
+    from deepacc_d2.karyotype.candidates import cached_proposal_outputs
     from deepacc_d2.model_zoo import resolve_model
 
     config_file, weights, model_opts = resolve_model(args.weights, args.config_file)
@@ -47,7 +48,7 @@ def main(argv=None):
         opts += ["MODEL.RPN.PRE_NMS_TOPK_TEST", str(args.proposals[0])]
         opts += ["MODEL.RPN.POST_NMS_TOPK_TEST", str(args.proposals[1])]
     cfg = setup_cfg(config_file, opts, weights)
-    records = stages.cached_proposal_outputs(cfg, args.dataset, args.out, args.limit)
+    records = cached_proposal_outputs(cfg, args.dataset, args.out, args.limit)
     if args.collect_only:
         return
     command = " ".join(["python", "tools/count_stages.py"] + sys.argv[1:])

@@ -33,17 +33,15 @@ def main(argv=None):
     p.add_argument(
         "--nms", type=float, nargs="+", default=[0.5, 0.7], help="COUNT_NMS_THRESH values"
     )
+    p.add_argument("--cache", default="output/count_stages", help="proposal outputs cache")
     p.add_argument("--opts", nargs="+", default=[])
     args = p.parse_args(argv)
 
-    import torch
-
     import deepacc_d2  # noqa: F401
     from deepacc_d2.config import setup_cfg
-    from deepacc_d2.inference import load_model
     from deepacc_d2.karyotype.benchmark import (
-        collect_detections,
         compare_rules,
+        dataset_cells,
         plot_rules,
         rules_table,
     )
@@ -53,13 +51,8 @@ def main(argv=None):
     config_file, weights, model_opts = resolve_model(args.weights, args.config_file)
     cfg = setup_cfg(config_file, model_opts + args.opts, weights)
     os.makedirs(args.out, exist_ok=True)
-    cache = os.path.join(args.out, f"detections_{args.dataset}.pt")
-    if os.path.isfile(cache):
-        records = torch.load(cache, weights_only=False)
-    else:
-        records = collect_detections(cfg, load_model(cfg), args.dataset)
-        torch.save(records, cache)
-    base = ReviewRules.from_config(cfg)
+    records = dataset_cells(cfg, args.dataset, args.cache)
+    base = dataclasses.replace(ReviewRules.from_config(cfg), judge="")
     rules = {"top-1 score >= p, top class (the paper's counting)": base}
     for fg in args.fg_thresh:
         for nms in args.nms:
@@ -75,6 +68,10 @@ def main(argv=None):
                     ] = dataclasses.replace(
                         counting, assign=True, extra_cost=extra, missing_cost=missing
                     )
+    if ReviewRules.from_config(cfg).judge:
+        rules["the config's rule: the judge's candidates, counted and named together"] = (
+            ReviewRules.from_config(cfg)
+        )
     results, chosen = compare_rules(
         records, rules, args.num_cells, args.abnormality_scale, args.seed
     )

@@ -43,9 +43,9 @@ def main(argv=None):
     from deepacc_d2.config import setup_cfg
     from deepacc_d2.files import write_atomic
     from deepacc_d2.karyotype import judge_training as jt
+    from deepacc_d2.karyotype.candidates import cached_proposal_outputs
     from deepacc_d2.karyotype.cell import ReviewRules
     from deepacc_d2.karyotype.judge import judge_state
-    from deepacc_d2.karyotype.stages import cached_proposal_outputs
     from deepacc_d2.model_zoo import resolve_model
 
     config_file, weights, model_opts = resolve_model(args.weights, args.config_file)

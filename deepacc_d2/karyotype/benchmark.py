@@ -2,7 +2,7 @@
 How well the karyotype step counts and names, rule against rule (``tools/karyotype_benchmark.py``):
 
 * on a labelled dataset (``cil24_val``): the model runs once over every image
-  (:func:`collect_detections`), then each rule (:class:`.cell.ReviewRules`) counts and names
+  (:func:`dataset_cells`), then each rule (:class:`.cell.ReviewRules`) counts and names
   each cell (:func:`judge_cell`);
 * on simulated cells of known karyotype with abnormal karyotypes made common
   (:func:`simulate_cells`): each chromosome of a karyotype drawn by the synthetic generator's
@@ -19,16 +19,17 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from detectron2.data import DatasetCatalog
 from detectron2.structures import Boxes, Instances
 
 from ..classes import CLASS_NAMES, NUM_CLASSES
-from ..cpu import cpu_bf16_inference
-from ..data.mapper import build_eval_loader
 from ..evaluation.acc_aer import match_karyotype
-from ..evaluation.karyotype_evaluation import annotations_to_arrays
 from ..synth.karyotype import DEFAULT_ABNORMALITY_RATES, karyotype_chromosomes, sample_karyotype
-from .candidates import one_box_labels
+from .candidates import (
+    cached_proposal_outputs,
+    detection_record,
+    model_detections,
+    one_box_labels,
+)
 from .cell import (
     ReviewRules,
     cell_record,
@@ -40,31 +41,18 @@ from .cell import (
 from .iscn import numerical_karyotype
 
 
-def collect_detections(cfg, model, dataset_name: str) -> List[Dict]:
+def dataset_cells(cfg, dataset_name: str, cache_dir: str) -> List[Dict]:
     """
-    The model's detections on every readable image of a registered dataset, with the truth.
+    The model's detections on every readable image of a registered dataset, with the truth,
+    from its proposal outputs (:func:`.candidates.cached_proposal_outputs`, run once).
 
     Returns:
         list[dict]: per image "file_name", "gt_boxes" (G, 4), "gt_classes" (G,), and the
-        detections' "boxes", "scores", "classes", "class_scores", "top1", "all_classes".
+        top-1 detections' "boxes", "scores", "pred_classes", "class_scores", "top1",
+        "all_classes" (:func:`.candidates.detection_record`).
     """
-    truth = {d["file_name"]: d for d in DatasetCatalog.get(dataset_name)}
-    records = []
-    with torch.no_grad(), cpu_bf16_inference(cfg, model):
-        for inputs in build_eval_loader(cfg, dataset_name):
-            out = model(inputs)[0]["instances"].to("cpu")
-            gt_boxes, gt_classes = annotations_to_arrays(truth[inputs[0]["file_name"]])
-            records.append(
-                {
-                    "file_name": inputs[0]["file_name"],
-                    "image_size": out.image_size,
-                    "gt_boxes": gt_boxes,
-                    "gt_classes": gt_classes,
-                    **{k: v.numpy() for k, v in out.get_fields().items() if k != "pred_boxes"},
-                    "boxes": out.pred_boxes.tensor.numpy(),
-                }
-            )
-    return records
+    records = cached_proposal_outputs(cfg, dataset_name, cache_dir)
+    return [detection_record(r, model_detections(cfg, r)) for r in records]
 
 
 def _instances(record: Dict) -> Instances:

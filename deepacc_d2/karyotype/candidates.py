@@ -11,7 +11,10 @@ measured (and the candidate judge trained) without running the model again:
 Shape shorthand: P proposals, R kept proposal outputs, K foreground classes, G true boxes.
 """
 
+import hashlib
+import json
 import logging
+import os
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -25,6 +28,8 @@ from ..cpu import cpu_bf16_inference
 from ..data.mapper import build_eval_loader
 from ..evaluation.karyotype_evaluation import annotations_to_arrays
 from ..evaluation.matching import box_iou
+from ..files import write_atomic
+from ..inference import load_model
 from ..modeling.detections import detection_sets
 
 logger = logging.getLogger(__name__)
@@ -129,6 +134,62 @@ def candidate_instances(record: Dict, score_thresh: float, nms_thresh: float, to
         topk,
     )
     return instances[instances.top1]
+
+
+def model_detections(cfg, record: Dict):
+    """The model's detections of a proposal-outputs record, as the config's model returns
+    them (:func:`.candidates.candidate_instances`)."""
+    heads = cfg.MODEL.ROI_HEADS
+    return candidate_instances(
+        record, heads.SCORE_THRESH_TEST, heads.NMS_THRESH_TEST, cfg.TEST.DETECTIONS_PER_IMAGE
+    )
+
+
+def detection_record(record: Dict, detections) -> Dict:
+    """A cell of the rules' benchmark (:func:`.benchmark.judge_cell`) from the model's
+    detections of a proposal-outputs record."""
+    return {
+        "file_name": record["file_name"],
+        "image_size": tuple(record["image_size"]),
+        "gt_boxes": record["gt_boxes"],
+        "gt_classes": record["gt_classes"],
+        "boxes": detections.pred_boxes.tensor.numpy(),
+        **{k: v.numpy() for k, v in detections.get_fields().items() if k != "pred_boxes"},
+    }
+
+
+def _cache_key(cfg, dataset_name: str, limit: Optional[int]) -> str:
+    files = [d["file_name"] for d in DatasetCatalog.get(dataset_name)]
+    what = [
+        files,
+        limit,
+        cfg.MODEL.WEIGHTS,
+        cfg.MODEL.SECOND_LOOK.WEIGHTS if cfg.MODEL.SECOND_LOOK.ENABLED else "",
+        cfg.MODEL.RPN.PRE_NMS_TOPK_TEST,
+        cfg.MODEL.RPN.POST_NMS_TOPK_TEST,
+        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
+        cfg.INPUT.MIN_SIZE_TEST,
+        cfg.INPUT.MAX_SIZE_TEST,
+    ]
+    return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:12]
+
+
+def cached_proposal_outputs(cfg, dataset_name: str, cache_dir: str, limit=None) -> List[Dict]:
+    """:func:`.candidates.collect_proposal_outputs` of a registered dataset, read from
+    ``cache_dir`` when the same model, budget and files ran before."""
+    path = os.path.join(
+        cache_dir,
+        f"proposal_outputs_{dataset_name}_{cfg.MODEL.RPN.PRE_NMS_TOPK_TEST}_"
+        f"{_cache_key(cfg, dataset_name, limit)}.pt",
+    )
+    if os.path.isfile(path):
+        logger.info(f"proposal outputs from {path}")
+        return torch.load(path, weights_only=False)
+    records = collect_proposal_outputs(cfg, load_model(cfg), dataset_name, limit)
+    os.makedirs(cache_dir, exist_ok=True)
+    write_atomic(path, lambda f: torch.save(records, f))
+    logger.info(f"proposal outputs written to {path}")
+    return records
 
 
 def foreground(instances) -> np.ndarray:

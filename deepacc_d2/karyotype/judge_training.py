@@ -13,21 +13,11 @@ import torch
 from torch.nn import functional as F
 
 from .benchmark import NORMAL_CALLS, judge_cell, summarize
-from .candidates import candidate_instances, one_box_labels
+from .candidates import detection_record, model_detections, one_box_labels
 from .cell import ReviewRules, counting_candidates
 from .judge import CandidateJudge, candidate_features
-from .stages import detection_record
 
 logger = logging.getLogger(__name__)
-
-
-def model_detections(cfg, record: Dict):
-    """The model's detections of a proposal-outputs record, as the config's model returns
-    them (:func:`.candidates.candidate_instances`)."""
-    heads = cfg.MODEL.ROI_HEADS
-    return candidate_instances(
-        record, heads.SCORE_THRESH_TEST, heads.NMS_THRESH_TEST, cfg.TEST.DETECTIONS_PER_IMAGE
-    )
 
 
 def judge_examples(cfg, records: Sequence[Dict]) -> List[Tuple[np.ndarray, np.ndarray]]:

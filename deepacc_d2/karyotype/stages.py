@@ -3,62 +3,22 @@ Where chromosomes are lost, stage by stage (``tools/count_stages.py``): each sta
 the true chromosomes that still have a box at IoU >= 0.5, and candidates per chromosome.
 """
 
-import hashlib
-import json
 import logging
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
-import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy.stats import rankdata
 
-from detectron2.data import DatasetCatalog
-
 from ..evaluation.matching import box_iou
 from ..files import write_atomic
-from ..inference import load_model
 from .benchmark import _counted_and_matched, judge_cell
-from .candidates import candidate_instances, collect_proposal_outputs, foreground, one_box_labels
+from .candidates import candidate_instances, detection_record, foreground, one_box_labels
 from .cell import ReviewRules, counting_candidates, judge_probabilities
 
 logger = logging.getLogger(__name__)
-
-
-def _cache_key(cfg, dataset_name: str, limit: Optional[int]) -> str:
-    files = [d["file_name"] for d in DatasetCatalog.get(dataset_name)]
-    what = [
-        files,
-        limit,
-        cfg.MODEL.WEIGHTS,
-        cfg.MODEL.SECOND_LOOK.WEIGHTS if cfg.MODEL.SECOND_LOOK.ENABLED else "",
-        cfg.MODEL.RPN.PRE_NMS_TOPK_TEST,
-        cfg.MODEL.RPN.POST_NMS_TOPK_TEST,
-        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
-        cfg.INPUT.MIN_SIZE_TEST,
-        cfg.INPUT.MAX_SIZE_TEST,
-    ]
-    return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:12]
-
-
-def cached_proposal_outputs(cfg, dataset_name: str, cache_dir: str, limit=None) -> List[Dict]:
-    """:func:`.candidates.collect_proposal_outputs` of a registered dataset, read from
-    ``cache_dir`` when the same model, budget and files ran before."""
-    path = os.path.join(
-        cache_dir,
-        f"proposal_outputs_{dataset_name}_{cfg.MODEL.RPN.PRE_NMS_TOPK_TEST}_"
-        f"{_cache_key(cfg, dataset_name, limit)}.pt",
-    )
-    if os.path.isfile(path):
-        logger.info(f"proposal outputs from {path}")
-        return torch.load(path, weights_only=False)
-    records = collect_proposal_outputs(cfg, load_model(cfg), dataset_name, limit)
-    os.makedirs(cache_dir, exist_ok=True)
-    write_atomic(path, lambda f: torch.save(records, f))
-    logger.info(f"proposal outputs written to {path}")
-    return records
 
 
 def _covered(boxes: np.ndarray, gt_boxes: np.ndarray, iou_thresh: float = 0.5) -> np.ndarray:
@@ -123,19 +83,6 @@ def stage_names(cfg, rules: ReviewRules, thresh: float, nms_thresh: float) -> Li
         f"... class-agnostic NMS {nms_thresh:g}: the counting candidates",
         "counted" + (": the judge and the assignment choose" if rules.judge else ""),
     ]
-
-
-def detection_record(record: Dict, detections) -> Dict:
-    """A cell of the rules' benchmark (:func:`.benchmark.judge_cell`) from the model's
-    detections of a proposal-outputs record."""
-    return {
-        "file_name": record["file_name"],
-        "image_size": tuple(record["image_size"]),
-        "gt_boxes": record["gt_boxes"],
-        "gt_classes": record["gt_classes"],
-        "boxes": detections.pred_boxes.tensor.numpy(),
-        **{k: v.numpy() for k, v in detections.get_fields().items() if k != "pred_boxes"},
-    }
 
 
 def stage_report(cfg, records: List[Dict], dataset_name: str, command: str, out_dir: str):
