@@ -3,6 +3,12 @@ Trained models shipped in the repository, by short name (``MODEL_ZOO.md`` has th
 
     config_file, weights, opts = resolve_model("cil-r18-crops")
     cfg = setup_cfg(config_file, opts, weights)
+
+The model zoo's files are the repository's ``configs/`` and ``models/``. An installed package
+(``pip install .``) carries a copy of both in ``deepacc_d2/model_zoo_files/`` (setup.py makes it
+when it builds the package); a checkout or an editable install reads the repository's own.
+``$DEEPACC_MODELS`` names another folder that holds the weights files (the same files: each is
+checked against its sha256).
 """
 
 import hashlib
@@ -11,27 +17,36 @@ from typing import List, Optional, Tuple
 
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_PACKAGED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "model_zoo_files")
+_CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# the folder that holds the model zoo's configs/ and models/
+ROOT = _PACKAGED if os.path.isdir(_PACKAGED) else _CHECKOUT
+MODELS_ENV = "DEEPACC_MODELS"  # a folder to read the weights files from instead of ROOT/models
 
 DETECTOR = (
-    "models/cil_r18_deepacc.pth",
+    "cil_r18_deepacc.pth",
     "dffa670e2de7ee61433eea05e10a9398786191484e45b03cc3f92f8cf937ed2f",
 )
 CROP_CLASSIFIER = (
-    "models/cil_crop_classifier.pth",
+    "cil_crop_classifier.pth",
     "3ec43acccc3e3c251f9b4286b4864716cccbeb525937474b92680eb6023afcd8",
 )
 
-# name -> (config file, (weights file, sha256), {config key: (further weights file, sha256)}),
-# paths relative to REPO
+# name -> (config file, (weights file, sha256), {config key: (further weights file, sha256)}):
+# config files relative to ROOT/configs, weights files to the models folder (models_dir())
 MODELS = {
-    "cil-r18-deepacc": ("configs/cpu/f_deepacc_cil_r18.yaml", DETECTOR, {}),
+    "cil-r18-deepacc": ("cpu/f_deepacc_cil_r18.yaml", DETECTOR, {}),
     "cil-r18-crops": (
-        "configs/cpu/f_deepacc_cil_r18_crops.yaml",
+        "cpu/f_deepacc_cil_r18_crops.yaml",
         DETECTOR,
         {"MODEL.SECOND_LOOK.WEIGHTS": CROP_CLASSIFIER},
     ),
 }
+
+
+def models_dir() -> str:
+    """The folder of the weights files: ``$DEEPACC_MODELS`` where set, else ROOT/models."""
+    return os.path.expanduser(os.environ.get(MODELS_ENV) or os.path.join(ROOT, "models"))
 
 
 def _sha256(path: str) -> str:
@@ -59,12 +74,12 @@ def save_half_weights(checkpoint: str, path: str) -> Tuple[str, int]:
     return _sha256(path), os.path.getsize(path)
 
 
-def _published_file(name: str, path: str, digest: str) -> str:
-    path = os.path.join(REPO, path)
+def _published_file(name: str, file_name: str, digest: str) -> str:
+    path = os.path.join(models_dir(), file_name)
     if not os.path.isfile(path):
         raise FileNotFoundError(
-            f"model {name!r}: {path} is missing (the model zoo's files live in the repository "
-            f"checkout)"
+            f"model {name!r}: {path} is missing (the weights files are read from "
+            f"${MODELS_ENV} where set, else from {os.path.join(ROOT, 'models')})"
         )
     if _sha256(path) != digest:
         raise ValueError(
@@ -90,7 +105,7 @@ def resolve_model(weights: str, config_file: Optional[str] = None) -> Tuple[str,
         path = _published_file(weights, path, digest)
         for key, (other, other_digest) in further.items():
             opts += [key, _published_file(weights, other, other_digest)]
-        config_file = config_file or os.path.join(REPO, own_config)
+        config_file = config_file or os.path.join(ROOT, "configs", own_config)
     elif not os.path.isfile(weights):
         known = ", ".join(sorted(MODELS)) or "none"
         raise FileNotFoundError(

@@ -31,34 +31,57 @@ def test_half_weights_load_into_a_float32_model(tmp_path):
         assert torch.equal(q, p.half().float()), name  # float16 rounding, nothing else
 
 
+def _zoo(root, files):
+    """A model zoo under ``root`` (configs/c.yaml, models/<files>); the files' sha256 by name."""
+    (root / "configs").mkdir()
+    (root / "configs" / "c.yaml").write_text("MODEL: {}\n")
+    (root / "models").mkdir()
+    for name in files:
+        (root / "models" / name).write_bytes(name.encode())
+    return {name: model_zoo._sha256(str(root / "models" / name)) for name in files}
+
+
 def test_a_named_model_is_checked_against_its_sha256(tmp_path, monkeypatch):
-    weights = tmp_path / "m.pth"
-    weights.write_bytes(b"weights")
-    config = tmp_path / "c.yaml"
-    config.write_text("MODEL: {}\n")
-    monkeypatch.setattr(model_zoo, "REPO", str(tmp_path))
-    good = model_zoo._sha256(str(weights))
+    good = _zoo(tmp_path, ["m.pth"])["m.pth"]
+    monkeypatch.setattr(model_zoo, "ROOT", str(tmp_path))
+    monkeypatch.delenv(model_zoo.MODELS_ENV, raising=False)
     monkeypatch.setitem(MODELS, "tiny", ("c.yaml", ("m.pth", good), {}))
-    assert resolve_model("tiny") == (str(config), str(weights), [])
+    config, weights = str(tmp_path / "configs" / "c.yaml"), str(tmp_path / "models" / "m.pth")
+    assert resolve_model("tiny") == (config, weights, [])
     monkeypatch.setitem(MODELS, "tiny", ("c.yaml", ("m.pth", "0" * 64), {}))
     with pytest.raises(ValueError, match="not the published file"):
         resolve_model("tiny")
 
 
 def test_a_named_model_points_its_config_at_its_further_files(tmp_path, monkeypatch):
-    for name in ("m.pth", "crops.pth"):
-        (tmp_path / name).write_bytes(name.encode())
-    (tmp_path / "c.yaml").write_text("MODEL: {}\n")
-    monkeypatch.setattr(model_zoo, "REPO", str(tmp_path))
-    digest = {n: model_zoo._sha256(str(tmp_path / n)) for n in ("m.pth", "crops.pth")}
+    digest = _zoo(tmp_path, ["m.pth", "crops.pth"])
+    monkeypatch.setattr(model_zoo, "ROOT", str(tmp_path))
+    monkeypatch.delenv(model_zoo.MODELS_ENV, raising=False)
     further = {"MODEL.SECOND_LOOK.WEIGHTS": ("crops.pth", digest["crops.pth"])}
     monkeypatch.setitem(MODELS, "two", ("c.yaml", ("m.pth", digest["m.pth"]), further))
     _, _, opts = resolve_model("two")
-    assert opts == ["MODEL.SECOND_LOOK.WEIGHTS", str(tmp_path / "crops.pth")]
+    assert opts == ["MODEL.SECOND_LOOK.WEIGHTS", str(tmp_path / "models" / "crops.pth")]
     further = {"MODEL.SECOND_LOOK.WEIGHTS": ("crops.pth", "0" * 64)}
     monkeypatch.setitem(MODELS, "two", ("c.yaml", ("m.pth", digest["m.pth"]), further))
     with pytest.raises(ValueError, match="crops.pth is not the published file"):
         resolve_model("two")
+
+
+def test_deepacc_models_names_another_folder_of_the_same_files(tmp_path, monkeypatch):
+    digest = _zoo(tmp_path, ["m.pth"])
+    monkeypatch.setattr(model_zoo, "ROOT", str(tmp_path))
+    monkeypatch.setitem(MODELS, "tiny", ("c.yaml", ("m.pth", digest["m.pth"]), {}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.setenv(model_zoo.MODELS_ENV, str(elsewhere))
+    with pytest.raises(FileNotFoundError, match=r"m.pth is missing .*\$DEEPACC_MODELS"):
+        resolve_model("tiny")
+    (elsewhere / "m.pth").write_bytes(b"other weights")
+    with pytest.raises(ValueError, match="not the published file"):
+        resolve_model("tiny")
+    (elsewhere / "m.pth").write_bytes(b"m.pth")  # the published bytes
+    config, weights, _ = resolve_model("tiny")  # the config still from ROOT/configs
+    assert (config, weights) == (str(tmp_path / "configs" / "c.yaml"), str(elsewhere / "m.pth"))
 
 
 def test_unknown_weights_and_missing_config_are_named(tmp_path):
