@@ -34,12 +34,20 @@ CROP_CLASSIFIER = (
 
 # name -> (config file, (weights file, sha256), {config key: (further weights file, sha256)}):
 # config files relative to ROOT/configs, weights files to the models folder (models_dir())
+CANDIDATE_JUDGE = (
+    "cil_candidate_judge.pth",
+    "14158bc80f83da1ae72691de70ef6ef1c76122c7f7a6ee72de9803eb68defcc3",
+)
+
 MODELS = {
     "cil-r18-deepacc": ("cpu/f_deepacc_cil_r18.yaml", DETECTOR, {}),
     "cil-r18-crops": (
         "cpu/f_deepacc_cil_r18_crops.yaml",
         DETECTOR,
-        {"MODEL.SECOND_LOOK.WEIGHTS": CROP_CLASSIFIER},
+        {
+            "MODEL.SECOND_LOOK.WEIGHTS": CROP_CLASSIFIER,
+            "TEST.KARYOTYPE.COUNT_JUDGE": CANDIDATE_JUDGE,
+        },
     ),
 }
 
