@@ -16,7 +16,7 @@ from deepacc_d2.karyotype.assignment import assign_classes
 from deepacc_d2.karyotype.candidates import candidate_instances, one_box_labels, proposal_outputs
 from deepacc_d2.karyotype.cell import ReviewRules, counted_detections
 from deepacc_d2.karyotype.judge import CandidateJudge, candidate_features, judge_state
-from deepacc_d2.karyotype.judge_training import train_judge
+from deepacc_d2.karyotype.judge_training import judge_examples, train_judge
 from deepacc_d2.karyotype.stages import auc
 
 from detectron2.modeling import build_model
@@ -187,34 +187,50 @@ def test_a_broken_judge_file_is_named(tmp_path):
 
 
 def test_candidates_from_the_proposal_outputs_are_the_models_detections():
-    torch.manual_seed(0)
+    """The kept proposal outputs give exactly the model's own top-1 detections, at the lowest
+    score threshold they cover, in the image's own pixels (a resized input)."""
+    thresh = 0.01 / NUM_CLASSES  # KEEP_FOREGROUND / K
     cfg = setup_cfg(
-        os.path.join(REPO, "configs", "cpu", "f_deepacc_cpu.yaml"),
-        ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.001", "TEST.DETECTIONS_PER_IMAGE", "40"],
-    )
-    model = build_model(cfg).eval()
-    inputs = [{"image": torch.rand(3, 160, 208) * 255, "height": 240, "width": 312}]
-    with torch.no_grad():
-        expected = model(inputs)[0]["instances"]
-    expected = expected[expected.top1]
-    (outputs,) = proposal_outputs(model, inputs)
-    record = {"image_size": (240, 312), **outputs}
-    # the kept outputs cover every detection at score >= KEEP_FOREGROUND / K
-    with pytest.raises(ValueError, match="below"):
-        candidate_instances(record, 0.0001, 0.5, 40)
-    thresh = 0.01 / NUM_CLASSES
-    cfg_thresh = setup_cfg(
         os.path.join(REPO, "configs", "cpu", "f_deepacc_cpu.yaml"),
         ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", str(thresh), "TEST.DETECTIONS_PER_IMAGE", "40"],
     )
     torch.manual_seed(0)
-    model = build_model(cfg_thresh).eval()
+    model = build_model(cfg).eval()
+    inputs = [{"image": torch.rand(3, 160, 208) * 255, "height": 240, "width": 312}]
     with torch.no_grad():
         expected = model(inputs)[0]["instances"]
         (outputs,) = proposal_outputs(model, inputs)
     expected = expected[expected.top1]
-    got = candidate_instances({"image_size": (240, 312), **outputs}, thresh, 0.5, 40)
+    record = {"image_size": (240, 312), **outputs}
+    got = candidate_instances(record, thresh, 0.5, 40)
     assert len(got) == len(expected) > 0
     torch.testing.assert_close(got.scores, expected.scores)
     assert (got.pred_classes == expected.pred_classes).all()
     torch.testing.assert_close(got.pred_boxes.tensor, expected.pred_boxes.tensor, atol=1e-3, rtol=0)
+    with pytest.raises(ValueError, match="below"):  # what the kept outputs cannot cover
+        candidate_instances(record, thresh / 2, 0.5, 40)
+
+
+def test_judge_examples_are_the_candidates_the_karyotype_step_sees():
+    """Two chromosomes, each with its box, a second box on the first and debris: the judge
+    trains on the counting candidates (foreground >= 0.05, class-agnostic NMS 0.7) with the
+    one box of each chromosome as the positives."""
+    cfg = setup_cfg(os.path.join(REPO, "configs", "cpu", "f_deepacc_cil_r18_crops.yaml"))
+    boxes = np.array(
+        [[0, 0, 10, 40], [50, 0, 60, 40], [0, 0, 10, 26], [80, 80, 90, 90], [0, 0, 10, 39]],
+        np.float32,
+    )
+    probs = np.zeros((5, NUM_CLASSES + 1), np.float32)
+    for row, (k, fg) in enumerate([(0, 0.9), (1, 0.8), (5, 0.4), (2, 0.3), (0, 0.03)]):
+        probs[row, k], probs[row, -1] = fg, 1 - fg
+    record = {
+        "image_size": (100, 100),
+        "boxes": boxes,
+        "probs": probs,
+        "gt_boxes": np.array([[0, 0, 10, 40], [50, 0, 60, 40]], float),
+    }
+    ((features, labels),) = judge_examples(cfg, [record])
+    # the fifth box is below foreground 0.05; the second box on the first chromosome (IoU
+    # 0.65, named otherwise: per-class NMS does not see it) is kept at 0.7; in foreground order
+    np.testing.assert_allclose(features[:, NUM_CLASSES], [0.9, 0.8, 0.4, 0.3], rtol=1e-5)
+    assert labels.tolist() == [True, True, False, False]
