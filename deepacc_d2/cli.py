@@ -9,7 +9,9 @@ The ``deepacc`` command.
                     per cell a karyogram + karyotype record, and the case summary
     (predict, karyotype: --pictures none|overlay|all, --workers N)
     deepacc review  OUTPUT_DIR_OF_KARYOTYPE [--host H] [--port P] [--export coco OUT.json]
-                    the review page: correct a case's cells in the browser; export them
+                    [--report OUT_DIR]
+                    the review page: correct a case's cells in the browser; export them;
+                    write the reports to sign (PDF and PNG, the case's and each cell's)
 
 W is a model of MODEL_ZOO.md by name (its config is known) or a checkpoint with its --config-file.
 
@@ -36,6 +38,7 @@ from .files import write_atomic
 from .inference import evaluate, load_model, predict_files
 from .karyotype.run import karyotype_files, summary_text
 from .model_zoo import resolve_model
+from .review.report import write_reports
 from .review.server import serve
 from .review.store import CaseReview, ReviewError
 from .synth.cli import main as synth_main
@@ -140,13 +143,22 @@ def _karyotype(args):
 
 def _review(args):
     try:
-        if not args.export:
+        if not (args.export or args.report):
             serve(args.case_dir, args.host, args.port)
             return 0
-        fmt, out = args.export
+        fmt, out = args.export or ("coco", None)
         if fmt != "coco":
             raise ValueError(f"--export {fmt}: the one format is coco")
-        coco = CaseReview(args.case_dir).coco()
+        review = CaseReview(args.case_dir)
+        if args.report:
+            paths = write_reports(review, args.report)
+            print(
+                f"{len(paths)} report files (the case and {len(review.cells)} cells) -> "
+                f"{args.report}"
+            )
+        if out is None:
+            return 0
+        coco = review.coco()
     except (ValueError, ReviewError) as e:
         raise SystemExit(f"deepacc review: error: {e}") from None
     write_atomic(out, json.dumps(coco, indent=1))
@@ -212,6 +224,12 @@ def main(argv=None):
         nargs=2,
         metavar=("FORMAT", "OUT"),
         help="write the reviewed cells (FORMAT coco: COCO json) to OUT instead of serving",
+    )
+    p.add_argument(
+        "--report",
+        metavar="OUT_DIR",
+        help="write the reports to sign instead of serving: case_report.pdf|png and "
+        "cell_<id>_report.pdf|png for each cell",
     )
     args = parser.parse_args(argv)
     if args.command == "review":

@@ -162,7 +162,7 @@ def test_karyogram_puts_each_chromosome_in_its_slot():
     image, boxes = rods_image(names, gray_of)
     classes = np.array([CLASS_NAMES.index(n) for n in names])
     scores = np.array([0.99, 0.99, 0.99, 0.99, 0.99, 0.6, 0.99])
-    picture, slots = draw_karyogram(image, boxes, classes, scores, low_score=0.8)
+    picture, slots, places = draw_karyogram(image, boxes, classes, scores, low_score=0.8)
     gray = picture.astype(int).mean(axis=2)
     for name, level in gray_of.items():
         x0, y0, x1, y1 = slots[name]
@@ -190,6 +190,14 @@ def test_karyogram_puts_each_chromosome_in_its_slot():
     assert orange[y0:y1, x0:x1].any()
     # three 21s sit side by side: their slot is wider than a pair's
     assert slots["21"][2] - slots["21"][0] > slots["1"][2] - slots["1"][0]
+    # each chromosome's place lies in its class's slot and holds its rod, the places apart
+    for (x0, y0, x1, y1), name in zip(places, names):
+        sx0, sy0, sx1, sy1 = slots[name]
+        assert sx0 <= x0 < x1 <= sx1 and sy0 <= y0 < y1 <= sy1, name
+        assert np.abs(gray[y0:y1, x0:x1] - gray_of[name]).min() <= 3, name
+    for a, (ax0, ay0, ax1, ay1) in enumerate(places):
+        for bx0, by0, bx1, by1 in places[a + 1 :]:
+            assert ax1 <= bx0 or bx1 <= ax0 or ay1 <= by0 or by1 <= ay0
 
 
 def test_read_metaphase_odd_files(tmp_path):

@@ -4,6 +4,7 @@ on disk at once and logged, survive a restart, conflict instead of overwriting, 
 COCO dataset that detectron2 loads and trains on; every bad request is a 4xx that writes nothing.
 """
 
+import io
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import threading
 import numpy as np
 import pytest
 from conftest import HEIGHT, WIDTH, normal
+from PIL import Image
 
 import deepacc_d2  # noqa: F401
 from deepacc_d2 import add_deepacc_config
@@ -109,6 +111,7 @@ def test_changes_give_the_hand_worked_calls_and_are_on_disk(client, case_dir):
     assert {f["flag"] for f in cell["flags"]} >= {"class_count"}
     # on disk at once: the record, its picture, the case summary and the log
     on_disk = json.loads((case_dir / "cellA_karyotype.json").read_text())
+    assert cell.pop("inverse") == {"action": "class", "index": 0, "class": "1"}  # the undo
     assert on_disk == cell
     assert (case_dir / "cellA_karyogram.png").read_bytes() != picture_before
     case = json.loads((case_dir / "case.json").read_text())
@@ -441,3 +444,102 @@ def test_a_change_takes_off_the_reviewed_mark(client, case_dir):
         assert summary["reviewed"] == [] and any("cellB" in f for f in summary["review"])
     log = [json.loads(line) for line in (case_dir / LOG_NAME).read_text().splitlines()]
     assert [e["reviewed"] for e in log] == [True, False] * len(changes)
+
+
+def test_each_change_is_undone_by_its_inverse(client, case_dir):
+    """Each change, its inverse (as the page's undo sends it) and the change again (redo):
+    the chromosomes after the inverse are those before, in their order, the model's answers
+    kept; the call follows each step; every step a version and a line of the log."""
+    changes = [
+        # (change, the call after it)
+        ({"action": "class", "index": 44, "class": "X"}, "45,XX,-21"),
+        ({"action": "model", "index": 44}, "45,XY,-21"),
+        ({"action": "swap", "index": 0, "other": 44}, None),  # a 1 and the Y: same counts
+        ({"action": "delete", "index": 0}, "44,XY,-1,-21"),
+        ({"action": "add", "bbox_xyxy": [400, 210, 415, 250], "class": "21"}, "46,XY"),
+        ({"action": "box", "index": 3, "bbox_xyxy": [128, 4, 142, 38]}, "45,XY,-21"),
+        (
+            {"action": "split", "index": 40, "boxes": [[10, 155, 22, 170], [10, 170, 22, 185]]},
+            "46,XY",
+        ),
+        ({"action": "reviewed", "reviewed": True}, "45,XY,-21"),
+    ]
+    version = 0
+    for change, call in changes:
+        before = client.get("/api/cells/cellB").get_json()
+        r = edit(client, "cellB", version=version, **change)
+        assert r.status_code == 200, (change, r.get_json())
+        after = r.get_json()
+        assert call is None or after["karyotype"] == call, change
+        undo = after.pop("inverse")
+        r = edit(client, "cellB", version=version + 1, **undo)
+        assert r.status_code == 200, (undo, r.get_json())
+        undone = r.get_json()
+        assert undone["detections"] == before["detections"], change
+        assert undone["karyotype"] == before["karyotype"] and undone["flags"] == before["flags"]
+        redo = edit(client, "cellB", version=version + 2, **change).get_json()
+        assert redo["detections"] == after["detections"], change
+        undo = edit(client, "cellB", version=version + 3, **redo["inverse"]).get_json()
+        assert undo["detections"] == before["detections"], change
+        version += 4
+    assert undo["version"] == version == 4 * len(changes)
+    swapped = [e for e in map(json.loads, (case_dir / LOG_NAME).read_text().splitlines())][8]
+    assert (swapped["action"], swapped["from"], swapped["to"]) == ("swap", "1", "Y")
+    # the swap renames both in one version; the split's second part is a person's 21
+    r = edit(client, "cellB", version=version, action="swap", index=0, other=44).get_json()
+    assert [r["detections"][k]["class"] for k in (0, 44)] == ["Y", "1"]
+    assert r["version"] == version + 1
+    r = edit(client, "cellB", version=version + 1, **changes[6][0]).get_json()
+    assert r["detections"][-1] == {
+        **r["detections"][-1],
+        "class": "21",
+        "source": "person",
+        "bbox_xyxy": [10.0, 170.0, 22.0, 185.0],
+    }
+    assert r["detections"][40]["bbox_xyxy"] == [10.0, 155.0, 22.0, 170.0]
+
+
+def test_only_a_deleted_chromosome_is_restored(client, case_dir):
+    first = client.get("/api/cells/cellA").get_json()["detections"][0]
+    forged = {**first, "class": "7"}
+    before = snapshot(case_dir)
+    for detection in (first, forged, None, "1"):  # nothing deleted yet; then not this one
+        r = edit(client, "cellA", version=0, action="restore", index=0, detection=detection)
+        assert r.status_code == 400 and "deleted" in r.get_json()["error"]
+    assert snapshot(case_dir) == before
+    edit(client, "cellA", version=0, action="delete", index=0)
+    r = edit(client, "cellB", version=0, action="restore", index=0, detection=first)
+    assert r.status_code == 400  # deleted from another cell
+    r = edit(client, "cellA", version=1, action="restore", index=0, detection=forged)
+    assert r.status_code == 400
+    r = edit(client, "cellA", version=1, action="restore", index=46, detection=first)
+    assert r.status_code == 400 and "index" in r.get_json()["error"]
+    r = edit(client, "cellA", version=1, action="restore", index=0, detection=first)
+    assert r.status_code == 200 and r.get_json()["detections"][0] == first
+    for bad in (
+        {"action": "swap", "index": 3, "other": 3},
+        {"action": "swap", "index": 3},
+        {"action": "box", "index": 3, "bbox_xyxy": [0, 0, 600, 20]},
+        {"action": "split", "index": 3, "boxes": [[0, 0, 10, 10]]},
+        {"action": "merge", "index": 3, "other": 3},
+    ):
+        r = edit(client, "cellA", version=2, **bad)
+        assert r.status_code == 400, bad
+
+
+def test_the_karyogram_layout_holds_each_chromosome_in_its_slot(client, case_dir):
+    record = client.get("/api/cells/cellB").get_json()
+    layout = client.get("/api/cells/cellB/karyogram.json").get_json()
+    picture = Image.open(io.BytesIO(client.get("/api/cells/cellB/karyogram.png").data))
+    assert (layout["width"], layout["height"]) == picture.size
+    assert layout["version"] == 0 and len(layout["chromosomes"]) == 45
+    for (x0, y0, x1, y1), d in zip(layout["chromosomes"], record["detections"]):
+        sx0, sy0, sx1, sy1 = layout["slots"][d["class"]]
+        assert sx0 <= x0 < x1 <= sx1 and sy0 <= y0 < y1 <= sy1
+    # the 21's slot holds one chromosome; after a rename the layout follows
+    r = edit(client, "cellB", version=0, action="class", index=0, **{"class": "21"})
+    layout = client.get("/api/cells/cellB/karyogram.json").get_json()
+    assert layout["version"] == 1
+    sx0, _, sx1, _ = layout["slots"]["21"]
+    assert sx0 <= layout["chromosomes"][0][0] < sx1 and r.status_code == 200
+    assert client.get("/api/cells/nope/karyogram.json").status_code == 404

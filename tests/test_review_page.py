@@ -83,8 +83,10 @@ def test_review_a_cell_in_the_browser(review_case, tmp_path):
         assert "person" in added.get_attribute("class")
 
         driver.find_element(By.ID, "mark-reviewed").click()
-        wait.until(lambda d: "Reviewed" in d.find_element(By.ID, "mark-reviewed").text)
         wait.until(lambda d: "reviewed 1" in d.find_element(By.ID, "case-summary").text)
+        wait.until(lambda d: d.find_element(By.ID, "cell-name").text == "cellA")  # moved on
+        reviewed = driver.find_element(By.CSS_SELECTOR, "#cells button[data-cell='cellB']")
+        assert "✓ reviewed" in reviewed.text
         driver.save_screenshot(str(tmp_path / "page.png"))
         href = driver.find_element(By.ID, "export").get_attribute("href")
 
@@ -287,3 +289,334 @@ def test_a_typed_class_is_saved_once_whole(review_case):
             ".find((t) => t.previousSibling.dataset.index === '0').textContent"
         )
         assert label == "1 97%" and driver.find_element(By.ID, "to-model").get_attribute("disabled")
+
+
+def pointer_drag(driver, start, end, steps=5, hold=None):
+    """Press at ``start``, move to ``end`` in a few steps, release (screen points), with a key
+    (``hold``, e.g. Keys.SHIFT) held down throughout."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    actions = ActionChains(driver)
+    if hold:
+        actions.key_down(hold)
+    pointer, key = actions.w3c_actions.pointer_action, actions.w3c_actions.key_action
+
+    def then(step):  # one tick of the pointer, the key still held through it
+        step()
+        key.pause()
+
+    then(lambda: pointer.move_to_location(*map(int, start)))
+    then(pointer.pointer_down)
+    for k in range(1, steps + 1):
+        t = k / steps
+        at = int(start[0] + t * (end[0] - start[0])), int(start[1] + t * (end[1] - start[1]))
+        then(lambda at=at: pointer.move_to_location(*at))
+    then(pointer.pointer_up)
+    if hold:
+        actions.key_up(hold)
+    actions.perform()
+
+
+def press(driver, *keys):
+    """Each key in turn; a tuple is a chord: (Keys.SHIFT, Keys.TAB)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    actions = ActionChains(driver)
+    for key in keys:
+        if isinstance(key, tuple):
+            *modifiers, last = key
+            for m in modifiers:
+                actions.key_down(m)
+            actions.send_keys(last)
+            for m in reversed(modifiers):
+                actions.key_up(m)
+        else:
+            actions.send_keys(key)
+    actions.perform()
+
+
+def message(driver):
+    return driver.execute_script("return document.getElementById('message').textContent")
+
+
+def karyogram_selected(driver):
+    return driver.execute_script(
+        "const r = document.querySelector('#karyogram-map rect.chromosome.selected');"
+        "return r ? Number(r.dataset.index) : null;"
+    )
+
+
+@pytest.mark.slow
+def test_keys_step_through_chromosomes_and_cells(review_case):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    with cell_page(review_case, "cellA") as (driver, click_at):
+        wait = WebDriverWait(driver, 20)
+        keys_help = driver.find_element(By.ID, "keys").text
+        assert all(k in keys_help for k in ("Tab", "Ctrl+Z", "next cell to review", "uncertain"))
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#karyogram-map rect.chromosome"))
+        # in the karyogram's order (by class), highlighted in both views
+        steps = []
+        for key in (Keys.TAB, Keys.TAB, (Keys.SHIFT, Keys.TAB), Keys.ARROW_RIGHT, Keys.ARROW_RIGHT):
+            press(driver, key)
+            steps.append((selected(driver), karyogram_selected(driver)))
+        assert steps == [(0, 0), (1, 1), (0, 0), (1, 1), (2, 2)]
+        press(driver, Keys.ARROW_LEFT, Keys.ARROW_LEFT, Keys.ARROW_LEFT)
+        assert selected(driver) == 45  # from the first back round to the last: the Y
+        press(driver, "u")
+        assert "no uncertain chromosome" in message(driver)
+        # a 1 named 2: the 1 left and the three 2s are flagged; U steps through them
+        press(driver, Keys.TAB)  # from the Y round to the first 1
+        assert selected(driver) == 0
+        press(driver, "2", Keys.ENTER)
+        wait.until(lambda d: "saved (version 1)" in message(d))
+        uncertain = []
+        for _ in range(4):
+            press(driver, "u")
+            uncertain.append(selected(driver))
+        assert uncertain == [2, 3, 1, 0]  # karyogram order: the 1, then the 2s, best first
+
+        def on(cell):
+            wait.until(lambda d: d.find_element(By.ID, "cell-name").text == cell)
+
+        press(driver, "n")  # the next cell not reviewed
+        on("cellB")
+        press(driver, "f")  # the next flagged one: cellA, now 46,XY,-1,+2
+        on("cellA")
+        driver.find_element(By.ID, "mark-reviewed").click()  # marks it and moves on
+        on("cellB")
+        wait.until(lambda d: "reviewed 1" in d.find_element(By.ID, "case-summary").text)
+        press(driver, "n")
+        wait.until(lambda d: "no other cell to review" in message(d))
+        assert driver.find_element(By.ID, "cell-name").text == "cellB"
+
+
+@pytest.mark.slow
+def test_undo_and_redo_are_changes_on_the_server(review_case):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    review = CaseReview(str(review_case))
+    original = review.cell("cellB")["detections"]
+    with cell_page(review_case, "cellB") as (driver, click_at):
+        wait = WebDriverWait(driver, 20)
+
+        def says(text):
+            wait.until(lambda d: text in message(d))
+
+        def on_disk():
+            return CaseReview(str(review_case)).cell("cellB")
+
+        click_at(*box_centre(original[44]))  # the Y, named X
+        press(driver, "x")
+        says("saved (version 1)")
+        renamed = on_disk()["detections"]
+        click_at(*box_centre(original[0]))
+        press(driver, Keys.DELETE)
+        says("saved (version 2)")
+        undo, redo = (Keys.CONTROL, "z"), (Keys.CONTROL, Keys.SHIFT, "z")
+        press(driver, undo)
+        says("undone (version 3)")
+        assert on_disk()["detections"] == renamed  # the deleted 1 back, the model's answer too
+        press(driver, undo)
+        says("undone (version 4)")
+        assert on_disk()["detections"] == original
+        assert driver.find_element(By.ID, "call").text == "45,XY,-21"
+        press(driver, redo)
+        says("redone (version 5)")
+        assert on_disk()["detections"] == renamed
+        log = review_log(review_case)
+        assert [e["action"] for e in log] == ["class", "delete", "restore", "class", "class"]
+        assert [e["version"] for e in log] == [1, 2, 3, 4, 5]
+
+        # marked reviewed, the page moves on; Ctrl+Z goes back and takes the mark off
+        driver.find_element(By.ID, "mark-reviewed").click()
+        wait.until(lambda d: d.find_element(By.ID, "cell-name").text == "cellA")
+        assert on_disk()["reviewed"]
+        press(driver, undo)
+        says("undone (version 7)")
+        assert driver.find_element(By.ID, "cell-name").text == "cellB"
+        assert not on_disk()["reviewed"]
+
+        # changed elsewhere since: the undo is refused, nothing written, and said so
+        review.edit("cellB", {"version": 7, "action": "class", "index": 3, "class": "7"})
+        press(driver, undo)
+        says("changed elsewhere")
+        assert len(review_log(review_case)) == 8 and on_disk()["version"] == 8
+        press(driver, undo)
+        says("nothing to undo")
+
+
+@pytest.mark.slow
+def test_the_karyogram_selects_renames_and_swaps(review_case):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    with cell_page(review_case, "cellB") as (driver, click_at):
+        wait = WebDriverWait(driver, 20)
+
+        def mapped(version):  # the karyogram's places of the cell at this version
+            wait.until(
+                lambda d: d.execute_script(
+                    "return page.layout && page.layout.version === arguments[0] && "
+                    "document.getElementById('karyogram').complete && "
+                    "document.querySelectorAll('#karyogram-map rect.chromosome').length"
+                    " === page.record.detections.length",
+                    version,
+                )
+            )
+
+        def place(selector, where=(0.5, 0.5)):  # a point of a karyogram rectangle on screen
+            r = driver.find_element(By.CSS_SELECTOR, f"#karyogram-map {selector}").rect
+            return r["x"] + where[0] * r["width"], r["y"] + where[1] * r["height"]
+
+        def chromosome(i):
+            return place(f"rect.chromosome[data-index='{i}']")
+
+        def classes():
+            return [d["class"] for d in CaseReview(str(review_case)).cell("cellB")["detections"]]
+
+        mapped(0)
+        pointer_drag(driver, chromosome(44), chromosome(44), steps=1)  # a click: selects
+        wait.until(lambda d: selected(d) == 44 and karyogram_selected(d) == 44)
+        # the Y dragged to X's slot (below its empty place, over the slot's label)
+        pointer_drag(driver, chromosome(44), place("rect.slot[data-class='X']", (0.5, 0.9)))
+        wait.until(lambda d: d.find_element(By.ID, "call").text == "45,XX,-21")
+        assert classes()[44] == "X" and review_log(review_case)[-1]["action"] == "class"
+        mapped(1)
+        # a 1 dropped on a 2: the two exchange classes in one change
+        pointer_drag(driver, chromosome(0), chromosome(2))
+        wait.until(lambda d: "saved (version 2)" in message(d))
+        assert classes()[:4] == ["2", "1", "1", "2"]
+        (swap,) = [e for e in review_log(review_case) if e["action"] == "swap"]
+        assert (swap["index"], swap["other"], swap["version"]) == (0, 2, 2)
+        mapped(2)
+        assert selected(driver) == 0 and karyogram_selected(driver) == 0
+        # a drop on nothing changes nothing
+        pointer_drag(driver, chromosome(5), (5, 5))
+        time.sleep(1)
+        assert len(review_log(review_case)) == 2
+
+
+@pytest.mark.slow
+def test_zoom_pan_labels_move_resize_and_split(review_case):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    detections = CaseReview(str(review_case)).cell("cellA")["detections"]
+    with cell_page(review_case, "cellA") as (driver, click_at):
+        wait = WebDriverWait(driver, 20)
+
+        def view():
+            box = driver.execute_script(
+                "return document.getElementById('metaphase').getAttribute('viewBox')"
+            )
+            return [float(v) for v in box.split()]
+
+        def on_screen_size(selector):
+            r = driver.find_element(By.CSS_SELECTOR, f"#metaphase {selector}").rect
+            return r["width"], r["height"]
+
+        def box_of(i):
+            return CaseReview(str(review_case)).cell("cellA")["detections"][i]["bbox_xyxy"]
+
+        label_before = on_screen_size("text[data-index='0']")[1]
+        box_before = on_screen_size("rect[data-index='0']")[0]
+        assert view() == [0, 0, 520, 260]
+        press(driver, "+", "+")  # 1.5 x 1.5
+        assert abs(view()[2] - 520 / 2.25) < 0.5
+        assert abs(on_screen_size("rect[data-index='0']")[0] / box_before - 2.25) < 0.1
+        assert abs(on_screen_size("text[data-index='0']")[1] - label_before) <= 2  # readable
+        # pan: drag the background (between the boxes)
+        x0, y0 = view()[:2]
+        k = view()[2] / driver.find_element(By.ID, "metaphase").rect["width"]
+        a = driver.on_screen(276, 145)
+        pointer_drag(driver, a, (a[0] - 100, a[1] - 40))
+        assert abs(view()[0] - (x0 + 100 * k)) < 2 * k and abs(view()[1] - (y0 + 40 * k)) < 2 * k
+        press(driver, "0")
+        assert view() == [0, 0, 520, 260]
+        # the wheel zooms about the pointer
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
+
+        svg = driver.find_element(By.ID, "metaphase")
+        ActionChains(driver).scroll_from_origin(ScrollOrigin.from_element(svg), 0, -200).perform()
+        wait.until(lambda d: view()[2] < 500)
+        press(driver, "0")
+        press(driver, "l")
+        assert not driver.find_element(By.CSS_SELECTOR, "#metaphase text").is_displayed()
+        press(driver, "l")
+        assert driver.find_element(By.CSS_SELECTOR, "#metaphase text").is_displayed()
+        assert review_log(review_case) == []  # looking changes nothing
+
+        # move box 5 by (20, 10) image pixels: select it, drag its body; one change
+        click_at(*box_centre(detections[5]))
+        wait.until(lambda d: selected(d) == 5)
+        x1, y1, x2, y2 = detections[5]["bbox_xyxy"]
+        pointer_drag(driver, driver.on_screen(x1 + 6, y1 + 15), driver.on_screen(x1 + 26, y1 + 25))
+        wait.until(lambda d: "saved (version 1)" in message(d))
+        moved = box_of(5)
+        assert all(abs(a - b) <= 1.5 for a, b in zip(moved, [x1 + 20, y1 + 10, x2 + 20, y2 + 10]))
+        assert selected(driver) == 5
+        # resize: its bottom-right corner out by (8, 6)
+        pointer_drag(
+            driver,
+            driver.on_screen(moved[2], moved[3]),
+            driver.on_screen(moved[2] + 8, moved[3] + 6),
+        )
+        wait.until(lambda d: "saved (version 2)" in message(d))
+        resized = box_of(5)
+        assert all(
+            abs(a - b) <= 1.5 for a, b in zip(resized, [*moved[:2], moved[2] + 8, moved[3] + 6])
+        )
+        assert [e["action"] for e in review_log(review_case)] == ["box", "box"]
+
+        # split box 7 (a 4) across its middle: S, then the line; the new part is selected
+        click_at(*box_centre(detections[7]))
+        wait.until(lambda d: selected(d) == 7)
+        x1, y1, x2, y2 = detections[7]["bbox_xyxy"]
+        press(driver, "s")
+        mid = (y1 + y2) / 2
+        pointer_drag(driver, driver.on_screen(x1 - 4, mid), driver.on_screen(x2 + 4, mid))
+        wait.until(lambda d: "saved (version 3)" in message(d))
+        assert driver.find_element(By.ID, "call").text == "47,XY,+4"
+        after = CaseReview(str(review_case)).cell("cellA")["detections"]
+        assert len(after) == 47 and selected(driver) == 46
+        for part, want in ((after[7], [x1, y1, x2, mid]), (after[46], [x1, mid, x2, y2])):
+            assert all(abs(a - b) <= 1 for a, b in zip(part["bbox_xyxy"], want)), part
+        assert after[46]["class"] == "4" and after[46]["source"] == "person"
+        press(driver, "x")  # the second part named at once
+        wait.until(lambda d: d.find_element(By.ID, "call").text == "47,XXY")
+        # Shift+drag draws a new box, without the Add button; it is selected: typed, named
+        a, b = driver.on_screen(440, 212), driver.on_screen(456, 248)
+        pointer_drag(driver, a, b, hold=Keys.SHIFT)
+        wait.until(lambda d: "saved (version 5)" in message(d))
+        assert selected(driver) == 47
+        press(driver, "2", "1")
+        wait.until(lambda d: "saved (version 6)" in message(d))
+        added = CaseReview(str(review_case)).cell("cellA")["detections"][47]
+        assert added["class"] == "21" and abs(added["bbox_xyxy"][0] - 440) <= 1
+
+
+@pytest.mark.slow
+def test_the_benchmark_corrections_stay_within_their_actions(tmp_path):
+    from deepacc_d2.review.benchmark import benchmark_case, run_benchmark
+
+    case = benchmark_case(str(tmp_path / "case"))
+    rows = run_benchmark(case)
+    assert len(rows) == 10
+    for r in rows:
+        assert r["count"] <= r["limit"], r
+    log = review_log(tmp_path / "case")
+    assert [e["action"] for e in log] == [
+        "class", "class", "swap", "swap", "add", "class", "delete", "box", "split", "reviewed"
+    ]  # fmt: skip
+    assert (log[0]["from"], log[0]["to"], log[1]["to"]) == ("Y", "X", "Y")
+    assert (log[2]["index"], log[2]["other"]) == (0, 2) and log[5]["to"] == "21"
+    cell = CaseReview(case).cell("cellB")
+    # the 21 added (46,XY), a 3 deleted (box 5), a 5 split in two (box 7, after the deletion)
+    assert cell["reviewed"] and cell["total"] == 46 and cell["karyotype"] == "46,XY,-3,+5"

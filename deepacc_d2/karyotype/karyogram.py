@@ -118,7 +118,7 @@ def draw_karyogram(
     scores: np.ndarray,
     low_score: float,
     height: int = 110,
-) -> Tuple[np.ndarray, Dict[str, Tuple[int, int, int, int]]]:
+) -> Tuple[np.ndarray, Dict[str, Tuple[int, int, int, int]], List[Tuple[int, int, int, int]]]:
     """
     Args:
         image (ndarray): (H, W) or (H, W, 3) uint8 metaphase.
@@ -130,6 +130,8 @@ def draw_karyogram(
     Returns:
         ndarray: (H', W', 3) uint8 RGB karyogram.
         dict: class name -> (x0, y0, x1, y1) of its slot in that picture.
+        list: per chromosome, in the order of ``boxes``, the (x0, y0, x1, y1) it is drawn at
+            in that picture (what the review page's karyogram answers clicks and drops with).
     """
     gray = image if image.ndim == 2 else image[..., :3].mean(axis=2)
     gray = np.asarray(gray, dtype=np.uint8)
@@ -149,7 +151,7 @@ def draw_karyogram(
     row_h = height + label_h + 2 * pad
     canvas = Image.new("RGB", (canvas_w, len(ROWS) * (row_h + gap) + gap), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    slots = {}
+    slots, places = {}, [None] * len(boxes)
     for r, row in enumerate(ROWS):
         x = gap + (canvas_w - 2 * gap - row_w[r]) // 2
         y = gap + r * (row_h + gap)
@@ -163,6 +165,7 @@ def draw_karyogram(
                 p = pictures[d]
                 top = y + pad + (height - p.shape[0])  # chromosomes stand on one baseline
                 canvas.paste(Image.fromarray(p).convert("RGB"), (cx, top))
+                places[d] = (cx, top, cx + p.shape[1], y + pad + height)
                 if scores[d] < low_score:
                     draw.rectangle(
                         [cx - 2, top - 2, cx + p.shape[1] + 1, y + pad + height + 1],
@@ -183,4 +186,4 @@ def draw_karyogram(
             text = name if n == 2 or (not autosome and n == 1) else f"{name} ({n})"
             draw.text((x + slot_w[name] // 2 - 4 * len(text) // 2 - 2, base + 2), text, fill=color)
             x += slot_w[name] + gap
-    return np.asarray(canvas), slots
+    return np.asarray(canvas), slots, places

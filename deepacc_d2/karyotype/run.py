@@ -62,7 +62,7 @@ def cell_outputs(
     scale = 1.0
     if pictures == "all":
         with timed(timings, "karyogram"):
-            karyogram, _ = draw_karyogram(
+            karyogram, _, _ = draw_karyogram(
                 image_rgb,
                 detections["boxes"],
                 detections["classes"],

@@ -7,8 +7,11 @@ page (``static/``: plain HTML, CSS and JavaScript, no build step) talks to a JSO
     GET  /api/cells/<id>                    the cell's record (chromosomes, call, flags, version)
     GET  /api/cells/<id>/image.png          its metaphase
     GET  /api/cells/<id>/karyogram.png      the karyogram of its current chromosomes
+    GET  /api/cells/<id>/karyogram.json     where that karyogram puts each chromosome and slot
     POST /api/cells/<id>/edit               one change (:meth:`.store.CaseReview.edit`)
     GET  /api/export/coco                   the reviewed cells as COCO json (a download)
+    GET  /api/cells/<id>/report.pdf|.png    the cell's report to sign (:mod:`.report`, a download)
+    GET  /api/case/report.pdf|.png          the case's report (a download)
 
 Bad requests get a 4xx with {"error": message} and change nothing. The server reads and
 writes only the case's own files (a cell is found by its id among the records the folder
@@ -19,15 +22,17 @@ import json
 import os
 import threading
 from contextlib import contextmanager
+from io import BytesIO
 from typing import Iterator
 
-from flask import Flask, Response, jsonify, request, send_from_directory
+from flask import Flask, Response, jsonify, request, send_file, send_from_directory
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import make_server
 
 from ..classes import CLASS_NAMES, denver_group_of
 from ..files import png_bytes
 from ..visualize import GROUP_COLORS
+from .report import case_report, cell_report, report_name
 from .store import CaseReview, ReviewError
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -90,6 +95,10 @@ def create_app(case_dir: str, trusted_hosts=LOCAL_HOSTS) -> Flask:
     def karyogram(cid):
         return _png(review.karyogram(cid))
 
+    @app.get("/api/cells/<cid>/karyogram.json")
+    def karyogram_layout(cid):
+        return jsonify(review.karyogram_layout(cid))
+
     @app.post("/api/cells/<cid>/edit")
     def edit(cid):
         try:
@@ -103,6 +112,21 @@ def create_app(case_dir: str, trusted_hosts=LOCAL_HOSTS) -> Flask:
         response = jsonify(review.coco())
         response.headers["Content-Disposition"] = "attachment; filename=reviewed_coco.json"
         return response
+
+    def report_download(data: bytes, name: str) -> Response:
+        response = send_file(BytesIO(data), as_attachment=True, download_name=name)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.get("/api/cells/<cid>/report.<fmt>")
+    def cell_report_file(cid, fmt):
+        review.refresh()
+        return report_download(cell_report(review, cid, fmt), report_name(cid, fmt))
+
+    @app.get("/api/case/report.<fmt>")
+    def case_report_file(fmt):
+        review.refresh()
+        return report_download(case_report(review, fmt), report_name(None, fmt))
 
     return app
 

@@ -13,6 +13,10 @@ renames it: naming it back, or the "model" change, gives the model's call again,
 and flags included. Any change to a cell marked reviewed takes the mark off: the person
 reviews the cell as it now is.
 
+Every change has an inverse change (the page's undo sends it, :func:`inverse`): a rename
+is renamed back, a swap swapped again, a moved box moved back, a split merged, a deleted
+chromosome restored where it was (only one the log says was deleted from that cell).
+
 Reviewed cells export as COCO json with the 24 classes, which
 :func:`..data.datasets.register_karyotype_coco` loads for training.
 """
@@ -40,7 +44,18 @@ from ..karyotype.run import case_summary, cell_outputs, write_case
 RECORD_SUFFIX = "_karyotype.json"
 LOG_NAME = "review_log.jsonl"
 LOCK_NAME = ".review.lock"
-ACTIONS = ("class", "model", "delete", "add", "reviewed")
+ACTIONS = (
+    "class",
+    "model",
+    "swap",
+    "delete",
+    "restore",
+    "add",
+    "box",
+    "split",
+    "merge",
+    "reviewed",
+)
 # what a detection carries of the model's answer (:func:`..karyotype.cell.cell_record`)
 MODEL_FIELDS = ("class", "score", "top3", "margin")
 
@@ -130,6 +145,7 @@ class CaseReview:
         self.cells: Dict[str, Dict] = {}
         self._lock = threading.Lock()
         self._lock_file = os.path.join(self.root, LOCK_NAME)
+        self._karyograms: Dict[str, tuple] = {}  # cell -> (version, picture, layout)
         self.refresh()
 
     def refresh(self):
@@ -185,7 +201,11 @@ class CaseReview:
             }
             for cid, r in cells.items()
         ]
-        return {"summary": case_summary(self.by_file(cells), failed), "cells": lines}
+        return {
+            "summary": case_summary(self.by_file(cells), failed),
+            "cells": lines,
+            "low_score": self.rules.low_score,  # the page's "uncertain" chromosomes
+        }
 
     def cell(self, cid: str) -> Dict:
         record = self.cells.get(cid)
@@ -203,15 +223,36 @@ class CaseReview:
 
     def karyogram(self, cid: str) -> np.ndarray:
         """The karyogram of the cell's current chromosomes, RGB."""
-        detections = detections_from_record(self.cell(cid)["detections"])
-        picture, _ = draw_karyogram(
-            self.image(cid),
-            detections["boxes"],
-            detections["classes"],
-            detections["scores"],
-            self.rules.low_score,
-        )
-        return picture
+        return self._karyogram(cid)[0]
+
+    def karyogram_layout(self, cid: str) -> Dict:
+        """Where the karyogram of the cell's current chromosomes puts them, in its pixels:
+        "version" (the cell's), "width", "height", "slots" (class name -> [x0, y0, x1, y1]),
+        "chromosomes" (per detection, in the record's order, [x0, y0, x1, y1])."""
+        return self._karyogram(cid)[1]
+
+    def _karyogram(self, cid: str):
+        record = self.cell(cid)
+        drawn = self._karyograms.get(cid)
+        if drawn is None or drawn[0] != record["version"]:
+            detections = detections_from_record(record["detections"])
+            picture, slots, places = draw_karyogram(
+                self.image(cid),
+                detections["boxes"],
+                detections["classes"],
+                detections["scores"],
+                self.rules.low_score,
+            )
+            layout = {
+                "version": record["version"],
+                "width": picture.shape[1],
+                "height": picture.shape[0],
+                "slots": {name: list(slot) for name, slot in slots.items()},
+                "chromosomes": [list(place) for place in places],
+            }
+            drawn = (record["version"], picture, layout)
+            self._karyograms[cid] = drawn  # the picture and its layout drawn once per version
+        return drawn[1:]
 
     # ------------------------------------------------------------------ changing
     def edit(self, cid: str, change) -> Dict:
@@ -221,11 +262,19 @@ class CaseReview:
         Args:
             change (dict): "version" (the cell's version the change was made on), "action":
                 "class" ("index", "class"), "model" ("index": back to the model's answer),
-                "delete" ("index"), "add" ("bbox_xyxy" in image pixels, "class"), "reviewed"
-                ("reviewed": bool). Any change but "reviewed" takes off the cell's reviewed mark.
+                "swap" ("index", "other": the two exchange classes), "delete" ("index"),
+                "restore" ("index", "detection": a chromosome deleted from this cell, put
+                back at "index"), "add" ("bbox_xyxy" in image pixels, "class"), "box"
+                ("index", "bbox_xyxy": moved or resized, its class kept), "split" ("index",
+                "boxes": two boxes; the chromosome takes the first, a person's chromosome of
+                its class the second, at the end), "merge" ("index", "other", optional
+                "bbox_xyxy", default the two boxes' union: "index" takes it, "other" goes),
+                "reviewed" ("reviewed": bool). Any change but "reviewed" takes off the cell's
+                reviewed mark.
 
         Returns:
-            dict: the cell's new record.
+            dict: the cell's new record, and under "inverse" the change that undoes this one
+            (:func:`inverse`; its "version" left to the sender).
 
         Raises:
             ReviewError: 400 for a malformed change, 404 for an unknown cell, 409 when the
@@ -262,13 +311,61 @@ class CaseReview:
                     raise ReviewError(400, f"chromosome {i}: added by a person, no model's answer")
                 detail = {"index": i, "from": detections[i]["class"], "to": model["class"]}
                 detections[i] = renamed(detections[i], model["class"])
+            elif action == "swap":
+                i, j = _index(change, detections), _index(change, detections, "other")
+                if i == j:
+                    raise ReviewError(400, f"swap: index and other are both {i}")
+                a, b = detections[i]["class"], detections[j]["class"]
+                detail = {"index": i, "other": j, "from": a, "to": b}
+                detections[i], detections[j] = renamed(detections[i], b), renamed(detections[j], a)
             elif action == "delete":
                 i = _index(change, detections)
                 detail = {"index": i, "deleted": detections.pop(i)}
+            elif action == "restore":
+                i = change.get("index")
+                if not _is_int(i) or not 0 <= i <= len(detections):
+                    raise ReviewError(
+                        400, f"index {i!r}: where to put it back, 0..{len(detections)}"
+                    )
+                restored = change.get("detection")
+                if not self._was_deleted(cid, restored):
+                    raise ReviewError(400, "detection: not a chromosome deleted from this cell")
+                detections.insert(i, restored)
+                detail = {"index": i, "restored": restored}
             elif action == "add":
                 box, name = _box(change, record["image"]), _class_name(change)
                 detections.append(person_detection(box, name))
                 detail = {"index": len(detections) - 1, "bbox_xyxy": box, "class": name}
+            elif action == "box":
+                i, box = _index(change, detections), _box(change, record["image"])
+                detail = {"index": i, "from": detections[i]["bbox_xyxy"], "to": box}
+                detections[i] = {**detections[i], "bbox_xyxy": box}
+            elif action == "split":
+                i, boxes = _index(change, detections), change.get("boxes")
+                if not isinstance(boxes, list) or len(boxes) != 2:
+                    raise ReviewError(400, "boxes: the two parts' boxes")
+                first, second = (_box({"bbox_xyxy": b}, record["image"]) for b in boxes)
+                name = detections[i]["class"]
+                detail = {"index": i, "from": detections[i]["bbox_xyxy"], "to": first}
+                detections[i] = {**detections[i], "bbox_xyxy": first}
+                detections.append(person_detection(second, name))
+                detail.update(other=len(detections) - 1, bbox_xyxy=second, **{"class": name})
+            elif action == "merge":
+                i, j = _index(change, detections), _index(change, detections, "other")
+                if i == j:
+                    raise ReviewError(400, f"merge: index and other are both {i}")
+                if "bbox_xyxy" in change:
+                    box = _box(change, record["image"])
+                else:
+                    (ax1, ay1, ax2, ay2), (bx1, by1, bx2, by2) = (
+                        detections[k]["bbox_xyxy"] for k in (i, j)
+                    )
+                    box = [min(ax1, bx1), min(ay1, by1), max(ax2, bx2), max(ay2, by2)]
+                detail = {"index": i, "from": detections[i]["bbox_xyxy"], "to": box}
+                detections[i] = {**detections[i], "bbox_xyxy": box}
+                detail.update(other=j, deleted=detections.pop(j))
+                if j < i:
+                    detail["index"] = i - 1
             else:
                 if not isinstance(change.get("reviewed"), bool):
                     raise ReviewError(400, "reviewed: true or false")
@@ -279,7 +376,7 @@ class CaseReview:
                 detail["reviewed"] = reviewed
             new = self._write(cid, record, detections, reviewed)
             self._log({"cell": cid, "version": new["version"], "action": action, **detail})
-            return new
+            return {**new, "inverse": inverse(action, detail, record["reviewed"])}
 
     def _write(self, cid: str, record: Dict, detections: List[Dict], reviewed: bool) -> Dict:
         pictures = self.pictures
@@ -309,6 +406,22 @@ class CaseReview:
         self.cells = {**self.cells, cid: new}  # swapped in whole, as in _load_cells
         write_case(self.root, self.by_file(), self.failed, self.rules, self.pictures)
         return new
+
+    def _was_deleted(self, cid: str, detection) -> bool:
+        """Whether the log holds ``detection`` as one deleted from cell ``cid``."""
+        try:
+            with open(os.path.join(self.root, LOG_NAME)) as f:
+                lines = f.readlines()
+        except FileNotFoundError:
+            return False
+        for line in reversed(lines):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("cell") == cid and entry.get("deleted") == detection:
+                return True
+        return False
 
     def _log(self, entry: Dict):
         entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **entry}
@@ -359,14 +472,47 @@ class CaseReview:
         return {"images": images, "annotations": annotations, "categories": categories}
 
 
+def inverse(action: str, detail: Dict, was_reviewed: bool) -> Optional[Dict]:
+    """
+    The change that undoes a change, from what the log says of it (``detail``): the cell's
+    chromosomes as they were, in their order. The reviewed mark a change took off stays off
+    (the undo is a change too); "reviewed" alone sets the mark back as it was.
+
+    Returns:
+        dict or None: the change without its "version"; None for a "merge" (the page undoes
+        a split with one, and redoes the split itself).
+    """
+    i = detail.get("index")
+    if action in ("class", "model"):
+        return {"action": "class", "index": i, "class": detail["from"]}
+    if action == "swap":
+        return {"action": "swap", "index": i, "other": detail["other"]}
+    if action == "delete":
+        return {"action": "restore", "index": i, "detection": detail["deleted"]}
+    if action in ("restore", "add"):
+        return {"action": "delete", "index": i}
+    if action == "box":
+        return {"action": "box", "index": i, "bbox_xyxy": detail["from"]}
+    if action == "split":
+        return {
+            "action": "merge",
+            "index": i,
+            "other": detail["other"],
+            "bbox_xyxy": detail["from"],
+        }
+    if action == "reviewed":
+        return {"action": "reviewed", "reviewed": was_reviewed}
+    return None
+
+
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _index(change: Dict, detections: List[Dict]) -> int:
-    i = change.get("index")
+def _index(change: Dict, detections: List[Dict], key: str = "index") -> int:
+    i = change.get(key)
     if not _is_int(i) or not 0 <= i < len(detections):
-        raise ReviewError(400, f"index {i!r}: a chromosome of the cell, 0..{len(detections) - 1}")
+        raise ReviewError(400, f"{key} {i!r}: a chromosome of the cell, 0..{len(detections) - 1}")
     return i
 
 
