@@ -66,7 +66,7 @@ def main(argv=None):
     )
     held_records = [records[i] for i in held]
     base = dataclasses.replace(ReviewRules.from_config(cfg), judge="")
-    results = {"no judge (the config's rule)": jt.count_summary(cfg, held_records, base)}
+    results = {}
     grid = itertools.product(args.judge_weights, args.costs, args.sex_costs)
     for weight, cost, sex in grid:
         rules = dataclasses.replace(
@@ -102,7 +102,7 @@ def main(argv=None):
         "|---|---|---|---|---|---|---|",
     ]
     for name, value in results.items():
-        summary = value[0] if isinstance(value, tuple) else value
+        summary = value[0]
         mark = " **(chosen)**" if name == chosen else ""
         lines.append(
             f"| {name}{mark} | {summary['count_right']:.1f} | {summary['exact']:.1f} | "

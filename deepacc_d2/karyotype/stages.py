@@ -149,7 +149,7 @@ def stage_report(cfg, records: List[Dict], dataset_name: str, command: str, out_
         "count_errors": errors,
         "command": command,
     }
-    plot_count_errors(errors, os.path.join(out_dir, f"count_errors_{dataset_name}.png"), command)
+    plot_count_errors(errors, os.path.join(out_dir, f"count_errors_{dataset_name}.png"))
     return report, stage_table(report)
 
 
@@ -191,13 +191,14 @@ def stage_table(report: Dict) -> str:
     return "\n".join(lines)
 
 
-def plot_count_errors(errors: List[int], path: str, title: str):
+def plot_count_errors(errors: List[int], path: str):
     errors = np.asarray(errors)
     fig = Figure(figsize=(6, 3.2))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     values = np.arange(errors.min() if len(errors) else 0, (errors.max() if len(errors) else 0) + 1)
     ax.bar(values, [(errors == v).sum() for v in values], color="#4477aa")
+    ax.set_xticks(values)
     ax.set_xlabel("counted - true chromosomes per cell")
     ax.set_ylabel("cells")
     ax.set_title(
