@@ -37,7 +37,7 @@ from .export import export_model
 from .files import write_atomic
 from .inference import evaluate, load_model, predict_files
 from .karyotype.run import karyotype_files, summary_text
-from .model_zoo import resolve_model
+from .model_zoo import model_record, resolve_model
 from .review.report import write_reports
 from .review.server import serve
 from .review.store import CaseReview, ReviewError
@@ -132,7 +132,10 @@ def _export(args):
 def _karyotype(args):
 
     cfg = _cfg(args)
-    summary = karyotype_files(cfg, args.inputs, args.output, args.pictures, args.workers)
+    model = model_record(args.weights, args.config_file)
+    summary = karyotype_files(
+        cfg, args.inputs, args.output, args.pictures, args.workers, model=model
+    )
     print(summary_text(summary), end="")
     print(
         f"written to {args.output} (case.json, case.txt, <cell>_karyogram.png, "

@@ -13,7 +13,7 @@ checked against its sha256).
 
 import hashlib
 import os
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -97,6 +97,31 @@ def _published_file(name: str, file_name: str, digest: str) -> str:
     return path
 
 
+def _own_config(name: str) -> str:
+    return os.path.join(ROOT, "configs", MODELS[name][0])
+
+
+def model_record(weights: str, config_file: Optional[str] = None) -> Dict:
+    """
+    What a case records of the model that made it (``case.json``'s "model").
+
+    Args:
+        weights, config_file (str): as :func:`resolve_model` takes them (``--weights``,
+            ``--config-file``).
+
+    Returns:
+        dict: "weights" as given (a model name or a checkpoint's path), "config_file" (a named
+        model's own by default) and, for a named model, "sha256": its weights files' digests
+        (the published files': :func:`resolve_model` checks them).
+    """
+    record = {"weights": weights, "config_file": config_file}
+    if weights in MODELS:
+        _, main, further = MODELS[weights]
+        record["config_file"] = config_file or _own_config(weights)
+        record["sha256"] = dict([main, *further.values()])
+    return record
+
+
 def resolve_model(weights: str, config_file: Optional[str] = None) -> Tuple[str, str, List[str]]:
     """
     Args:
@@ -109,11 +134,11 @@ def resolve_model(weights: str, config_file: Optional[str] = None) -> Tuple[str,
     """
     path, opts = weights, []
     if weights in MODELS:
-        own_config, (path, digest), further = MODELS[weights]
+        _, (path, digest), further = MODELS[weights]
         path = _published_file(weights, path, digest)
         for key, (other, other_digest) in further.items():
             opts += [key, _published_file(weights, other, other_digest)]
-        config_file = config_file or os.path.join(ROOT, "configs", own_config)
+        config_file = config_file or _own_config(weights)
     elif not os.path.isfile(weights):
         known = ", ".join(sorted(MODELS)) or "none"
         raise FileNotFoundError(

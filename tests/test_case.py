@@ -17,6 +17,9 @@ from deepacc_d2.cli import main
 from deepacc_d2.config import setup_cfg
 from deepacc_d2.inference import evaluate, load_model, predict_files
 from deepacc_d2.karyotype.run import karyotype_files
+from deepacc_d2.model_zoo import DETECTOR, model_record
+from deepacc_d2.review.report_text import cell_report_lines
+from deepacc_d2.review.store import CaseReview
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -173,6 +176,27 @@ def test_pictures_none_writes_records_only(case, tmp_path):
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".png")]
     with pytest.raises(ValueError, match="pictures='some'"):
         predict_files(cfg, [folder], str(tmp_path), pictures="some")
+
+
+def test_the_case_records_its_model_and_the_report_shows_it(case, tmp_path):
+    cfg, folder = case
+    model = model_record("cil-r18-crops")
+    assert model["weights"] == "cil-r18-crops" and model["config_file"].endswith(
+        os.path.join("configs", "cpu", "f_deepacc_cil_r18_crops.yaml")
+    )
+    assert model["sha256"]["cil_r18_deepacc.pth"] == DETECTOR[1] and len(model["sha256"]) == 3
+    karyotype_files(cfg, [folder], str(tmp_path), pictures="none", model=model)
+    with open(tmp_path / "case.json") as f:
+        assert json.load(f)["model"] == model
+    review = CaseReview(str(tmp_path))
+    review.edit("cell0", {"version": 0, "action": "reviewed", "reviewed": True})
+    with open(tmp_path / "case.json") as f:
+        assert json.load(f)["model"] == model  # the review writes the case again, model kept
+    digests = "; ".join(f"{name} {digest}" for name, digest in model["sha256"].items())
+    assert cell_report_lines(review, "cell0")["sections"]["Model"][:2] == [
+        f"Model: cil-r18-crops (config {model['config_file']})",
+        f"Weights sha256: {digests}",
+    ]
 
 
 def test_evaluation_pictures_come_from_the_metric_pass(case, tmp_path, monkeypatch):

@@ -21,8 +21,9 @@ from deepacc_d2 import add_deepacc_config
 from deepacc_d2.classes import CLASS_NAMES, NUM_CLASSES
 from deepacc_d2.data.datasets import register_coco_folders
 from deepacc_d2.karyotype.cell import ReviewRules, cell_record, detections_from_record
+from deepacc_d2.review.log import LOG_NAME
 from deepacc_d2.review.server import MAX_BODY_BYTES, create_app
-from deepacc_d2.review.store import LOG_NAME, CaseReview
+from deepacc_d2.review.store import CaseReview
 
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog

@@ -16,9 +16,10 @@ from conftest import normal
 
 from deepacc_d2.classes import CLASS_NAMES
 from deepacc_d2.data.datasets import register_coco_folders
-from deepacc_d2.review.browser import headless_chromium, missing_browser
+from deepacc_d2.review.browser import headless_chromium, missing_browser, send_keys
+from deepacc_d2.review.log import LOG_NAME
 from deepacc_d2.review.server import serving
-from deepacc_d2.review.store import LOG_NAME, CaseReview
+from deepacc_d2.review.store import CaseReview
 
 from detectron2.data import DatasetCatalog
 
@@ -87,6 +88,9 @@ def test_review_a_cell_in_the_browser(review_case, tmp_path):
         wait.until(lambda d: d.find_element(By.ID, "cell-name").text == "cellA")  # moved on
         reviewed = driver.find_element(By.CSS_SELECTOR, "#cells button[data-cell='cellB']")
         assert "✓ reviewed" in reviewed.text
+        report = driver.find_element(By.ID, "cell-report").get_attribute("href")
+        assert report == f"{url}/api/cells/cellA/report.pdf"  # the open cell's
+        assert urllib.request.urlopen(report).read().startswith(b"%PDF-")
         driver.save_screenshot(str(tmp_path / "page.png"))
         href = driver.find_element(By.ID, "export").get_attribute("href")
 
@@ -319,20 +323,7 @@ def pointer_drag(driver, start, end, steps=5, hold=None):
 
 def press(driver, *keys):
     """Each key in turn; a tuple is a chord: (Keys.SHIFT, Keys.TAB)."""
-    from selenium.webdriver.common.action_chains import ActionChains
-
-    actions = ActionChains(driver)
-    for key in keys:
-        if isinstance(key, tuple):
-            *modifiers, last = key
-            for m in modifiers:
-                actions.key_down(m)
-            actions.send_keys(last)
-            for m in reversed(modifiers):
-                actions.key_up(m)
-        else:
-            actions.send_keys(key)
-    actions.perform()
+    send_keys(driver, keys)
 
 
 def message(driver):

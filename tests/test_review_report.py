@@ -14,18 +14,18 @@ import pytest
 from PIL import Image
 
 from deepacc_d2.cli import main
-from deepacc_d2.review.report import (
+from deepacc_d2.review.log import LOG_NAME
+from deepacc_d2.review.report_drawing import render_case_report, render_cell_report
+from deepacc_d2.review.report_text import (
     NOT_REVIEWED,
     REVIEWED,
     SIGNATURE,
     case_report_lines,
     cell_report_lines,
     describe_change,
-    render_case_report,
-    render_cell_report,
 )
 from deepacc_d2.review.server import create_app
-from deepacc_d2.review.store import LOG_NAME, CaseReview
+from deepacc_d2.review.store import CaseReview
 
 DATE = "2025-01-02 10:00"
 # A4 at 200 dpi: 210 mm / 25.4 * 200 = 1653.5 px, 297 mm -> 2338.6 px (matplotlib rounds down)

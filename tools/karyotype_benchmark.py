@@ -52,7 +52,7 @@ def main(argv=None):
     cfg = setup_cfg(config_file, model_opts + args.opts, weights)
     os.makedirs(args.out, exist_ok=True)
     records = dataset_cells(cfg, args.dataset, args.cache)
-    base = dataclasses.replace(ReviewRules.from_config(cfg), judge="")
+    base = dataclasses.replace(ReviewRules.from_config(cfg), judge="", sex_cost=-1.0)
     rules = {"top-1 score >= p, top class (the paper's counting)": base}
     for fg in args.fg_thresh:
         for nms in args.nms:

@@ -144,11 +144,16 @@ def summary_text(summary: Dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_case(output_dir: str, cells, errors, rules: ReviewRules, pictures: str) -> Dict:
+def write_case(
+    output_dir: str, cells, errors, rules: ReviewRules, pictures: str, model: Optional[Dict] = None
+) -> Dict:
     """``case.json`` (the summary, and the rules and pictures the case was made with, which
-    the review page applies again) and ``case.txt``, each replaced in one step."""
+    the review page applies again, and the model when given: :func:`..model_zoo.model_record`)
+    and ``case.txt``, each replaced in one step."""
     summary = case_summary(cells, errors)
     setup = {"rules": dataclasses.asdict(rules), "pictures": pictures}
+    if model is not None:
+        setup["model"] = model
     write_atomic(os.path.join(output_dir, "case.json"), json.dumps({**summary, **setup}, indent=1))
     write_atomic(os.path.join(output_dir, "case.txt"), summary_text(summary))
     return summary
@@ -179,6 +184,7 @@ def karyotype_files(
     pictures: str = "all",
     workers: Optional[int] = None,
     timings: Optional[Dict[str, float]] = None,
+    model: Optional[Dict] = None,
 ) -> Dict:
     """
     Run the model on image files or folders (:func:`..case.run_case`, ``workers`` processes)
@@ -186,17 +192,21 @@ def karyotype_files(
     (:func:`karyotype_cell`'s ``pictures``), and ``case.json`` / ``case.txt`` for all of them,
     updated after each cell.
 
+    Args:
+        model (dict or None): what ``case.json`` records of the model
+            (:func:`..model_zoo.model_record`); None: nothing.
+
     Returns:
         dict: the case summary (:func:`case_summary`).
     """
     check_pictures(pictures)
     rules = ReviewRules.from_config(cfg)
     with timed(timings, "start-up"):
-        model = load_model(cfg)
+        network = load_model(cfg)
     cells, errors = {}, {}
     os.makedirs(output_dir, exist_ok=True)
     # an empty case has a summary too
-    summary = {"case": write_case(output_dir, cells, errors, rules, pictures)}
+    summary = {"case": write_case(output_dir, cells, errors, rules, pictures, model)}
 
     def work(path, name, image_bgr, instances, seconds):
         image_rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
@@ -210,7 +220,7 @@ def karyotype_files(
         else:
             errors[path] = error
         with timed(timings, "write"):
-            summary["case"] = write_case(output_dir, cells, errors, rules, pictures)
+            summary["case"] = write_case(output_dir, cells, errors, rules, pictures, model)
 
-    run_case(cfg, model, list_images(inputs), work, keep, "karyotype", workers, timings)
+    run_case(cfg, network, list_images(inputs), work, keep, "karyotype", workers, timings)
     return summary["case"]

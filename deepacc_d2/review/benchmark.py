@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from ..classes import CLASS_NAMES, NUM_CLASSES
-from .browser import headless_chromium
+from .browser import headless_chromium, send_keys
 from .server import serving
 
 HEIGHT, WIDTH = 260, 520
@@ -128,33 +128,17 @@ class Hand:
         ]
         self._pointer(points, hold)
 
-    def _send(self, keys):
-        from selenium.webdriver.common.action_chains import ActionChains
-
-        actions = ActionChains(self.driver, duration=MOVE_MS)
-        for key in keys:
-            if isinstance(key, tuple):  # a chord
-                *modifiers, last = key
-                for m in modifiers:
-                    actions.key_down(m)
-                actions.send_keys(last)
-                for m in reversed(modifiers):
-                    actions.key_up(m)
-            else:
-                actions.send_keys(key)
-        actions.perform()
-
     def key(self, key):
         """One key (or one chord: (Keys.CONTROL, "z"))."""
         self.keys += 1
         self.key_presses += 1
-        self._send([key])
+        send_keys(self.driver, [key], MOVE_MS)
 
     def name(self, text: str):
         """A class name typed."""
         self.names += 1
         self.key_presses += len(text)
-        self._send(list(text))
+        send_keys(self.driver, list(text), MOVE_MS)
 
 
 class Page:
@@ -194,6 +178,14 @@ class Page:
         )
         return r[0] + where[0] * r[2], r[1] + where[1] * r[3]
 
+    def button(self, name):
+        """The centre of the page's element ``name`` (an id) on the screen."""
+        return self.js(
+            "const r = document.getElementById(arguments[0]).getBoundingClientRect();"
+            "return [r.x + r.width / 2, r.y + r.height / 2];",
+            name,
+        )
+
     def version(self):
         return self.js("return page.record.version")
 
@@ -220,23 +212,18 @@ def benchmark_case(root: str) -> str:
 
 def run_benchmark(case_dir: str, window=(1600, 900)) -> List[Dict]:
     """
-    The fixed corrections on a :func:`benchmark_case`, each done as a person would and timed
-    from its first action until the page shows what the server saved.
+    The fixed corrections (:func:`corrections`) on a :func:`benchmark_case`, each done as a
+    person would and timed from its first action until the page shows what the server saved.
 
     Returns:
         list of dict: per correction "correction", "actions" (what the hand did), "count" (its
         actions), "keys" (key presses), "limit" (the most actions it should take), "seconds".
     """
-    from selenium.webdriver.common.keys import Keys
-
     rows = []
     with serving(case_dir) as url, headless_chromium(window) as driver:
         page = Page(driver, f"{url}/#cellB")
         page.ready("cellB")
-
-        def correction(title, limit, *steps, cell=None):
-            """``steps``: (what the hand does, the versions it saves); ``cell``: the cell the
-            page is on after it (it saves nothing)."""
+        for title, limit, steps, cell in corrections(page):
             hand = Hand(driver)
             start = time.perf_counter()
             for do, saves in steps:
@@ -253,79 +240,55 @@ def run_benchmark(case_dir: str, window=(1600, 900)) -> List[Dict]:
                     "seconds": round(time.perf_counter() - start, 2),
                 }
             )
+    return rows
 
-        def button(name):
-            return page.js(
-                "const r = document.getElementById(arguments[0]).getBoundingClientRect();"
-                "return [r.x + r.width / 2, r.y + r.height / 2];",
-                name,
-            )
 
-        # on cellB (45,XY,-21); boxes 12x30 on a 40x50 grid (grid_boxes)
-        correction(
-            "rename a chromosome: click it, type its class (the Y an X)",
-            2,
-            (lambda h: (h.click(page.box(44)), h.name("x")), 1),
-        )
-        correction(
-            "rename in the karyogram: drag it to a slot (the X back to Y)",
-            1,
-            (
-                lambda h: h.drag(
-                    page.in_karyogram("rect.chromosome[data-index='44']"),
-                    page.in_karyogram("rect.slot[data-class='Y']", (0.5, 0.92)),
-                ),
-                1,
-            ),
-        )
-        correction(
-            "swap two: drag a 1 onto a 2 in the karyogram",
-            1,
-            (
-                lambda h: h.drag(
-                    page.in_karyogram("rect.chromosome[data-index='0']"),
-                    page.in_karyogram("rect.chromosome[data-index='2']"),
-                ),
-                1,
-            ),
-        )
-        correction("undo the swap: Ctrl+Z", 1, (lambda h: h.key((Keys.CONTROL, "z")), 1))
-        correction(
+def corrections(page: Page) -> List[tuple]:
+    """
+    The benchmark's corrections, in order, on the page open on "cellB" (45,XY,-21; boxes 12x30
+    on a 40x50 grid, :func:`grid_boxes`).
+
+    Returns:
+        list of tuple: per correction its title, the most actions it should take, its steps
+        ((what the hand does, the versions it saves), ...) and the cell the page is on after
+        it (None: the same; a correction that moves on saves nothing).
+    """
+    from selenium.webdriver.common.keys import Keys
+
+    def in_karyogram(start, end, where=(0.5, 0.5)):
+        return lambda h: h.drag(page.in_karyogram(start), page.in_karyogram(end, where))
+
+    chromosome = "rect.chromosome[data-index='{}']".format
+    rename = lambda h: (h.click(page.box(44)), h.name("x"))
+    to_slot = in_karyogram(chromosome(44), "rect.slot[data-class='Y']", (0.5, 0.92))
+    swap = in_karyogram(chromosome(0), chromosome(2))
+    undo = lambda h: h.key((Keys.CONTROL, "z"))
+    draw_box = lambda h: h.drag(page.on_screen(400, 210), page.on_screen(416, 250), Keys.SHIFT)
+    delete = lambda h: (h.click(page.box(5)), h.key(Keys.DELETE))
+    move = lambda h: (h.click(page.box(6)), h.drag(page.box(6), page.box(6, (10, 8))))
+    split = lambda h: (  # click, S, a line across the chromosome's middle
+        h.click(page.box(7)),
+        h.key("s"),
+        h.drag(page.box(7, (-10, 0)), page.box(7, (10, 0))),
+    )
+    mark_reviewed = lambda h: h.click(page.button("mark-reviewed"))
+    return [
+        ("rename a chromosome: click it, type its class (the Y an X)", 2, [(rename, 1)], None),
+        ("rename in the karyogram: drag it to a slot (the X back to Y)", 1, [(to_slot, 1)], None),
+        ("swap two: drag a 1 onto a 2 in the karyogram", 1, [(swap, 1)], None),
+        ("undo the swap: Ctrl+Z", 1, [(undo, 1)], None),
+        (
             "add a missed 21: Shift+drag its box, type 21",
             2,
-            (lambda h: h.drag(page.on_screen(400, 210), page.on_screen(416, 250), Keys.SHIFT), 1),
-            (lambda h: h.name("21"), 1),
-        )
-        correction(
-            "delete a false one: click it, Delete",
-            2,
-            (lambda h: (h.click(page.box(5)), h.key(Keys.DELETE)), 1),
-        )
-        correction(
-            "move a box: click it, drag it",
-            2,
-            (lambda h: (h.click(page.box(6)), h.drag(page.box(6), page.box(6, (10, 8)))), 1),
-        )
-        correction(
-            "split touching chromosomes: click, S, draw the dividing line",
-            3,
-            (
-                lambda h: (
-                    h.click(page.box(7)),
-                    h.key("s"),
-                    h.drag(page.box(7, (-10, 0)), page.box(7, (10, 0))),  # across its middle
-                ),
-                1,
-            ),
-        )
-        correction(
-            "mark reviewed (and on to the next cell to review)",
-            1,
-            (lambda h: h.click(button("mark-reviewed")), 0),
-            cell="cellC",
-        )
-        correction("next cell to review: N", 1, (lambda h: h.key("n"), 0), cell="cellA")
-    return rows
+            [(draw_box, 1), (lambda h: h.name("21"), 1)],
+            None,
+        ),
+        ("delete a false one: click it, Delete", 2, [(delete, 1)], None),
+        ("move a box: click it, drag it", 2, [(move, 1)], None),
+        ("split touching chromosomes: click, S, draw the dividing line", 3, [(split, 1)], None),
+        ("mark reviewed (and on to the next cell to review)", 1, [(mark_reviewed, 0)], "cellC"),
+        ("next cell to review: N", 1, [(lambda h: h.key("n"), 0)], "cellA"),
+    ]
 
 
 def markdown_table(rows: List[Dict]) -> str:

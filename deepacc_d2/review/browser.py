@@ -7,7 +7,7 @@ Nothing here downloads a browser.
 import shutil
 import tempfile
 from contextlib import contextmanager
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 # Flags of a headless Chromium on a machine with no network beyond this one.
 CHROMIUM_FLAGS = (
@@ -51,3 +51,25 @@ def headless_chromium(window: Tuple[int, int] = (1600, 900)):
             yield driver
         finally:
             driver.quit()
+
+
+def send_keys(driver, keys: Sequence, duration: int = 250):
+    """Each key in turn, as one action chain; a tuple is a chord: (Keys.SHIFT, Keys.TAB).
+
+    Args:
+        duration (int): milliseconds a pointer move of the chain takes (Selenium's default).
+    """
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    actions = ActionChains(driver, duration=duration)
+    for key in keys:
+        if isinstance(key, tuple):
+            *modifiers, last = key
+            for m in modifiers:
+                actions.key_down(m)
+            actions.send_keys(last)
+            for m in reversed(modifiers):
+                actions.key_up(m)
+        else:
+            actions.send_keys(key)
+    actions.perform()

@@ -68,6 +68,14 @@ def create_app(case_dir: str, trusted_hosts=LOCAL_HOSTS) -> Flask:
     def static_file(name):
         return send_from_directory(STATIC, name)  # 404 for a path that leaves the folder
 
+    _add_case_routes(app, review)
+    _add_download_routes(app, review)
+    return app
+
+
+def _add_case_routes(app: Flask, review: CaseReview):
+    """The case's and its cells' JSON and pictures, and the changes to a cell."""
+
     @app.get("/api/case")
     def case():
         review.refresh()
@@ -107,6 +115,10 @@ def create_app(case_dir: str, trusted_hosts=LOCAL_HOSTS) -> Flask:
             raise ReviewError(400, "the body is not JSON") from None
         return jsonify(review.edit(cid, change))
 
+
+def _add_download_routes(app: Flask, review: CaseReview):
+    """The files a person takes away: the reviewed cells' COCO json and the reports."""
+
     @app.get("/api/export/coco")
     def export_coco():
         response = jsonify(review.coco())
@@ -127,8 +139,6 @@ def create_app(case_dir: str, trusted_hosts=LOCAL_HOSTS) -> Flask:
     def case_report_file(fmt):
         review.refresh()
         return report_download(case_report(review, fmt), report_name(None, fmt))
-
-    return app
 
 
 def _png(picture) -> Response:

@@ -1,21 +1,14 @@
 """
-A case folder of ``deepacc karyotype`` under review. A person corrects a cell (changes a
-chromosome's class or puts it back to the model's answer, deletes a false detection, adds a
-missed chromosome, marks the cell reviewed); after every change the cell's record and picture
-and the case summary are made again by the code that made them
+A case folder of ``deepacc karyotype`` under review. A person corrects a cell (the changes of
+:mod:`.edits`: renames a chromosome, deletes a false detection, adds a missed chromosome,
+moves, splits or merges boxes, marks the cell reviewed); after every change the cell's record
+and picture and the case summary are made again by the code that made them
 (:func:`..karyotype.run.cell_outputs`, :func:`..karyotype.run.write_case`) and written at
-once, each file replaced in one step, and the change is appended to ``review_log.jsonl``.
-Each cell carries a version number that a change must name: a change made on an older version
-(another page changed the cell since) is refused, never applied over the other.
-
-A chromosome the model named keeps the model's answer (class, score, top 3) when a person
-renames it: naming it back, or the "model" change, gives the model's call again, its score
-and flags included. Any change to a cell marked reviewed takes the mark off: the person
-reviews the cell as it now is.
-
-Every change has an inverse change (the page's undo sends it, :func:`inverse`): a rename
-is renamed back, a swap swapped again, a moved box moved back, a split merged, a deleted
-chromosome restored where it was (only one the log says was deleted from that cell).
+once, each file replaced in one step, and the change is appended to the case's log
+(:mod:`.log`). Each cell carries a version number that a change must name: a change made on an
+older version (another page changed the cell since) is refused, never applied over the other.
+Any change to a cell marked reviewed takes the mark off: the person reviews the cell as it now
+is.
 
 Reviewed cells export as COCO json with the 24 classes, which
 :func:`..data.datasets.register_karyotype_coco` loads for training.
@@ -25,10 +18,9 @@ import contextlib
 import fcntl
 import json
 import logging
-import math
 import os
 import threading
-import time
+from functools import partial
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -40,25 +32,11 @@ from ..inference import save_png
 from ..karyotype.cell import ReviewRules, detections_from_record
 from ..karyotype.karyogram import draw_karyogram
 from ..karyotype.run import case_summary, cell_outputs, write_case
+from .edits import ACTIONS, ReviewError, apply_change, inverse, is_int
+from .log import append_log, read_log
 
 RECORD_SUFFIX = "_karyotype.json"
-LOG_NAME = "review_log.jsonl"
 LOCK_NAME = ".review.lock"
-ACTIONS = (
-    "class",
-    "model",
-    "swap",
-    "delete",
-    "restore",
-    "add",
-    "box",
-    "split",
-    "merge",
-    "reviewed",
-)
-# what a detection carries of the model's answer (:func:`..karyotype.cell.cell_record`)
-MODEL_FIELDS = ("class", "score", "top3", "margin")
-
 logger = logging.getLogger(__name__)
 
 
@@ -71,45 +49,6 @@ def _locked(path: str):
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
-
-
-class ReviewError(Exception):
-    """A request the case cannot take; ``status`` is its HTTP status (4xx)."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-
-
-def person_detection(box: List[float], name: str) -> Dict:
-    """A chromosome as a person named it: certain of its class."""
-    return {
-        "bbox_xyxy": box,
-        "class": name,
-        "score": 1.0,
-        "top3": [[name, 1.0]],
-        "source": "person",
-    }
-
-
-def model_answer(detection: Dict) -> Optional[Dict]:
-    """What the model said of a detection (its ``MODEL_FIELDS``), or None for a chromosome a
-    person added."""
-    if detection["source"] == "model":
-        return {k: detection[k] for k in MODEL_FIELDS if k in detection}
-    return detection.get("model")
-
-
-def renamed(detection: Dict, name: str) -> Dict:
-    """The detection as class ``name``: the model's own detection again when ``name`` is the
-    model's class, else named by a person, the model's answer kept beside."""
-    model = model_answer(detection)
-    if model is not None and model["class"] == name:
-        return {"bbox_xyxy": detection["bbox_xyxy"], **model, "source": "model"}
-    named = person_detection(detection["bbox_xyxy"], name)
-    if model is not None:
-        named["model"] = model
-    return named
 
 
 class CaseReview:
@@ -140,6 +79,7 @@ class CaseReview:
             )
         self.rules = ReviewRules(**case["rules"])
         self.pictures = case.get("pictures", "all")
+        self.model = case.get("model")  # what made the case, when it records it
         self.failed = dict(case.get("failed", {}))
         self._failed_at_start = dict(self.failed)
         self.cells: Dict[str, Dict] = {}
@@ -274,7 +214,7 @@ class CaseReview:
 
         Returns:
             dict: the cell's new record, and under "inverse" the change that undoes this one
-            (:func:`inverse`; its "version" left to the sender).
+            (:func:`.edits.inverse`; its "version" left to the sender).
 
         Raises:
             ReviewError: 400 for a malformed change, 404 for an unknown cell, 409 when the
@@ -291,7 +231,7 @@ class CaseReview:
             self._load_cells()
             record = self.cell(cid)
             version = change.get("version")
-            if not _is_int(version):
+            if not is_int(version):
                 raise ReviewError(400, "version: the cell's version number the change was made on")
             if version != record["version"]:
                 raise ReviewError(
@@ -300,82 +240,15 @@ class CaseReview:
                     f"version {version}: it was changed elsewhere; reload it",
                 )
             detections = [dict(d) for d in record["detections"]]
-            if action == "class":
-                i, name = _index(change, detections), _class_name(change)
-                detail = {"index": i, "from": detections[i]["class"], "to": name}
-                detections[i] = renamed(detections[i], name)
-            elif action == "model":
-                i = _index(change, detections)
-                model = model_answer(detections[i])
-                if model is None:
-                    raise ReviewError(400, f"chromosome {i}: added by a person, no model's answer")
-                detail = {"index": i, "from": detections[i]["class"], "to": model["class"]}
-                detections[i] = renamed(detections[i], model["class"])
-            elif action == "swap":
-                i, j = _index(change, detections), _index(change, detections, "other")
-                if i == j:
-                    raise ReviewError(400, f"swap: index and other are both {i}")
-                a, b = detections[i]["class"], detections[j]["class"]
-                detail = {"index": i, "other": j, "from": a, "to": b}
-                detections[i], detections[j] = renamed(detections[i], b), renamed(detections[j], a)
-            elif action == "delete":
-                i = _index(change, detections)
-                detail = {"index": i, "deleted": detections.pop(i)}
-            elif action == "restore":
-                i = change.get("index")
-                if not _is_int(i) or not 0 <= i <= len(detections):
-                    raise ReviewError(
-                        400, f"index {i!r}: where to put it back, 0..{len(detections)}"
-                    )
-                restored = change.get("detection")
-                if not self._was_deleted(cid, restored):
-                    raise ReviewError(400, "detection: not a chromosome deleted from this cell")
-                detections.insert(i, restored)
-                detail = {"index": i, "restored": restored}
-            elif action == "add":
-                box, name = _box(change, record["image"]), _class_name(change)
-                detections.append(person_detection(box, name))
-                detail = {"index": len(detections) - 1, "bbox_xyxy": box, "class": name}
-            elif action == "box":
-                i, box = _index(change, detections), _box(change, record["image"])
-                detail = {"index": i, "from": detections[i]["bbox_xyxy"], "to": box}
-                detections[i] = {**detections[i], "bbox_xyxy": box}
-            elif action == "split":
-                i, boxes = _index(change, detections), change.get("boxes")
-                if not isinstance(boxes, list) or len(boxes) != 2:
-                    raise ReviewError(400, "boxes: the two parts' boxes")
-                first, second = (_box({"bbox_xyxy": b}, record["image"]) for b in boxes)
-                name = detections[i]["class"]
-                detail = {"index": i, "from": detections[i]["bbox_xyxy"], "to": first}
-                detections[i] = {**detections[i], "bbox_xyxy": first}
-                detections.append(person_detection(second, name))
-                detail.update(other=len(detections) - 1, bbox_xyxy=second, **{"class": name})
-            elif action == "merge":
-                i, j = _index(change, detections), _index(change, detections, "other")
-                if i == j:
-                    raise ReviewError(400, f"merge: index and other are both {i}")
-                if "bbox_xyxy" in change:
-                    box = _box(change, record["image"])
-                else:
-                    (ax1, ay1, ax2, ay2), (bx1, by1, bx2, by2) = (
-                        detections[k]["bbox_xyxy"] for k in (i, j)
-                    )
-                    box = [min(ax1, bx1), min(ay1, by1), max(ax2, bx2), max(ay2, by2)]
-                detail = {"index": i, "from": detections[i]["bbox_xyxy"], "to": box}
-                detections[i] = {**detections[i], "bbox_xyxy": box}
-                detail.update(other=j, deleted=detections.pop(j))
-                if j < i:
-                    detail["index"] = i - 1
-            else:
-                if not isinstance(change.get("reviewed"), bool):
-                    raise ReviewError(400, "reviewed: true or false")
-                detail = {}
+            was_deleted = partial(self._was_deleted, cid)
+            detail = apply_change(change, detections, record["image"], was_deleted)
             # a changed cell is no longer the cell the person reviewed
             reviewed = change["reviewed"] if action == "reviewed" else False
             if reviewed != record["reviewed"] or action == "reviewed":
                 detail["reviewed"] = reviewed
             new = self._write(cid, record, detections, reviewed)
-            self._log({"cell": cid, "version": new["version"], "action": action, **detail})
+            entry = {"cell": cid, "version": new["version"], "action": action, **detail}
+            append_log(self.root, entry)
             return {**new, "inverse": inverse(action, detail, record["reviewed"])}
 
     def _write(self, cid: str, record: Dict, detections: List[Dict], reviewed: bool) -> Dict:
@@ -404,31 +277,14 @@ class CaseReview:
             save_png(picture, stem + "_karyogram.png")
         write_atomic(stem + RECORD_SUFFIX, json.dumps(new, indent=1))
         self.cells = {**self.cells, cid: new}  # swapped in whole, as in _load_cells
-        write_case(self.root, self.by_file(), self.failed, self.rules, self.pictures)
+        write_case(self.root, self.by_file(), self.failed, self.rules, self.pictures, self.model)
         return new
 
     def _was_deleted(self, cid: str, detection) -> bool:
         """Whether the log holds ``detection`` as one deleted from cell ``cid``."""
-        try:
-            with open(os.path.join(self.root, LOG_NAME)) as f:
-                lines = f.readlines()
-        except FileNotFoundError:
-            return False
-        for line in reversed(lines):
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if entry.get("cell") == cid and entry.get("deleted") == detection:
-                return True
-        return False
-
-    def _log(self, entry: Dict):
-        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **entry}
-        with open(os.path.join(self.root, LOG_NAME), "a") as f:
-            f.write(json.dumps(entry) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        return any(
+            e.get("cell") == cid and e.get("deleted") == detection for e in read_log(self.root)
+        )
 
     # ------------------------------------------------------------------ export
     def coco(self) -> Dict:
@@ -470,80 +326,3 @@ class CaseReview:
             for k, name in enumerate(CLASS_NAMES)
         ]
         return {"images": images, "annotations": annotations, "categories": categories}
-
-
-def inverse(action: str, detail: Dict, was_reviewed: bool) -> Optional[Dict]:
-    """
-    The change that undoes a change, from what the log says of it (``detail``): the cell's
-    chromosomes as they were, in their order. The reviewed mark a change took off stays off
-    (the undo is a change too); "reviewed" alone sets the mark back as it was.
-
-    Returns:
-        dict or None: the change without its "version"; None for a "merge" (the page undoes
-        a split with one, and redoes the split itself).
-    """
-    i = detail.get("index")
-    if action in ("class", "model"):
-        return {"action": "class", "index": i, "class": detail["from"]}
-    if action == "swap":
-        return {"action": "swap", "index": i, "other": detail["other"]}
-    if action == "delete":
-        return {"action": "restore", "index": i, "detection": detail["deleted"]}
-    if action in ("restore", "add"):
-        return {"action": "delete", "index": i}
-    if action == "box":
-        return {"action": "box", "index": i, "bbox_xyxy": detail["from"]}
-    if action == "split":
-        return {
-            "action": "merge",
-            "index": i,
-            "other": detail["other"],
-            "bbox_xyxy": detail["from"],
-        }
-    if action == "reviewed":
-        return {"action": "reviewed", "reviewed": was_reviewed}
-    return None
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _index(change: Dict, detections: List[Dict], key: str = "index") -> int:
-    i = change.get(key)
-    if not _is_int(i) or not 0 <= i < len(detections):
-        raise ReviewError(400, f"{key} {i!r}: a chromosome of the cell, 0..{len(detections) - 1}")
-    return i
-
-
-def _class_name(change: Dict) -> str:
-    name = change.get("class")
-    if name not in CLASS_NAMES:
-        raise ReviewError(400, f"class {name!r}: one of {', '.join(CLASS_NAMES)}")
-    return name
-
-
-def _finite(value) -> bool:
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an integer too large for a float
-        return False
-
-
-def _box(change: Dict, image: Dict) -> List[float]:
-    box = change.get("bbox_xyxy")
-    if (
-        not isinstance(box, list)
-        or len(box) != 4
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)
-        or not all(_finite(v) for v in box)
-    ):
-        raise ReviewError(400, f"bbox_xyxy {box!r}: four numbers x1, y1, x2, y2 in pixels")
-    x1, y1, x2, y2 = (float(v) for v in box)
-    if not (x2 - x1 >= 1 and y2 - y1 >= 1):
-        raise ReviewError(400, f"bbox_xyxy {box}: x2 > x1 and y2 > y1 by a pixel at least")
-    if x1 < 0 or y1 < 0 or x2 > image["width"] or y2 > image["height"]:
-        raise ReviewError(
-            400, f"bbox_xyxy {box}: outside the {image['width']}x{image['height']} image"
-        )
-    return [round(v, 2) for v in (x1, y1, x2, y2)]

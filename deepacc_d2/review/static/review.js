@@ -104,6 +104,9 @@ async function openCell(id) {
   page.layout = null;
   page.view = null;
   setMode(null);
+  const report = $("cell-report");
+  report.href = `/api/cells/${encodeURIComponent(id)}/report.pdf`;
+  report.download = `cell_${id}_report.pdf`;
   history.replaceState(null, "", `#${encodeURIComponent(id)}`);
   $("cell").hidden = false;
   $("metaphase").replaceChildren(); // a new image
