@@ -92,7 +92,11 @@ def _counted_and_matched(record: Dict, rules: ReviewRules):
 def judge_cell(record: Dict, rules: ReviewRules) -> Dict:
     """One labelled cell under one rule: its call against the true one, how many of its
     chromosomes are named right (a counted detection of the right class at IoU >= 0.5)."""
-    detections, judged = _counted_and_matched(record, rules)
+    return counted_cell_judgment(record, *_counted_and_matched(record, rules), rules)
+
+
+def counted_cell_judgment(record: Dict, detections: Dict, judged: Dict, rules: ReviewRules):
+    """:func:`judge_cell` of a cell already counted and matched (:func:`_counted_and_matched`)."""
     return _judgment(
         cell_record(detections, rules),
         _truth_call(record["gt_classes"]),

@@ -93,14 +93,24 @@ def counting_candidates(instances, rules: ReviewRules):
     top1, _ = detection_subsets(instances)
     boxes = instances.pred_boxes.tensor.numpy().astype(np.float64)
     class_scores = _class_vectors(instances)
-    if rules.count_by == "score":
-        counting, thresh = instances.scores.numpy().astype(np.float64), rules.score_thresh
-        nms_thresh = rules.nms_thresh
-    else:
-        counting, thresh = class_scores.sum(axis=1), rules.fg_thresh
-        nms_thresh = rules.fg_nms_thresh
+    counting, thresh, nms_thresh = counting_values(instances, rules)
     keep = select_for_counting(boxes, counting, top1, thresh, nms_thresh)
     return boxes[keep], class_scores[keep]
+
+
+def counting_values(instances, rules: ReviewRules):
+    """
+    What the count thresholds (``count_by``): each detection's top-1 score ("score") or
+    foreground probability ("foreground"), with that rule's threshold and NMS IoU.
+
+    Returns:
+        ndarray: (R,) float64 values.
+        float, float: the threshold and the class-agnostic NMS IoU.
+    """
+    if rules.count_by == "score":
+        values = instances.scores.numpy().astype(np.float64)
+        return values, rules.score_thresh, rules.nms_thresh
+    return _class_vectors(instances).sum(axis=1), rules.fg_thresh, rules.fg_nms_thresh
 
 
 def counted_detections(instances, rules: ReviewRules) -> Dict[str, np.ndarray]:
@@ -119,7 +129,7 @@ def counted_detections(instances, rules: ReviewRules) -> Dict[str, np.ndarray]:
         assigned), of the counted detections, in counting order.
     """
     boxes, class_scores = counting_candidates(instances, rules)
-    keep_probs = judged_probabilities(rules, boxes, class_scores)
+    keep_probs = judge_probabilities(rules.judge, boxes, class_scores) if rules.judge else None
     classes, margins = name_chromosomes(class_scores, rules, keep_probs)
     counted = classes >= 0
     classes, class_scores = classes[counted], class_scores[counted]
@@ -141,13 +151,6 @@ def judge_probabilities(path: str, boxes: np.ndarray, class_scores: np.ndarray) 
     """(N,) the probability that each candidate is one chromosome, by the judge of ``path``
     (:mod:`.judge`, loaded once per process)."""
     return _judge(path).probabilities(boxes, class_scores)
-
-
-def judged_probabilities(rules: ReviewRules, boxes: np.ndarray, class_scores: np.ndarray):
-    """(N,) :func:`judge_probabilities` with ``rules``' judge; None without one."""
-    if not rules.judge:
-        return None
-    return judge_probabilities(rules.judge, boxes, class_scores)
 
 
 def name_chromosomes(class_scores: np.ndarray, rules: ReviewRules, keep_probs=None):

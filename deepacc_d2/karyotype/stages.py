@@ -14,9 +14,9 @@ from scipy.stats import rankdata
 
 from ..evaluation.matching import box_iou
 from ..files import write_atomic
-from .benchmark import _counted_and_matched, judge_cell
+from .benchmark import _counted_and_matched, counted_cell_judgment
 from .candidates import candidate_instances, detection_record, foreground, one_box_labels
-from .cell import ReviewRules, counting_candidates, judge_probabilities
+from .cell import ReviewRules, counting_candidates, counting_values, judge_probabilities
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +54,7 @@ def _stage_boxes(cfg, record: Dict, rules: ReviewRules):
         cfg.TEST.DETECTIONS_PER_IMAGE,
     )
     boxes = detections.pred_boxes.tensor.numpy()
-    if rules.count_by == "foreground":
-        value, thresh, nms_thresh = foreground(detections), rules.fg_thresh, rules.fg_nms_thresh
-    else:
-        value, thresh, nms_thresh = detections.scores.numpy(), rules.score_thresh, rules.nms_thresh
+    value, thresh, nms_thresh = counting_values(detections, rules)
     above = value >= thresh
     stages = [
         record["proposals"],
@@ -117,7 +114,7 @@ def stage_report(cfg, records: List[Dict], dataset_name: str, command: str, out_
         not_chromosome += int((~on_any).sum())
         duplicates += int((on_any & ~is_one).sum())
         errors.append(len(counted["boxes"]) - len(gt))
-        judged.append(judge_cell(cell, rules))
+        judged.append(counted_cell_judgment(cell, counted, judged_boxes, rules))
         labels, _ = one_box_labels(detections.pred_boxes.tensor.numpy(), gt)
         fg_scores.append(foreground(detections))
         fg_labels.append(labels)
