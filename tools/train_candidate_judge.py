@@ -43,6 +43,7 @@ def main(argv=None):
     from deepacc_d2.config import setup_cfg
     from deepacc_d2.files import write_atomic
     from deepacc_d2.karyotype import judge_training as jt
+    from deepacc_d2.karyotype.benchmark import detection_cells
     from deepacc_d2.karyotype.candidates import cached_proposal_outputs
     from deepacc_d2.karyotype.cell import ReviewRules
     from deepacc_d2.karyotype.judge import judge_state
@@ -64,7 +65,7 @@ def main(argv=None):
         jt.train_judge([examples[i] for i in fit], args.hidden, args.epochs, seed=args.seed),
         "judge_fit.pth",
     )
-    held_records = [records[i] for i in held]
+    held_cells = detection_cells(cfg, [records[i] for i in held])  # the model's detections, once
     base = dataclasses.replace(ReviewRules.from_config(cfg), judge="")
     results = {}
     grid = itertools.product(args.judge_weights, args.costs, args.sex_costs)
@@ -79,7 +80,7 @@ def main(argv=None):
         )
         sex_name = f", X/Y {sex:g}" if sex >= 0 else ""
         results[f"judge weight {weight:g}, costs {cost:g}{sex_name}"] = (
-            jt.count_summary(cfg, held_records, rules),
+            jt.count_summary(held_cells, rules),
             {"judge_weight": weight, "cost": cost, "sex_cost": sex},
         )
         print(list(results)[-1], results[list(results)[-1]][0], flush=True)

@@ -51,7 +51,11 @@ def dataset_cells(cfg, dataset_name: str, cache_dir: str) -> List[Dict]:
         top-1 detections' "boxes", "scores", "pred_classes", "class_scores", "top1",
         "all_classes" (:func:`.candidates.detection_record`).
     """
-    records = cached_proposal_outputs(cfg, dataset_name, cache_dir)
+    return detection_cells(cfg, cached_proposal_outputs(cfg, dataset_name, cache_dir))
+
+
+def detection_cells(cfg, records: List[Dict]) -> List[Dict]:
+    """:func:`dataset_cells` of proposal-outputs records already read."""
     return [detection_record(r, model_detections(cfg, r)) for r in records]
 
 

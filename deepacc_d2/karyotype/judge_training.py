@@ -13,7 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from .benchmark import NORMAL_CALLS, judge_cell, summarize
-from .candidates import detection_record, model_detections, one_box_labels
+from .candidates import model_detections, one_box_labels
 from .cell import ReviewRules, counting_candidates
 from .judge import CandidateJudge, candidate_features
 
@@ -83,14 +83,13 @@ def split_images(num_images: int, held_out: float, seed: int) -> Tuple[np.ndarra
     return np.sort(order[:cut]), np.sort(order[cut:])
 
 
-def count_summary(cfg, records: Sequence[Dict], rules: ReviewRules) -> Dict[str, float]:
-    """How one counting rule does on labelled cells: cells counted right and called exactly
-    (%, all and those whose true call is abnormal), chromosomes named right (%)."""
-    judged = [judge_cell(detection_record(r, model_detections(cfg, r)), rules) for r in records]
+def count_summary(cells: Sequence[Dict], rules: ReviewRules) -> Dict[str, float]:
+    """How one counting rule does on labelled cells (:func:`.benchmark.detection_cells`):
+    cells counted right and called exactly (%, all and those whose true call is abnormal),
+    chromosomes named right (%)."""
+    judged = [judge_cell(cell, rules) for cell in cells]
     summary = summarize(judged)
     summary["counted_per_cell"] = float(np.mean([j["counted"] for j in judged]))
-    abnormal = [j for j in judged if j["truth"] not in NORMAL_CALLS]
-    summary["count_right_abnormal"] = 100.0 * np.mean(
-        [j["count_right"] for j in abnormal or [{"count_right": 0}]]
-    )
+    abnormal = [j["count_right"] for j in judged if j["truth"] not in NORMAL_CALLS]
+    summary["count_right_abnormal"] = 100.0 * float(np.mean(abnormal)) if abnormal else 0.0
     return summary
