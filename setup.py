@@ -4,7 +4,7 @@ import shutil
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
-# The model zoo (deepacc_d2/model_zoo.py): the repository's configs/ and models/ are its one
+# The model zoo (deepacc_d2/app/model_zoo.py): the repository's configs/ and models/ are its one
 # source; a built package carries a copy of both under deepacc_d2/model_zoo_files/, so that
 # `pip install .` (not -e) knows its models by name. An editable install reads the checkout.
 MODEL_ZOO_FOLDERS = ("configs", "models")
@@ -30,7 +30,7 @@ setup(
     description="DeepACC for detectron2: chromosome detection and classification on whole "
     "G-banded metaphase images",
     packages=find_packages(include=["deepacc_d2", "deepacc_d2.*"]),
-    package_data={"deepacc_d2.review": ["static/*"]},
+    package_data={"deepacc_d2.app.review": ["static/*"]},
     python_requires=">=3.10",
     # detectron2 is not on PyPI: see README / tools/install_detectron2.py. The tested pins of
     # everything (torch 2.14.1 among them) are in requirements.txt, which `make` installs.
@@ -56,5 +56,5 @@ setup(
         "test": ["pytest", "selenium"],  # selenium drives Debian's chromium (review page)
     },
     cmdclass={"build_py": BuildPyWithModelZoo},
-    entry_points={"console_scripts": ["deepacc = deepacc_d2.cli:main"]},
+    entry_points={"console_scripts": ["deepacc = deepacc_d2.app.cli:main"]},
 )

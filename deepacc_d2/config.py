@@ -1,7 +1,7 @@
 """
 ``add_deepacc_config(cfg)``: the keys DeepACC adds to a fresh ``get_cfg()``.
-``setup_cfg(...)``: the one way to build a config, for ``train_net.py`` and every
-``deepacc`` command.
+``setup_cfg(...)``: the one way to build a config (the application adds its keys through
+it: :mod:`deepacc_d2.app.config`).
 
 Every key says what it means and, where the paper names it, its symbol (DeepACC, MICCAI;
 equations referenced by number).
@@ -9,6 +9,7 @@ equations referenced by number).
 
 import logging
 import math
+from typing import Callable
 
 import torch
 
@@ -21,8 +22,10 @@ logger = logging.getLogger(__name__)
 
 def add_deepacc_config(cfg):
     """
-    Add the ``MODEL.DEEPACC``, ``MODEL.SECOND_LOOK``, ``TEST.KARYOTYPE``, ``SOLVER`` and
-    ``INPUT`` keys below to ``cfg`` (in place). Call it right after ``get_cfg()``.
+    Add the ``MODEL.DEEPACC``, ``MODEL.SECOND_LOOK``, ``TEST.KARYOTYPE`` (the metrics'),
+    ``SOLVER`` and ``INPUT`` keys below to ``cfg`` (in place). Call it right after
+    ``get_cfg()``; the application adds its own keys on top
+    (:func:`deepacc_d2.app.config.add_application_config`).
     """
     _C = cfg
 
@@ -57,26 +60,11 @@ def add_deepacc_config(cfg):
     _C.MODEL.SECOND_LOOK.DEPTH = 18  # the classifier's basic-block ResNet depth: 18, 34
     _C.MODEL.SECOND_LOOK.DETECTOR_WEIGHT = 0.5  # w: names ∝ p_detector^w x p_crop, >= 0 (cil24_val)
 
-    # Karyotype metrics (§3.1, docs/metrics.md) and the karyotype step (docs/karyotype.md).
+    # Karyotype metrics (§3.1, docs/metrics.md).
     _C.TEST.KARYOTYPE = CN()
     _C.TEST.KARYOTYPE.IOU_THRESH = 0.5  # a detection matches a truth at IoU >= this, [0, 1]
     _C.TEST.KARYOTYPE.SCORE_THRESH = 0.5  # p: Acc/AER, calls, pictures keep score >= p, [0, 1]
     _C.TEST.KARYOTYPE.NMS_THRESH = 0.7  # class-agnostic NMS IoU after the score cut, [0, 1]
-    # The karyotype step's own counting and naming (docs/karyotype.md); the metrics keep §3.1's.
-    _C.TEST.KARYOTYPE.COUNT_BY = "score"  # count top-1 score >= p (score) or 1 - p_bg (foreground)
-    _C.TEST.KARYOTYPE.COUNT_FG_THRESH = 0.5  # foreground counting: 1 - p_background >= this
-    _C.TEST.KARYOTYPE.COUNT_NMS_THRESH = 0.7  # foreground counting: class-agnostic NMS IoU
-    _C.TEST.KARYOTYPE.COUNT_JUDGE = ""  # candidate judge weights: count what it keeps; "": all
-    _C.TEST.KARYOTYPE.COUNT_JUDGE_WEIGHT = 1.0  # lambda: judge's -log q against naming costs, > 0
-    _C.TEST.KARYOTYPE.ASSIGN = False  # name a cell's chromosomes together (Hungarian); bool
-    _C.TEST.KARYOTYPE.EXTRA_COPY_COST = 2.0  # assignment: cost of a copy beyond 46,XX/XY, >= 0
-    _C.TEST.KARYOTYPE.MISSING_COPY_COST = 2.0  # assignment: cost of a missing normal copy, >= 0
-    _C.TEST.KARYOTYPE.SEX_COPY_COST = -1.0  # assignment: missing / extra X or Y; < 0: as above
-    _C.TEST.KARYOTYPE.REVIEW_NAME_MARGIN = 1.0  # assignment: a name this close to another is unsure
-    _C.TEST.KARYOTYPE.REVIEW_LOW_SCORE = 0.8  # a counted call below this is low-confidence
-    _C.TEST.KARYOTYPE.REVIEW_LOW_SCORE_SHARE = 0.1  # review when more than this share is low
-    _C.TEST.KARYOTYPE.REVIEW_OVERLAP_IOU = 0.3  # review two counted boxes overlapping this much
-    _C.TEST.KARYOTYPE.REVIEW_AMBIGUITY_MARGIN = 0.2  # review top-2 of one group closer than this
     _C.TEST.CPU_BF16 = "off"  # CPU inference in bf16, channels-last: on, off, auto
 
     _C.SOLVER.EPOCHS = 0  # > 0: schedule in epochs (§3.1: 24), turned into MAX_ITER / STEPS
@@ -92,10 +80,16 @@ def add_deepacc_config(cfg):
     _C.INPUT.INTENSITY_JITTER = 0.0  # training: brightness, contrast x U[1 - j, 1 + j], [0, 1)
 
 
-def setup_cfg(config_file: str, opts=(), weights: str = None, training: bool = False):
+def setup_cfg(
+    config_file: str,
+    opts=(),
+    weights: str = None,
+    training: bool = False,
+    add_config: Callable = add_deepacc_config,
+):
     """
-    The frozen config of a run: ``get_cfg()`` with the DeepACC keys, the YAML file, the
-    command line's overrides, resolved for this machine.
+    The frozen config of a run: ``get_cfg()`` with the keys of ``add_config``, the YAML file,
+    the command line's overrides, resolved for this machine.
 
     Args:
         config_file (str): a YAML under ``configs/``.
@@ -103,12 +97,14 @@ def setup_cfg(config_file: str, opts=(), weights: str = None, training: bool = F
         weights (str or None): a checkpoint for MODEL.WEIGHTS; None keeps the config's.
         training (bool): also convert SOLVER.EPOCHS into MAX_ITER / STEPS
             (:func:`resolve_schedule`), which reads the training set.
+        add_config (callable): adds the keys to a fresh ``get_cfg()``; the application's
+            commands pass theirs (:func:`deepacc_d2.app.config.setup_cfg`).
 
     Returns:
         CfgNode: frozen.
     """
     cfg = get_cfg()
-    add_deepacc_config(cfg)
+    add_config(cfg)
     cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(opts))
     if weights:

@@ -4,7 +4,7 @@ import os
 import pytest
 
 import deepacc_d2  # noqa: F401  (compatibility fixes before detectron2 loads)
-from deepacc_d2.review.benchmark import HEIGHT, WIDTH, grid_boxes, normal, synthetic_case  # noqa: F401
+from deepacc_d2.studies.review_benchmark import HEIGHT, WIDTH, grid_boxes, normal, synthetic_case  # noqa: F401
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

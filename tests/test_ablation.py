@@ -10,9 +10,10 @@ import torch
 from PIL import Image
 
 import deepacc_d2  # noqa: F401
-from deepacc_d2 import ablation, ablation_retinanet
-from deepacc_d2.ablation_report import markdown, summarize, write_generated
-from deepacc_d2.config import setup_cfg
+from deepacc_d2.app.config import setup_cfg
+from deepacc_d2.studies import ablation, ablation_retinanet
+from deepacc_d2.studies.ablation_report import markdown, summarize, write_generated
+from deepacc_d2.studies.table1 import METRICS, METRICS_WITH_AP50, resolved_switches, table1_rows
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -23,24 +24,91 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "cpu", "f_deepacc_cpu.yaml")
 
 
+# Table 1 by hand: separate branches, L_AAM, siamese branch, L_GIA
+TABLE_1 = {
+    "a": (False, False, False, False),
+    "b": (True, False, False, False),
+    "c": (True, True, False, False),
+    "d": (True, False, True, False),
+    "e": (True, True, True, False),
+    "f": (True, True, True, True),
+}
+
+
 def test_rows_are_table_1():
-    for row, (sep, aam, siamese, gia) in ablation.ROWS.items():
-        cfg = setup_cfg(CONFIG, ablation.row_opts(row))
+    rows = table1_rows()
+    assert list(rows) == list("abcdef")
+    assert {k: r.switches for k, r in rows.items()} == TABLE_1
+    assert rows["a"].config == os.path.join(REPO, "configs", "table1", "a_faster_rcnn.yaml")
+    assert rows["f"].name == "(f) DeepACC" and rows["b"].cpu_config == ""
+    for row in rows.values():  # each config's own switches, through its _BASE_ chain
+        cfg = setup_cfg(row.config, ["MODEL.DEVICE", "cpu"])
         d = cfg.MODEL.DEEPACC
         assert (d.SEPARATE_BRANCHES, d.AAM.ENABLED, d.SIAMESE.ENABLED, d.GIA.ENABLED) == (
-            sep,
-            aam,
-            siamese,
-            gia,
+            TABLE_1[row.letter]
         )
-    assert ablation.ROWS["a"] == (False,) * 4 and ablation.ROWS["f"] == (True,) * 4
+
+
+def test_cpu_configs_are_the_same_rows():
+    rows = table1_rows()
+    cpu = {k: os.path.relpath(r.cpu_config, REPO) for k, r in rows.items() if r.cpu_config}
+    assert cpu == {
+        "a": "configs/cpu/a_faster_rcnn_cpu.yaml",
+        "c": "configs/cpu/c_aam_cpu.yaml",
+        "d": "configs/cpu/d_siamese_cpu.yaml",
+        "f": "configs/cpu/f_deepacc_cpu.yaml",
+    }
+    for letter in cpu:
+        assert resolved_switches(rows[letter].cpu_config) == TABLE_1[letter]
+
+
+def test_row_opts_make_any_config_that_row(load_tool):
+    """The study's rows: the CIL detector's config (row (f)) with each row's switches."""
+    cil = os.path.join(REPO, "configs", "cpu", "f_deepacc_cil_r18.yaml")
+    assert resolved_switches(cil) == TABLE_1["f"]
+    for row in table1_rows().values():
+        d = setup_cfg(cil, row.opts()).MODEL.DEEPACC
+        assert (d.SEPARATE_BRANCHES, d.AAM.ENABLED, d.SIAMESE.ENABLED, d.GIA.ENABLED) == (
+            TABLE_1[row.letter]
+        )
+    assert table1_rows()["a"].opts()[:2] == ["MODEL.DEEPACC.SEPARATE_BRANCHES", "False"]
+    assert ablation.row_name("r") == "RetinaNet (Table 2)"
+    assert ablation.row_name("c") == "(c) sep + L_AAM"
+    with pytest.raises(ValueError, match="Table 1 has abcdef"):
+        ablation.run_table(cil, "none.pth", "unused", rows=("a", "g"))
+    # the learning curves train the CPU rows by default, paths relative to the checkout
+    assert load_tool("learning_curves").table1_runs() == [
+        "a=configs/cpu/a_faster_rcnn_cpu.yaml",
+        "c=configs/cpu/c_aam_cpu.yaml",
+        "d=configs/cpu/d_siamese_cpu.yaml",
+        "f=configs/cpu/f_deepacc_cpu.yaml",
+    ]
+
+
+def test_metric_columns():
+    assert METRICS == ("mAP", "mAPmax", "Acc", "AER")
+    assert METRICS_WITH_AP50 == ("mAP", "mAPmax", "COCO_AP50", "Acc", "AER")
+
+
+def test_a_run_file_is_reused_only_with_its_setting(tmp_path, caplog):
+    setting = {"config": "c.yaml", "iterations": 6, "opts": ["MODEL.DEVICE", "cpu"]}
+    out = str(tmp_path)
+    assert ablation._done(out, "a", 0, setting) is None  # no file: run it
+    (tmp_path / "runs").mkdir()
+    made = {"mAP": 12.5, "row": "a", "seed": 0, "setting": setting}
+    (tmp_path / "runs" / "a_s0.json").write_text(json.dumps(made))
+    assert ablation._done(out, "a", 0, setting) == made  # finished, same setting: reused
+    assert ablation._done(out, "a", 1, setting) is None  # another seed's file is not there
+    with caplog.at_level("INFO", logger="deepacc_d2.engine.runs"):
+        assert ablation._done(out, "a", 0, dict(setting, iterations=4)) is None  # run again
+    assert "a_s0.json was made with other settings (iterations: 6 there, 4 here)" in caplog.text
 
 
 def test_paired_interval_by_hand():
     results = {}
     for seed, (a, f) in enumerate([(10.0, 11.0), (20.0, 22.0), (30.0, 33.0)]):
         for row, value in (("a", a), ("f", f)):
-            results[row, seed] = {m: value for m in ablation.METRICS}
+            results[row, seed] = {m: value for m in METRICS}
     summary = summarize(results, ("a", "f"), (0, 1, 2))
     assert summary["table"]["a"]["mAP"]["mean"] == 20.0
     assert summary["table"]["a"]["mAP"]["std"] == pytest.approx(10.0)  # n - 1
@@ -107,7 +175,7 @@ def test_tiny_table_runs_resumes_and_reports(tmp_path, monkeypatch):
     )
     assert set(results) == {(r, s) for r in rows for s in (0, 1)}
     for r in results.values():
-        assert all(np.isfinite(r[m]) or m == "Acc" for m in ablation.METRICS)
+        assert all(np.isfinite(r[m]) or m == "Acc" for m in METRICS)
         assert r["setting"]["iterations"] == 6 and r["train_s"] > 0
     # a second call finds every run done and trains nothing
     monkeypatch.setattr(ablation, "train_head", lambda *a, **k: pytest.fail("trained again"))

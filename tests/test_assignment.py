@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from deepacc_d2.app.karyotype.assignment import assign_classes
 from deepacc_d2.classes import CLASS_NAMES, NUM_CLASSES
-from deepacc_d2.karyotype.assignment import assign_classes
 
 C = CLASS_NAMES.index
 

@@ -6,7 +6,7 @@ import os
 import torch
 
 import deepacc_d2  # noqa: F401  (registers the backbone)
-from deepacc_d2.config import setup_cfg
+from deepacc_d2.app.config import setup_cfg
 
 from detectron2.modeling import build_backbone
 

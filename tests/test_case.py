@@ -11,15 +11,17 @@ import torch
 from PIL import Image
 
 import deepacc_d2  # noqa: F401
-from deepacc_d2 import case as case_module
-from deepacc_d2.case import CaseModel, case_workers, list_images
-from deepacc_d2.cli import main
-from deepacc_d2.config import setup_cfg
-from deepacc_d2.inference import evaluate, load_model, predict_files
-from deepacc_d2.karyotype.run import karyotype_files
-from deepacc_d2.model_zoo import DETECTOR, model_record
-from deepacc_d2.review.report_text import cell_report_lines
-from deepacc_d2.review.store import CaseReview
+from deepacc_d2.app import case as case_module
+from deepacc_d2.app.case import CaseModel, case_workers, list_images
+from deepacc_d2.app.cli import main
+from deepacc_d2.app.config import setup_cfg
+from deepacc_d2.app.karyotype.case_files import karyotype_files
+from deepacc_d2.app.model_zoo import DETECTOR, model_record
+from deepacc_d2.app.predict import predict_files
+from deepacc_d2.app.review.report_text import cell_report_lines
+from deepacc_d2.app.review.store import CaseReview
+from deepacc_d2.engine.evaluate import evaluate
+from deepacc_d2.engine.predictor import load_model
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog, MetadataCatalog

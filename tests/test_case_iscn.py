@@ -4,8 +4,8 @@ cases of mosaics, stemlines and sidelines, composite karyotypes, non-clonal cell
 case summary that writes them.
 """
 
-from deepacc_d2.karyotype import case_karyotype
-from deepacc_d2.karyotype.run import case_summary, summary_text
+from deepacc_d2.app.karyotype import case_karyotype
+from deepacc_d2.app.karyotype.case_files import case_summary, summary_text
 
 
 def test_mosaic_abnormal_line_first_normal_line_last():

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import deepacc_d2  # noqa: F401
-from deepacc_d2.checkpoint import AtomicCheckpointer, TrainedWeightsCheckpointer
+from deepacc_d2.engine.checkpoint import AtomicCheckpointer, TrainedWeightsCheckpointer
 
 from detectron2.engine import SimpleTrainer
 

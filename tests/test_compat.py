@@ -130,7 +130,7 @@ def test_deepacc_command_prints_no_jit_script_deprecation():
     import sys
 
     proc = subprocess.run(
-        [sys.executable, "-m", "deepacc_d2.cli", "karyotype", "--help"],
+        [sys.executable, "-m", "deepacc_d2.app.cli", "karyotype", "--help"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 import deepacc_d2  # noqa: F401  (compatibility fixes before detectron2)
-from deepacc_d2.ablation import ROWS
-from deepacc_d2.config import epoch_schedule, setup_cfg
+from deepacc_d2.app.config import add_application_config, setup_cfg
+from deepacc_d2.config import epoch_schedule
+from deepacc_d2.studies.ablation import ROWS
 
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
@@ -20,7 +21,7 @@ ALL_CONFIGS = sorted(glob.glob(os.path.join(CONFIGS, "**", "*.yaml"), recursive=
 
 def load(path):
     cfg = get_cfg()
-    deepacc_d2.add_deepacc_config(cfg)
+    add_application_config(cfg)
     cfg.merge_from_file(path)
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.WEIGHTS = ""
@@ -94,7 +95,7 @@ WEIGHTS_CONVENTION = {
 @pytest.mark.parametrize("path", ALL_CONFIGS, ids=lambda p: os.path.relpath(p, CONFIGS))
 def test_input_normalisation_matches_the_weights(path):
     cfg = get_cfg()
-    deepacc_d2.add_deepacc_config(cfg)
+    add_application_config(cfg)
     cfg.merge_from_file(path)
     matches = [conv for key, conv in WEIGHTS_CONVENTION.items() if key in cfg.MODEL.WEIGHTS]
     if not cfg.MODEL.WEIGHTS:
@@ -155,3 +156,15 @@ def test_epoch_schedule_paper_recipe():
     assert epoch_schedule(10, (16, 22), 10, 1) == (100, ())
     with pytest.raises(ValueError):
         epoch_schedule(24, (16,), 0, 1)
+
+
+def test_the_application_adds_its_own_keys():
+    core, app = get_cfg(), get_cfg()
+    deepacc_d2.add_deepacc_config(core)
+    add_application_config(app)
+    # the metrics' selection is the core's; how the karyotype step counts is the application's
+    assert core.TEST.KARYOTYPE.SCORE_THRESH == app.TEST.KARYOTYPE.SCORE_THRESH == 0.5
+    assert "COUNT_JUDGE" not in core.TEST.KARYOTYPE and app.TEST.KARYOTYPE.COUNT_JUDGE == ""
+    added = set(app.TEST.KARYOTYPE) - set(core.TEST.KARYOTYPE)
+    assert {"COUNT_BY", "ASSIGN", "EXTRA_COPY_COST", "REVIEW_LOW_SCORE"} <= added
+    assert set(core.MODEL.DEEPACC) == set(app.MODEL.DEEPACC)  # nothing else differs

@@ -10,14 +10,18 @@ import pytest
 import torch
 
 import deepacc_d2  # noqa: F401
+from deepacc_d2.app.config import setup_cfg
+from deepacc_d2.app.karyotype.assignment import assign_classes
+from deepacc_d2.app.karyotype.candidates import (
+    candidate_instances,
+    one_box_labels,
+    proposal_outputs,
+)
+from deepacc_d2.app.karyotype.cell import KaryotypeRules, counted_detections
+from deepacc_d2.app.karyotype.judge import CandidateJudge, candidate_features, judge_state
 from deepacc_d2.classes import CLASS_NAMES, NUM_CLASSES
-from deepacc_d2.config import setup_cfg
-from deepacc_d2.karyotype.assignment import assign_classes
-from deepacc_d2.karyotype.candidates import candidate_instances, one_box_labels, proposal_outputs
-from deepacc_d2.karyotype.cell import ReviewRules, counted_detections
-from deepacc_d2.karyotype.judge import CandidateJudge, candidate_features, judge_state
-from deepacc_d2.karyotype.judge_training import judge_examples, train_judge
-from deepacc_d2.karyotype.stages import auc
+from deepacc_d2.studies.count_stages import auc
+from deepacc_d2.studies.judge_training import judge_examples, train_judge
 
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
@@ -164,7 +168,7 @@ def _cell_instances(classes):
 
 def test_the_karyotype_step_counts_what_the_judge_keeps(tmp_path):
     cfg = setup_cfg(os.path.join(REPO, "configs", "cpu", "f_deepacc_cil_r18_crops.yaml"))
-    rules = dataclasses.replace(ReviewRules.from_config(cfg), judge="")
+    rules = dataclasses.replace(KaryotypeRules.from_config(cfg), judge="")
     instances = _cell_instances(_normal_cell() + [CLASS_NAMES.index("21")])
     assert len(counted_detections(instances, rules)["classes"]) == 47
     sure = dataclasses.replace(rules, judge=_constant_judge(tmp_path / "sure.pth", 12.0))
@@ -177,7 +181,7 @@ def test_a_broken_judge_file_is_named(tmp_path):
     path = tmp_path / "judge.pth"
     path.write_bytes(b"not a checkpoint")
     rules = dataclasses.replace(
-        ReviewRules.from_config(
+        KaryotypeRules.from_config(
             setup_cfg(os.path.join(REPO, "configs", "cpu", "f_deepacc_cil_r18_crops.yaml"))
         ),
         judge=str(path),

@@ -9,7 +9,7 @@ import torch
 
 import deepacc_d2  # noqa: F401
 from deepacc_d2 import add_deepacc_config
-from deepacc_d2.cpu import cpu_has_bf16, use_cpu_bf16
+from deepacc_d2.engine.precision import cpu_has_bf16, use_cpu_bf16
 
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model

@@ -9,29 +9,20 @@ import torch
 from PIL import Image
 
 import deepacc_d2  # noqa: F401
-from deepacc_d2.config import setup_cfg
-from deepacc_d2.crop_training import train_crop_classifier
+from deepacc_d2.app.config import setup_cfg
 from deepacc_d2.data.crops import (
     image_patches,
     patch_crops,
     patch_size,
-    resize_scale,
     training_crops,
 )
+from deepacc_d2.engine.runs import RESUME, START, OtherSettingsError
+from deepacc_d2.studies.crop_training import CropTraining, crop_settings, train_crop_classifier
 
 from detectron2.data import DatasetCatalog
 from detectron2.structures import BoxMode
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def test_test_scale_is_detectron2s_resize():
-    from detectron2.data import transforms as T
-
-    for h, w in [(700, 685), (383, 1360), (1024, 1024), (300, 400)]:
-        t = T.ResizeShortestEdge(512, 768).get_transform(np.zeros((h, w, 3), np.uint8))
-        s = resize_scale(h, w, 512, 768)
-        assert (int(h * s + 0.5), int(w * s + 0.5)) == (t.new_h, t.new_w)
 
 
 def _rod_image(path, rods):
@@ -149,7 +140,7 @@ def test_an_interrupted_run_resumes_as_if_it_had_not_stopped(tmp_path, toy_cfg):
     kwargs = dict(epochs=2, batch_size=16, precision="fp32", checkpoint_period=3)
     train_crop_classifier(toy_cfg, str(tmp_path / "whole"), **kwargs)
 
-    from deepacc_d2 import crop_training
+    from deepacc_d2.studies import crop_training
 
     class Stop(Exception):
         pass
@@ -177,3 +168,55 @@ def test_an_interrupted_run_resumes_as_if_it_had_not_stopped(tmp_path, toy_cfg):
     assert all(torch.equal(whole[k], cut[k]) for k in whole)
     with open(tmp_path / "whole" / "summary.json") as f:
         assert json.load(f)["steps"] == 12  # 2 epochs of 96 chromosomes in batches of 16
+
+
+def _hand_made_run(toy_cfg, out, step, **changed):
+    """A crop classifier's run in ``out`` as train_crop_classifier(toy_cfg, out, epochs=2,
+    batch_size=16, precision="fp32") would make it: 96 chromosomes, 6 steps an epoch."""
+    settings = crop_settings(toy_cfg, 12, 16, 0.1, 5e-4, 0.1, 0, "fp32")
+    run = CropTraining(toy_cfg.MODEL.SECOND_LOOK, out, dict(settings, **changed), 6)
+    run.state = {"step": step, "train_seconds": 1.5}
+    os.makedirs(out, exist_ok=True)
+    run.save()
+    return run
+
+
+def test_a_finished_run_is_reused_and_other_settings_refused(tmp_path, toy_cfg, monkeypatch):
+    out = str(tmp_path / "run")
+    _hand_made_run(toy_cfg, out, 12)
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump({"steps": 12, "made": "by hand"}, f)
+    monkeypatch.setattr(CropTraining, "train", lambda *a: pytest.fail("trained again"))
+    kwargs = dict(epochs=2, batch_size=16, precision="fp32")
+    assert train_crop_classifier(toy_cfg, out, **kwargs) == {"steps": 12, "made": "by hand"}
+    with pytest.raises(OtherSettingsError, match=r"run was made with other settings \(base_lr: "):
+        train_crop_classifier(toy_cfg, out, base_lr=0.05, **kwargs)
+    with pytest.raises(OtherSettingsError, match="steps: 12 there, 24 here"):
+        train_crop_classifier(toy_cfg, out, **dict(kwargs, epochs=4))
+
+
+def test_an_unfinished_run_resumes_exactly(tmp_path, toy_cfg):
+    from deepacc_d2.studies.crop_training import _read_patches
+
+    train, _ = _read_patches(toy_cfg, str(tmp_path / "patches"))
+    out = str(tmp_path / "run")
+    whole = _hand_made_run(toy_cfg, out, 0)
+    assert whole.resume() == START  # a checkpoint of step 0: nothing done, nothing to load
+    whole.step(train, bf16=False)
+    whole.save()  # stopped here
+    whole.step(train, bf16=False)
+    settings = crop_settings(toy_cfg, 12, 16, 0.1, 5e-4, 0.1, 0, "fp32")
+    cut = CropTraining(toy_cfg.MODEL.SECOND_LOOK, out, settings, 6)
+    assert cut.resume() == RESUME and cut.state["step"] == 1
+    cut.step(train, bf16=False)
+    assert cut.state["step"] == whole.state["step"] == 2
+    a, b = whole.model.state_dict(), cut.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # a checkpoint written before settings were recorded: its steps are compared, no more
+    checkpoint = torch.load(os.path.join(out, "last.pth"), weights_only=False)
+    del checkpoint["settings"]
+    torch.save(checkpoint, os.path.join(out, "last.pth"))
+    assert CropTraining(toy_cfg.MODEL.SECOND_LOOK, out, settings, 6).resume() == RESUME
+    longer = dict(settings, steps=24)
+    with pytest.raises(OtherSettingsError, match="steps: 12 there, 24 here"):
+        CropTraining(toy_cfg.MODEL.SECOND_LOOK, out, longer, 6).resume()

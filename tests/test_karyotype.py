@@ -11,13 +11,13 @@ import pytest
 from PIL import Image
 
 import deepacc_d2  # noqa: F401  (compatibility fixes, registration)
-from deepacc_d2 import add_deepacc_config
-from deepacc_d2.case import output_stems
+from deepacc_d2.app.case import output_stems
+from deepacc_d2.app.config import add_application_config
+from deepacc_d2.app.karyotype import case_karyotype, karyotype_counts, numerical_karyotype
+from deepacc_d2.app.karyotype.cell import KaryotypeRules, cell_record
+from deepacc_d2.app.karyotype.karyogram import draw_karyogram
 from deepacc_d2.classes import CLASS_NAMES, NUM_CLASSES
 from deepacc_d2.data.images import read_metaphase
-from deepacc_d2.karyotype import case_karyotype, karyotype_counts, numerical_karyotype
-from deepacc_d2.karyotype.cell import ReviewRules, cell_record
-from deepacc_d2.karyotype.karyogram import draw_karyogram
 
 from detectron2.config import get_cfg
 
@@ -26,8 +26,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def rules():
     cfg = get_cfg()
-    add_deepacc_config(cfg)
-    return ReviewRules.from_config(cfg)
+    add_application_config(cfg)
+    return KaryotypeRules.from_config(cfg)
 
 
 def cell(names, score=0.99, second=None):
@@ -224,7 +224,7 @@ def test_output_names_are_unique():
 
 @pytest.mark.slow
 def test_karyotype_folder_with_bad_files(tmp_path):
-    from deepacc_d2.karyotype.run import karyotype_files
+    from deepacc_d2.app.karyotype.case_files import karyotype_files
 
     folder = tmp_path / "case"
     folder.mkdir()
@@ -236,7 +236,7 @@ def test_karyotype_folder_with_bad_files(tmp_path):
     Image.fromarray(image[:20, :20]).save(folder / "tiny.png")
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
     cfg = get_cfg()
-    add_deepacc_config(cfg)
+    add_application_config(cfg)
     cfg.merge_from_file(os.path.join(REPO, "configs", "cpu", "f_deepacc_cpu.yaml"))
     cfg.MODEL.WEIGHTS = ""  # an untrained model: the plumbing is under test, not the model
     cfg.TEST.KARYOTYPE.SCORE_THRESH = 0.0

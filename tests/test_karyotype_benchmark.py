@@ -5,9 +5,10 @@ import dataclasses
 
 import numpy as np
 
-from deepacc_d2 import add_deepacc_config
+from deepacc_d2.app.config import add_application_config
+from deepacc_d2.app.karyotype.cell import KaryotypeRules
 from deepacc_d2.classes import NUM_CLASSES
-from deepacc_d2.karyotype.benchmark import (
+from deepacc_d2.studies.karyotype_benchmark import (
     compare_rules,
     detection_bank,
     judge_cell,
@@ -15,7 +16,6 @@ from deepacc_d2.karyotype.benchmark import (
     simulate_cells,
     summarize,
 )
-from deepacc_d2.karyotype.cell import ReviewRules
 
 from detectron2.config import get_cfg
 
@@ -24,8 +24,8 @@ NORMAL_XY = [k for k in range(22) for _ in range(2)] + [22, 23]
 
 def rules(**changes):
     cfg = get_cfg()
-    add_deepacc_config(cfg)
-    return dataclasses.replace(ReviewRules.from_config(cfg), **changes)
+    add_application_config(cfg)
+    return dataclasses.replace(KaryotypeRules.from_config(cfg), **changes)
 
 
 def record(true_classes, vectors, foreground=0.9):

@@ -73,3 +73,48 @@ def test_no_import_cycle():
         if node not in state:
             visit(node, [node])
     assert not cycles, cycles
+
+
+# The package's three layers, lowest first: each imports only its own and the ones below.
+LAYERS = ("core", "app", "studies")
+
+
+def layer_of(name: str) -> str:
+    """deepacc_d2.app.* is the application, deepacc_d2.studies.* the studies, the rest the
+    core (the root modules, modeling, evaluation, data, engine)."""
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS[1:] else "core"
+
+
+def test_layer_of_names_each_folder():
+    assert layer_of("deepacc_d2") == "core"
+    assert layer_of("deepacc_d2.modeling.fast_rcnn") == "core"
+    assert layer_of("deepacc_d2.engine.trainer") == "core"
+    assert layer_of("deepacc_d2.app.karyotype.cell") == "app"
+    assert layer_of("deepacc_d2.studies.recipe") == "studies"
+
+
+@pytest.mark.parametrize("path", MODULES)
+def test_imports_go_down_the_layers(path):
+    name = module_name(path)
+    names = {module_name(p) for p in MODULES}
+    rank = LAYERS.index(layer_of(name))
+    upward = sorted(m for m in imports_of(path) if m in names and LAYERS.index(layer_of(m)) > rank)
+    assert not upward, f"{name} ({layer_of(name)}) imports {upward}"
+
+
+def test_few_modules_in_the_package_root():
+    root = [f for f in os.listdir(PACKAGE) if f.endswith(".py")]
+    assert len(root) <= 8, sorted(root)
+
+
+def _functions(tree):
+    return [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+
+
+@pytest.mark.parametrize("path", MODULES)
+def test_functions_read_at_once(path):
+    with open(os.path.join(os.path.dirname(PACKAGE), path)) as f:
+        tree = ast.parse(f.read())
+    long = [(n.name, n.end_lineno - n.lineno + 1) for n in _functions(tree)]
+    assert not [(name, lines) for name, lines in long if lines > 80]

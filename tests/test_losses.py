@@ -1,5 +1,5 @@
 """
-The DeepACC loss pieces (deepacc_d2/modeling/losses.py) on toys small enough to do by hand.
+The DeepACC loss pieces (deepacc_d2/modeling/classification.py) on toys small enough to do by hand.
 Shapes: R proposals, K foreground classes, label K = background, D feature dim.
 """
 
@@ -12,7 +12,7 @@ import torch
 import deepacc_d2  # noqa: F401  (compatibility fixes before detectron2)
 from deepacc_d2.classes import NUM_CLASSES, group_adjacency_matrix
 from deepacc_d2.modeling import DeepACCOutputLayers
-from deepacc_d2.modeling.losses import (
+from deepacc_d2.modeling.classification import (
     aam_logits,
     aam_loss,
     additive_angular_margin,

@@ -3,8 +3,8 @@ import os
 import pytest
 import torch
 
-from deepacc_d2 import model_zoo
-from deepacc_d2.model_zoo import MODELS, resolve_model, save_half_weights
+from deepacc_d2.app import model_zoo
+from deepacc_d2.app.model_zoo import MODELS, resolve_model, save_half_weights
 
 from detectron2.checkpoint import DetectionCheckpointer
 
@@ -123,7 +123,7 @@ def _counted(cfg, instances):
 
 
 def _predict(cfg, image):
-    from deepacc_d2.cpu import cpu_bf16_inference
+    from deepacc_d2.engine.precision import cpu_bf16_inference
 
     from detectron2.engine import DefaultPredictor
 
@@ -137,7 +137,7 @@ def _predict(cfg, image):
 def test_shipped_model_finds_and_names_chromosomes_on_a_real_metaphase(cil24, name):
     import numpy as np
 
-    from deepacc_d2.config import setup_cfg
+    from deepacc_d2.app.config import setup_cfg
     from deepacc_d2.data.images import read_metaphase
     from deepacc_d2.evaluation.acc_aer import match_karyotype
 
@@ -160,7 +160,7 @@ def test_shipped_model_finds_and_names_chromosomes_on_a_real_metaphase(cil24, na
 def test_bf16_inference_keeps_the_float32_detections(cil24):
     import numpy as np
 
-    from deepacc_d2.config import setup_cfg
+    from deepacc_d2.app.config import setup_cfg
     from deepacc_d2.data.images import read_metaphase
 
     from detectron2.structures import Boxes, pairwise_iou

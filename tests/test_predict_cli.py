@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 import deepacc_d2  # noqa: F401
-from deepacc_d2.cli import main
-from deepacc_d2.config import setup_cfg
+from deepacc_d2.app.cli import main
+from deepacc_d2.app.config import setup_cfg
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "cpu", "f_deepacc_cpu.yaml")

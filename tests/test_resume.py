@@ -89,6 +89,7 @@ def test_grouping_forms_detectron2s_batches():
 DRIVER = r"""
 import json, os, signal, sys
 import train_net
+from deepacc_d2.engine import trainer
 from detectron2.engine import HookBase, default_argument_parser
 from deepacc_d2.data.synthetic import register_synth_onthefly
 
@@ -107,12 +108,12 @@ class Record(HookBase):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-class RecordingTrainer(train_net.Trainer):
+class RecordingTrainer(trainer.Trainer):
     def build_hooks(self):
         return super().build_hooks() + [Record()]
 
 
-train_net.Trainer = RecordingTrainer
+trainer.Trainer = RecordingTrainer  # what train_net.main builds
 train_net.main(default_argument_parser().parse_args(sys.argv[3:]))
 """
 MAX_ITER, KILL_AT = 7, 4  # checkpoints after iterations 1 and 3

@@ -17,13 +17,13 @@ from conftest import HEIGHT, WIDTH, normal
 from PIL import Image
 
 import deepacc_d2  # noqa: F401
-from deepacc_d2 import add_deepacc_config
+from deepacc_d2.app.config import add_application_config
+from deepacc_d2.app.karyotype.cell import KaryotypeRules, cell_record, detections_from_record
+from deepacc_d2.app.review.log import LOG_NAME
+from deepacc_d2.app.review.server import MAX_BODY_BYTES, create_app
+from deepacc_d2.app.review.store import CaseReview
 from deepacc_d2.classes import CLASS_NAMES, NUM_CLASSES
 from deepacc_d2.data.datasets import register_coco_folders
-from deepacc_d2.karyotype.cell import ReviewRules, cell_record, detections_from_record
-from deepacc_d2.review.log import LOG_NAME
-from deepacc_d2.review.server import MAX_BODY_BYTES, create_app
-from deepacc_d2.review.store import CaseReview
 
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
@@ -69,8 +69,8 @@ def test_record_round_trip():
     }
     detections["scores"] = class_scores[np.arange(3), detections["classes"]]
     cfg = get_cfg()
-    add_deepacc_config(cfg)
-    rules = ReviewRules.from_config(cfg)
+    add_application_config(cfg)
+    rules = KaryotypeRules.from_config(cfg)
     record = cell_record(detections, rules)
     back = detections_from_record(record["detections"])
     np.testing.assert_allclose(back["boxes"], detections["boxes"])
@@ -259,7 +259,7 @@ def test_export_coco_is_a_dataset_with_the_corrected_labels(client, case_dir, tm
 
 
 def test_cli_export_and_bad_folders(case_dir, tmp_path, capsys):
-    from deepacc_d2.cli import main
+    from deepacc_d2.app.cli import main
 
     with pytest.raises(SystemExit, match="no cell is marked reviewed"):
         main(["review", str(case_dir), "--export", "coco", str(tmp_path / "out.json")])

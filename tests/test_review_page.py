@@ -14,12 +14,12 @@ from contextlib import contextmanager
 import pytest
 from conftest import normal
 
+from deepacc_d2.app.review.browser import headless_chromium, missing_browser, send_keys
+from deepacc_d2.app.review.log import LOG_NAME
+from deepacc_d2.app.review.server import serving
+from deepacc_d2.app.review.store import CaseReview
 from deepacc_d2.classes import CLASS_NAMES
 from deepacc_d2.data.datasets import register_coco_folders
-from deepacc_d2.review.browser import headless_chromium, missing_browser, send_keys
-from deepacc_d2.review.log import LOG_NAME
-from deepacc_d2.review.server import serving
-from deepacc_d2.review.store import CaseReview
 
 from detectron2.data import DatasetCatalog
 
@@ -595,7 +595,7 @@ def test_zoom_pan_labels_move_resize_and_split(review_case):
 
 @pytest.mark.slow
 def test_the_benchmark_corrections_stay_within_their_actions(tmp_path):
-    from deepacc_d2.review.benchmark import benchmark_case, run_benchmark
+    from deepacc_d2.studies.review_benchmark import benchmark_case, run_benchmark
 
     case = benchmark_case(str(tmp_path / "case"))
     rows = run_benchmark(case)

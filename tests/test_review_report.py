@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepacc_d2.cli import main
-from deepacc_d2.review.log import LOG_NAME
-from deepacc_d2.review.report_drawing import render_case_report, render_cell_report
-from deepacc_d2.review.report_text import (
+from deepacc_d2.app.cli import main
+from deepacc_d2.app.review.log import LOG_NAME
+from deepacc_d2.app.review.report_drawing import render_case_report, render_cell_report
+from deepacc_d2.app.review.report_text import (
     NOT_REVIEWED,
     REVIEWED,
     SIGNATURE,
@@ -24,8 +24,8 @@ from deepacc_d2.review.report_text import (
     cell_report_lines,
     describe_change,
 )
-from deepacc_d2.review.server import create_app
-from deepacc_d2.review.store import CaseReview
+from deepacc_d2.app.review.server import create_app
+from deepacc_d2.app.review.store import CaseReview
 
 DATE = "2025-01-02 10:00"
 # A4 at 200 dpi: 210 mm / 25.4 * 200 = 1653.5 px, 297 mm -> 2338.6 px (matplotlib rounds down)

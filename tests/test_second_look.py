@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import deepacc_d2  # noqa: F401
-from deepacc_d2.config import setup_cfg
-from deepacc_d2.inference import load_model
+from deepacc_d2.app.config import setup_cfg
+from deepacc_d2.engine.predictor import load_model
 from deepacc_d2.modeling.second_look import (
     CropClassifier,
     SecondLook,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import deepacc_d2  # noqa: F401  (compatibility fixes before detectron2)
-from deepacc_d2.solver import build_lr_scheduler
+from deepacc_d2.engine.solver import build_lr_scheduler
 
 from detectron2.config import get_cfg
 from detectron2.solver import build_lr_scheduler as build_detectron2_lr_scheduler

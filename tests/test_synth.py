@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 
 from deepacc_d2.classes import CLASS_NAMES
-from deepacc_d2.synth.cytobands import load_ideograms
-from deepacc_d2.synth.karyotype import karyotype_counts, sample_karyotype
-from deepacc_d2.synth.render import (
+from deepacc_d2.data.synth.cytobands import load_ideograms
+from deepacc_d2.data.synth.karyotype import karyotype_counts, sample_karyotype
+from deepacc_d2.data.synth.render import (
     SynthConfig,
     chromosome_size_px,
     render_chromosome,
     render_metaphase,
 )
-from deepacc_d2.synth.style import batch_style
-from deepacc_d2.synth.writer import write_dataset
+from deepacc_d2.data.synth.style import batch_style
+from deepacc_d2.data.synth.writer import write_dataset
 
 SMALL = SynthConfig(image_size=(300, 400), num_batches=4)
 HELD_OUT = [3]

@@ -10,9 +10,9 @@ import numpy as np
 import deepacc_d2  # noqa: F401  (applies the compat patches before detectron2 loads)
 from deepacc_d2.data.datasets import register_coco_folders
 from deepacc_d2.data.mapper import MetaphaseDatasetMapper
+from deepacc_d2.data.synth.render import SynthConfig
+from deepacc_d2.data.synth.writer import write_dataset
 from deepacc_d2.data.synthetic import register_synth_onthefly
-from deepacc_d2.synth.render import SynthConfig
-from deepacc_d2.synth.writer import write_dataset
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 

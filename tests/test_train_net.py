@@ -26,7 +26,7 @@ def test_train_then_eval_on_synthetic(tmp_path):
     _run(
         [
             "-m",
-            "deepacc_d2.cli",
+            "deepacc_d2.app.cli",
             "synth",
             "--out",
             str(tmp_path / "datasets" / "synth_tiny"),
@@ -121,7 +121,7 @@ def test_train_then_eval_on_synthetic(tmp_path):
     _run(
         [
             "-m",
-            "deepacc_d2.cli",
+            "deepacc_d2.app.cli",
             "eval",
             "--config-file",
             "configs/cpu/f_deepacc_cpu.yaml",
@@ -135,18 +135,17 @@ def test_train_then_eval_on_synthetic(tmp_path):
         env,
     )
     assert sorted(os.listdir(cli_out)) == sorted(os.listdir(inference))
-    for name in ("metrics.json", "karyotype_details.json"):
+    for name in ("evaluation.json", "karyotype_details.json"):
         # NaN (a class without ground truth) read as a string, which compares equal
         texts = [(d / name).read_text() for d in (inference, cli_out)]
         assert json.loads(texts[0], parse_constant=str) == json.loads(texts[1], parse_constant=str)
 
 
 def test_trainer_loader_draws_onthefly_images():
-    # train_net.Trainer's loader must draw on-the-fly synthetic images (no file on disk)
-    sys.path.insert(0, REPO)
-    import train_net
+    # the Trainer's loader must draw on-the-fly synthetic images (no file on disk)
     from deepacc_d2 import add_deepacc_config
     from deepacc_d2.data.synthetic import register_synth_onthefly
+    from deepacc_d2.engine.trainer import Trainer
 
     from detectron2.config import get_cfg
 
@@ -166,7 +165,7 @@ def test_trainer_loader_draws_onthefly_images():
             "320",
         ]
     )
-    batch = next(iter(train_net.Trainer.build_train_loader(cfg)))
+    batch = next(iter(Trainer.build_train_loader(cfg)))
     assert len(batch) == 2
     for item in batch:
         assert tuple(item["image"].shape) == (3, 240, 320)

@@ -5,8 +5,8 @@ import torch
 
 import deepacc_d2  # noqa: F401
 from deepacc_d2 import add_deepacc_config
+from deepacc_d2.engine.evaluate import picture_thresholds
 from deepacc_d2.evaluation.selection import select_detections
-from deepacc_d2.inference import picture_thresholds
 from deepacc_d2.visualize import GROUP_COLORS, class_colors, draw_comparison
 
 from detectron2.config import get_cfg

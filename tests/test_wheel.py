@@ -60,7 +60,7 @@ def test_installed_wheel_predicts_with_a_shipped_model_outside_the_checkout(tmp_
         [
             sys.executable,
             "-c",
-            "import json, deepacc_d2; from deepacc_d2.model_zoo import resolve_model; "
+            "import json, deepacc_d2; from deepacc_d2.app.model_zoo import resolve_model; "
             "print(json.dumps([deepacc_d2.__file__, resolve_model('cil-r18-crops')]))",
         ],
         cwd=run,
@@ -74,7 +74,7 @@ def test_installed_wheel_predicts_with_a_shipped_model_outside_the_checkout(tmp_
     assert opts[0] == "MODEL.SECOND_LOOK.WEIGHTS"
 
     _metaphase_like(run / "cell.png")
-    command = [sys.executable, "-m", "deepacc_d2.cli", "predict", "--weights", "cil-r18-crops"]
+    command = [sys.executable, "-m", "deepacc_d2.app.cli", "predict", "--weights", "cil-r18-crops"]
     _run(command + ["--workers", "1", "--output", "out", "cell.png"], cwd=run, env=env)
     with open(run / "out" / "predictions.json") as f:
         written = json.load(f)

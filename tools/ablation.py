@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """
-Table 1 over seeds on real metaphases (protocol: deepacc_d2/ablation.py; results:
+Table 1 over seeds on real metaphases (protocol: deepacc_d2/studies/ablation.py; results:
 docs/ablation.md): every row's box head trained and evaluated on the frozen shared parts of
 a trained detector, several seeds each.
 
@@ -19,8 +19,9 @@ import time
 import torch
 
 import deepacc_d2
-from deepacc_d2.ablation import run_table
-from deepacc_d2.ablation_report import markdown, plot_table, summarize, write_generated
+from deepacc_d2.studies.ablation import RETINANET, run_table
+from deepacc_d2.studies.ablation_report import markdown, plot_table, summarize, write_generated
+from deepacc_d2.studies.table1 import table1_rows
 
 import detectron2
 from detectron2.utils.logger import setup_logger
@@ -42,7 +43,10 @@ def main():
     p.add_argument("--config", default="configs/cpu/f_deepacc_cil_r18.yaml")
     p.add_argument("--weights", default="models/cil_r18_deepacc.pth", help="the frozen detector")
     p.add_argument("--out", default="output/ablation")
-    p.add_argument("--rows", default="abcdefr", help="a-f: Table 1; r: RetinaNet")
+    p.add_argument(
+        "--rows",
+        help=f"letters: Table 1's (configs/table1/), {RETINANET}: RetinaNet (default: all)",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--iters", type=int, default=1000)
     p.add_argument("--train-images", type=int, default=600, help="0: all of the train split")
@@ -53,7 +57,8 @@ def main():
     setup_logger(name="deepacc_d2", abbrev_name="deepacc")
 
     start = time.perf_counter()
-    rows, seeds = tuple(args.rows), tuple(args.seeds)
+    rows = tuple(args.rows) if args.rows else tuple(table1_rows()) + (RETINANET,)
+    seeds = tuple(args.seeds)
     runs = [os.path.join(args.out, "runs", f"{r}_s{s}.json") for r in rows for s in seeds]
     before = {path: os.path.getmtime(path) for path in runs if os.path.isfile(path)}
     results = run_table(

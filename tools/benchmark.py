@@ -41,13 +41,14 @@ import numpy as np
 import torch
 
 import deepacc_d2  # noqa: F401  (compat fixes, registrations)
-from deepacc_d2.case import case_workers, list_images, model_input, predictor_resize, run_case
-from deepacc_d2.config import setup_cfg
-from deepacc_d2.cpu import cpu_bf16_inference, cpu_has_bf16
+from deepacc_d2.app.case import case_workers, list_images, run_case
+from deepacc_d2.app.config import setup_cfg
+from deepacc_d2.app.karyotype.case_files import karyotype_files
+from deepacc_d2.app.model_zoo import resolve_model
+from deepacc_d2.app.predict import predict_files
 from deepacc_d2.data.images import read_metaphase
-from deepacc_d2.inference import load_model, predict_files
-from deepacc_d2.karyotype.run import karyotype_files
-from deepacc_d2.model_zoo import resolve_model
+from deepacc_d2.engine.precision import cpu_bf16_inference, cpu_has_bf16
+from deepacc_d2.engine.predictor import load_model, model_input
 
 from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
@@ -149,7 +150,7 @@ def measure(entry, size, args):
         # detectron2.export needs caffe2 on 0.6): fvcore on the traced adapter
         from fvcore.nn import FlopCountAnalysis
 
-        from deepacc_d2.export import tracing_adapter_class
+        from deepacc_d2.app.export import tracing_adapter_class
 
         image_only = [{"image": one[0]["image"]}]
         adapter = tracing_adapter_class()(model, image_only, _inference_without_postprocess)
@@ -190,7 +191,7 @@ def measure(entry, size, args):
 
 def exported_time(model, one, extension, args):
     """Seconds per image of the exported file (CPU: its deployment target), fp32."""
-    from deepacc_d2.export import ExportedModel, export_model
+    from deepacc_d2.app.export import ExportedModel, export_model
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model" + extension)
@@ -298,8 +299,7 @@ def case_benchmark(args):
     cfg = setup_cfg(config_file, opts, weights)
     paths = case_images(args.case, args.images)
     model = load_model(cfg)
-    resize = predictor_resize(cfg)
-    inputs = [model_input(read_metaphase(p), resize, cfg.INPUT.FORMAT) for p in paths]
+    inputs = [model_input(read_metaphase(p), cfg.INPUT) for p in paths]
     with torch.no_grad(), cpu_bf16_inference(cfg, model):
         model([inputs[0]])  # warm-up
         start = time.perf_counter()

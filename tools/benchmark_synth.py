@@ -11,8 +11,8 @@ from multiprocessing import get_context
 
 import cv2  # noqa: E402
 
-from deepacc_d2.synth.render import SynthConfig  # noqa: E402
-from deepacc_d2.synth.writer import PNG_PARAMS, generate_image  # noqa: E402
+from deepacc_d2.data.synth.render import SynthConfig  # noqa: E402
+from deepacc_d2.data.synth.writer import PNG_PARAMS, generate_image  # noqa: E402
 
 
 def _one(job):

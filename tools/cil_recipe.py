@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""The CPU recipe on real metaphases (`make cil`): see deepacc_d2/recipe.py and docs/cil.md."""
+"""The CPU recipe on real metaphases (`make cil`): deepacc_d2/studies/recipe.py, docs/cil.md."""
 
-from deepacc_d2.recipe import main
+from deepacc_d2.studies.recipe import main
 
 if __name__ == "__main__":
     main()

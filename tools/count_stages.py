@@ -4,7 +4,7 @@ Where a cell's chromosomes are lost or counted twice, stage by stage (docs/karyo
 RPN's proposals, the heads' outputs, the model's detections (score threshold, per-class NMS,
 detections cap), the counting rule's threshold and NMS, the counted set; and each cell's count
 error as a histogram. The model runs once per dataset and proposal budget; its proposal
-outputs are cached in OUT (deepacc_d2.karyotype.candidates) and reused by the candidate
+outputs are cached in OUT (deepacc_d2.app.karyotype.candidates) and reused by the candidate
 judge's training (tools/train_candidate_judge.py).
 
     python tools/count_stages.py --weights cil-r18-crops --dataset cil24_val \\
@@ -37,10 +37,10 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     import deepacc_d2  # noqa: F401
-    from deepacc_d2.config import setup_cfg
-    from deepacc_d2.karyotype import stages
-    from deepacc_d2.karyotype.candidates import cached_proposal_outputs
-    from deepacc_d2.model_zoo import resolve_model
+    from deepacc_d2.app.config import setup_cfg
+    from deepacc_d2.app.karyotype.candidates import cached_proposal_outputs
+    from deepacc_d2.app.model_zoo import resolve_model
+    from deepacc_d2.studies import count_stages as stages
 
     config_file, weights, model_opts = resolve_model(args.weights, args.config_file)
     opts = model_opts + args.opts

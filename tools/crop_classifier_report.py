@@ -14,7 +14,7 @@ def main(argv=None):
     p.add_argument("--png", default="output/crop_classifier_curves.png")
     args = p.parse_args(argv)
 
-    from deepacc_d2.crop_training import crop_runs_table, plot_crop_curves
+    from deepacc_d2.studies.crop_report import crop_runs_table, plot_crop_curves
 
     print(crop_runs_table(args.runs), end="")
     plot_crop_curves({run.rstrip("/").split("/")[-1]: run for run in args.runs}, args.png)

@@ -46,7 +46,7 @@ def shipped_model_on_real_images(out):
         [
             sys.executable,
             "-m",
-            "deepacc_d2.cli",
+            "deepacc_d2.app.cli",
             "eval",
             "--weights",
             SHIPPED,
@@ -58,7 +58,7 @@ def shipped_model_on_real_images(out):
             "4",
         ]
     )
-    with open(os.path.join(shipped_dir, "metrics.json")) as f:
+    with open(os.path.join(shipped_dir, "evaluation.json")) as f:
         return json.load(f)["karyotype"]
 
 
@@ -100,7 +100,7 @@ def main():
             [
                 sys.executable,
                 "-m",
-                "deepacc_d2.cli",
+                "deepacc_d2.app.cli",
                 "synth",
                 "--out",
                 data_dir,
@@ -144,7 +144,7 @@ def main():
         [
             sys.executable,
             "-m",
-            "deepacc_d2.cli",
+            "deepacc_d2.app.cli",
             "eval",
             "--config-file",
             args.config,
@@ -161,7 +161,7 @@ def main():
         ]
     )
 
-    with open(os.path.join(args.out, "metrics.json")) as f:
+    with open(os.path.join(args.out, "evaluation.json")) as f:
         m = json.load(f)["karyotype"]
     pictures = sorted(f for f in os.listdir(args.out) if f.endswith(".png"))
     print(f"\nDemo done in {time.time() - t0:.0f} s.")
@@ -172,7 +172,7 @@ def main():
             f"; pictures in {os.path.join(args.out, 'shipped')}"
         )
     print(
-        f"  metrics : {os.path.join(args.out, 'metrics.json')}  (mAP {m['mAP']:.1f}, "
+        f"  metrics : {os.path.join(args.out, 'evaluation.json')}  (mAP {m['mAP']:.1f}, "
         f"mAPmax {m['mAPmax']:.1f}, Acc {m['Acc']:.1f}, AER {m['AER']:.1f})"
     )
     print("  pictures: " + "\n            ".join(os.path.join(args.out, f) for f in pictures))

@@ -3,8 +3,8 @@
 The karyotype step's counting and naming rules compared (docs/karyotype.md): on a labelled
 dataset's cells (the model runs once; its detections are cached in OUT), and on simulated
 cells of known karyotype with abnormal karyotypes made common, whose detections are the
-model's real ones on that dataset (deepacc_d2.karyotype.benchmark). Prints and writes a table
-(summary.md), the chosen rule's costs, and a picture (rules.png).
+model's real ones on that dataset (deepacc_d2.studies.karyotype_benchmark). Prints and writes a
+table (summary.md), the chosen rule's costs, and a picture (rules.png).
 
     python tools/karyotype_benchmark.py --weights cil-r18-crops --dataset cil24_val \\
         --out output/karyotype_benchmark
@@ -38,21 +38,21 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     import deepacc_d2  # noqa: F401
-    from deepacc_d2.config import setup_cfg
-    from deepacc_d2.karyotype.benchmark import (
+    from deepacc_d2.app.config import setup_cfg
+    from deepacc_d2.app.karyotype.cell import KaryotypeRules
+    from deepacc_d2.app.model_zoo import resolve_model
+    from deepacc_d2.studies.karyotype_benchmark import (
         compare_rules,
         dataset_cells,
         plot_rules,
         rules_table,
     )
-    from deepacc_d2.karyotype.cell import ReviewRules
-    from deepacc_d2.model_zoo import resolve_model
 
     config_file, weights, model_opts = resolve_model(args.weights, args.config_file)
     cfg = setup_cfg(config_file, model_opts + args.opts, weights)
     os.makedirs(args.out, exist_ok=True)
     records = dataset_cells(cfg, args.dataset, args.cache)
-    base = dataclasses.replace(ReviewRules.from_config(cfg), judge="", sex_cost=-1.0)
+    base = dataclasses.replace(KaryotypeRules.from_config(cfg), judge="", sex_cost=-1.0)
     rules = {"top-1 score >= p, top class (the paper's counting)": base}
     for fg in args.fg_thresh:
         for nms in args.nms:
@@ -68,9 +68,9 @@ def main(argv=None):
                     ] = dataclasses.replace(
                         counting, assign=True, extra_cost=extra, missing_cost=missing
                     )
-    if ReviewRules.from_config(cfg).judge:
+    if KaryotypeRules.from_config(cfg).judge:
         rules["the config's rule: the judge's candidates, counted and named together"] = (
-            ReviewRules.from_config(cfg)
+            KaryotypeRules.from_config(cfg)
         )
     results, chosen = compare_rules(
         records, rules, args.num_cells, args.abnormality_scale, args.seed

@@ -9,7 +9,8 @@ iterations; training statistics and the held-out-style test metrics of each run,
         --before-repo /path/to/older/checkout   # the same rows with another version's code
     python tools/learning_curves.py --out output/learning --plot-only
 
-A run is ``NAME=CONFIG[,KEY=VALUE...]``; the default runs are Table 1 (a), (c), (d), (f).
+A run is ``NAME=CONFIG[,KEY=VALUE...]``; the default runs are the rows of Table 1 that the CPU
+model has a config of (``configs/cpu/<row>_*_cpu.yaml``: (a), (c), (d), (f)).
 Data: ``synth_learn`` under ``$DETECTRON2_DATASETS`` (made when missing: 400 images of
 600x800, seed 0, batches 18 and 19 held out for ``synth_learn_test``).
 """
@@ -23,15 +24,10 @@ import time
 
 import numpy as np
 
-from deepacc_d2.recipe import read_metrics_log
+from deepacc_d2.studies.recipe import read_metrics_log
+from deepacc_d2.studies.table1 import METRICS, table1_rows
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ROWS = [
-    "a=configs/cpu/a_faster_rcnn_cpu.yaml",
-    "c=configs/cpu/c_aam_cpu.yaml",
-    "d=configs/cpu/d_siamese_cpu.yaml",
-    "f=configs/cpu/f_deepacc_cpu.yaml",
-]
 DATA = "synth_learn"
 CURVES = [  # (metrics.json key, title)
     ("fast_rcnn/fg_cls_accuracy", "fg accuracy (final scores)"),
@@ -44,7 +40,13 @@ BRANCHES = [
     ("deepacc/local_center_purity", "label purity of local centers (test-time rule)"),
     ("deepacc/feature_norm", "mean feature norm |x|"),
 ]
-TABLE = ["mAP", "mAPmax", "Acc", "AER"]
+
+
+def table1_runs():
+    """The default runs: Table 1's rows on the small CPU model, ``<row>=configs/cpu/...``
+    (relative to the checkout: ``--before-repo`` trains the same path of another one)."""
+    rows = table1_rows().values()
+    return [f"{r.letter}={os.path.relpath(r.cpu_config, REPO)}" for r in rows if r.cpu_config]
 
 
 def parse_run(text):
@@ -64,7 +66,7 @@ def ensure_data(root):
         [
             sys.executable,
             "-m",
-            "deepacc_d2.cli",
+            "deepacc_d2.app.cli",
             "synth",
             "--out",
             os.path.join(root, DATA),
@@ -186,14 +188,14 @@ def summarize(out, names):
                 "iters": last_iter,
                 "fg_acc": end_value(series, "fast_rcnn/fg_cls_accuracy"),
                 "margin_fg_acc": end_value(series, "deepacc/margin/fg_cls_accuracy"),
-                **{k: metrics.get(k, float("nan")) for k in TABLE},
+                **{k: metrics.get(k, float("nan")) for k in METRICS},
             }
         )
     lines = [
         "| run | iterations | fg acc (last 10 %) | margin-branch fg acc | "
-        + " | ".join(TABLE)
+        + " | ".join(METRICS)
         + " |",
-        "|---" * (4 + len(TABLE)) + "|",
+        "|---" * (4 + len(METRICS)) + "|",
     ]
     for r in rows:
         cells = [
@@ -201,7 +203,7 @@ def summarize(out, names):
             str(r["iters"]),
             f"{100 * r['fg_acc']:.1f}",
             f"{100 * r['margin_fg_acc']:.1f}",
-        ] + [f"{r[k]:.1f}" for k in TABLE]
+        ] + [f"{r[k]:.1f}" for k in METRICS]
         lines.append("| " + " | ".join(c.replace("nan", "–") for c in cells) + " |")
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -271,11 +273,13 @@ def main():
     p.add_argument("--plot-only", action="store_true")
     args = p.parse_args()
 
-    runs = [parse_run(r) for r in (args.run or ROWS)]
+    defaults = [parse_run(r) for r in table1_runs()]
+    runs = [parse_run(r) for r in args.run] if args.run else defaults
+    table1 = {r["name"] for r in defaults}  # the rows --before-repo trains too
     out = os.path.abspath(args.out)
     names = [r["name"] for r in runs]
     if args.before_repo:
-        names += [f"before-{r['name']}" for r in runs if r["name"] in ("a", "c", "d", "f")]
+        names += [f"before-{r['name']}" for r in runs if r["name"] in table1]
     if not args.plot_only:
         os.chdir(REPO)
         from deepacc_d2.data.datasets import datasets_root
@@ -302,7 +306,7 @@ def main():
                     os.path.join(out, f"before-{r['name']}", "log.txt"),
                 )
                 for r in runs
-                if r["name"] in ("a", "c", "d", "f")
+                if r["name"] in table1
             ]
         run_all(jobs, args)
     summarize(out, names)

@@ -16,8 +16,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from deepacc_d2.synth.render import SynthConfig  # noqa: E402
-from deepacc_d2.synth.writer import generate_image  # noqa: E402
+from deepacc_d2.data.synth.render import SynthConfig  # noqa: E402
+from deepacc_d2.data.synth.writer import generate_image  # noqa: E402
 
 TILE_H = 420
 REAL_IDS = ["103064", "103071", "103091"]

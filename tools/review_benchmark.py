@@ -2,7 +2,7 @@
 """
 How many actions the review page takes per correction, in Debian's headless chromium: a case
 of hand-built cells, its server, a fixed list of corrections made as a person makes them;
-prints a table of the actions each took and its seconds (deepacc_d2/review/benchmark.py).
+prints a table of the actions each took and its seconds (deepacc_d2/studies/review_benchmark.py).
 
     python tools/review_benchmark.py
 """
@@ -10,8 +10,8 @@ prints a table of the actions each took and its seconds (deepacc_d2/review/bench
 import argparse
 import tempfile
 
-from deepacc_d2.review.benchmark import benchmark_case, markdown_table, run_benchmark
-from deepacc_d2.review.browser import missing_browser
+from deepacc_d2.app.review.browser import missing_browser
+from deepacc_d2.studies.review_benchmark import benchmark_case, markdown_table, run_benchmark
 
 
 def main():

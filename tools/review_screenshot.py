@@ -9,8 +9,8 @@ test browser): the cell chosen, one chromosome selected.
 
 import argparse
 
-from deepacc_d2.review.browser import headless_chromium, missing_browser
-from deepacc_d2.review.server import serving
+from deepacc_d2.app.review.browser import headless_chromium, missing_browser
+from deepacc_d2.app.review.server import serving
 
 
 def main():

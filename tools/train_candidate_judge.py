@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """
-Train the candidate judge (deepacc_d2.karyotype.judge) on the detector's own candidates of a
+Train the candidate judge (deepacc_d2.app.karyotype.judge) on the detector's own candidates of a
 labelled dataset, and choose how much counting trusts it (TEST.KARYOTYPE.COUNT_JUDGE_WEIGHT
 and the assignment's costs) on images of that dataset the judge did not train on. The model's
 proposal outputs are cached once in --cache (tools/count_stages.py's cache); training the
@@ -40,14 +40,14 @@ def main(argv=None):
     import torch
 
     import deepacc_d2  # noqa: F401
-    from deepacc_d2.config import setup_cfg
-    from deepacc_d2.files import write_atomic
-    from deepacc_d2.karyotype import judge_training as jt
-    from deepacc_d2.karyotype.benchmark import detection_cells
-    from deepacc_d2.karyotype.candidates import cached_proposal_outputs
-    from deepacc_d2.karyotype.cell import ReviewRules
-    from deepacc_d2.karyotype.judge import judge_state
-    from deepacc_d2.model_zoo import resolve_model
+    from deepacc_d2.app.config import setup_cfg
+    from deepacc_d2.app.karyotype.candidates import cached_proposal_outputs
+    from deepacc_d2.app.karyotype.cell import KaryotypeRules
+    from deepacc_d2.app.karyotype.judge import judge_state
+    from deepacc_d2.app.model_zoo import resolve_model
+    from deepacc_d2.engine.files import write_atomic
+    from deepacc_d2.studies import judge_training as jt
+    from deepacc_d2.studies.karyotype_benchmark import detection_cells
 
     config_file, weights, model_opts = resolve_model(args.weights, args.config_file)
     cfg = setup_cfg(config_file, model_opts + args.opts, weights)
@@ -66,7 +66,7 @@ def main(argv=None):
         "judge_fit.pth",
     )
     held_cells = detection_cells(cfg, [records[i] for i in held])  # the model's detections, once
-    base = dataclasses.replace(ReviewRules.from_config(cfg), judge="")
+    base = dataclasses.replace(KaryotypeRules.from_config(cfg), judge="")
     results = {}
     grid = itertools.product(args.judge_weights, args.costs, args.sex_costs)
     for weight, cost, sex in grid:

@@ -1,6 +1,7 @@
 """
 Train the second look's crop classifier (docs/second_look.md) on the labelled chromosomes of a
-config's DATASETS.TRAIN, evaluated on its DATASETS.TEST; resumes from OUTPUT/last.pth.
+config's DATASETS.TRAIN, evaluated on its DATASETS.TEST. A run in --output with the same settings
+is resumed from OUTPUT/last.pth, or, finished, reused; one with other settings is refused.
 
     python tools/train_crop_classifier.py --config-file configs/cpu/f_deepacc_cil_r18_crops.yaml \\
         --epochs 4 --output output/crop_classifier [--ship models/cil_crop_classifier.pth]
@@ -33,9 +34,9 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     import deepacc_d2  # noqa: F401
-    from deepacc_d2.config import setup_cfg
-    from deepacc_d2.crop_training import train_crop_classifier
-    from deepacc_d2.model_zoo import save_half_weights
+    from deepacc_d2.app.config import setup_cfg
+    from deepacc_d2.app.model_zoo import save_half_weights
+    from deepacc_d2.studies.crop_training import train_crop_classifier
 
     from detectron2.utils.logger import setup_logger
 

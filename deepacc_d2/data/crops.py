@@ -18,14 +18,13 @@ from typing import Dict, List
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from detectron2.data import DatasetCatalog
 from detectron2.structures import BoxMode
 
-from ..files import write_atomic
+from ..engine.files import write_atomic
 from ..modeling.second_look import crop_boxes
-from .images import read_metaphase
+from .images import read_metaphase, resize_for_test
 
 logger = logging.getLogger(__name__)
 
@@ -40,14 +39,6 @@ def save_atomic(obj, path: str):
     """``torch.save`` written in one step (:func:`..files.write_atomic`): an interrupted
     write never leaves a truncated ``path``."""
     write_atomic(path, lambda f: torch.save(obj, f))
-
-
-def resize_scale(height: int, width: int, min_size: int, max_size: int) -> float:
-    """The factor detectron2's ResizeShortestEdge applies to an image at test time."""
-    scale = min_size / min(height, width)
-    if max(height, width) * scale > max_size:
-        scale = max_size / max(height, width)
-    return scale
 
 
 def patch_size(crop_size: int, crop_margin: float) -> int:
@@ -65,10 +56,9 @@ def image_patches(dataset_dict: Dict, min_size: int, max_size: int, size: int):
     """
     image = read_metaphase(dataset_dict["file_name"])
     height, width = image.shape[:2]
-    scale = resize_scale(height, width, min_size, max_size)
-    gray = torch.from_numpy(image.astype(np.float32).mean(axis=2))[None, None]
-    new_hw = (int(round(height * scale)), int(round(width * scale)))
-    gray = F.interpolate(gray, size=new_hw, mode="bilinear", align_corners=False, antialias=True)
+    resized = resize_for_test(image, min_size, max_size)  # the pixels the model sees
+    gray = torch.from_numpy(resized.astype(np.float32).mean(axis=2))[None, None]
+    new_hw = resized.shape[:2]
     annos = [a for a in dataset_dict.get("annotations", []) if not a.get("iscrowd", 0)]
     if not annos:
         return torch.zeros(0, size, size, dtype=torch.uint8), torch.zeros(0, 4), torch.zeros(0)

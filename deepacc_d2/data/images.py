@@ -1,9 +1,17 @@
 """
-Reading metaphase images as microscopes write them.
+Reading metaphase images as microscopes write them, and the one test-time resize a model's
+input gets (detectron2's ``ResizeShortestEdge`` to ``INPUT.MIN_SIZE_TEST`` /
+``MAX_SIZE_TEST``, PIL bilinear): the evaluation loader, prediction, the karyotype step, the
+crop classifier's patches and the exported model's runner all resize through
+:func:`test_resize`.
 """
+
+from typing import Tuple
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from detectron2.data import transforms as T
 
 MIN_IMAGE_SIDE = 64
 
@@ -42,3 +50,19 @@ def read_metaphase(path: str) -> np.ndarray:
     else:
         rgb = np.asarray(im.convert("RGB"))
     return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+def test_resize(min_size: int, max_size: int) -> T.ResizeShortestEdge:
+    """The test-time resize (``cfg.INPUT.MIN_SIZE_TEST``, ``MAX_SIZE_TEST``), as detectron2's
+    ``DefaultPredictor`` and test-time ``DatasetMapper`` build it."""
+    return T.ResizeShortestEdge([min_size, min_size], max_size)
+
+
+def resized_shape(height: int, width: int, min_size: int, max_size: int) -> Tuple[int, int]:
+    """(H', W') of an image of (height, width) after :func:`test_resize`."""
+    return T.ResizeShortestEdge.get_output_shape(height, width, min_size, max_size)
+
+
+def resize_for_test(image: np.ndarray, min_size: int, max_size: int) -> np.ndarray:
+    """An (H, W[, C]) uint8 image resized by :func:`test_resize`."""
+    return test_resize(min_size, max_size).get_transform(image).apply_image(image)

@@ -13,9 +13,9 @@ from detectron2.data import DatasetCatalog, DatasetMapper, build_detection_test_
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
-from ..synth.writer import generate_image
 from .augment import metaphase_augmentations
-from .images import read_metaphase
+from .images import read_metaphase, test_resize
+from .synth.writer import generate_image
 from .synthetic import synth_annotations
 
 logger = logging.getLogger(__name__)
@@ -34,6 +34,8 @@ class MetaphaseDatasetMapper(DatasetMapper):
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
         ret = super().from_config(cfg, is_train)
+        if not is_train:  # the one test-time resize (the same as detectron2's)
+            ret["augmentations"] = [test_resize(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)]
         ret["augmentations"] = ret["augmentations"] + metaphase_augmentations(cfg, is_train)
         return ret
 

@@ -18,8 +18,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
 from ..classes import CLASS_NAMES, class_index
-from ..synth.render import SynthConfig
-from ..synth.writer import box_edges, polygons_of_mask
+from .synth.render import SynthConfig
+from .synth.writer import box_edges, polygons_of_mask
 
 logger = logging.getLogger(__name__)
 

@@ -3,8 +3,8 @@
 
 from .backbone import build_narrow_resnet_fpn_backbone
 from .box_head import SeparateBranchesHead, build_separate_branches_head
+from .classification import aam_logits, aam_loss, group_inner_adjacency_loss, local_class_centers
 from .fast_rcnn import DeepACCOutputLayers
-from .losses import aam_logits, aam_loss, group_inner_adjacency_loss, local_class_centers
 from .retinanet import KaryotypeRetinaNet
 from .roi_heads import DeepACCROIHeads
 

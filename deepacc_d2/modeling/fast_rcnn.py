@@ -30,8 +30,7 @@ from detectron2.utils.events import get_event_storage
 
 from ..classes import NUM_CLASSES, group_adjacency_matrix
 from .branch_stats import log_branch_statistics, log_classification
-from .detections import detection_sets
-from .losses import (
+from .classification import (
     aam_loss,
     center_candidates,
     cosine_similarity_matrix,
@@ -39,6 +38,7 @@ from .losses import (
     local_class_centers,
     siamese_logits,
 )
+from .detections import detection_sets
 
 __all__ = ["DeepACCOutputLayers"]
 

@@ -1,0 +1,95 @@
+"""
+Training the candidate judge (:mod:`.judge`) on the detector's own candidates of a labelled
+dataset (``tools/train_candidate_judge.py``), and choosing how much the karyotype step trusts
+it on images the judge did not train on.
+"""
+
+import dataclasses
+import logging
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..app.karyotype.candidates import model_detections, one_box_labels
+from ..app.karyotype.cell import KaryotypeRules, counting_candidates
+from ..app.karyotype.judge import CandidateJudge, candidate_features
+from .karyotype_benchmark import NORMAL_CALLS, judge_cell, summarize
+
+logger = logging.getLogger(__name__)
+
+
+def judge_examples(cfg, records: Sequence[Dict]) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """
+    Per image the judge's inputs and labels: the features of its counting candidates
+    (:func:`.cell.counting_candidates` under the config's rules, without a judge) and whether
+    each is the one box of a chromosome (:func:`.candidates.one_box_labels`).
+
+    Returns:
+        list[tuple[ndarray, ndarray]]: (R, F) float32 features, (R,) bool labels.
+    """
+    rules = dataclasses.replace(KaryotypeRules.from_config(cfg), judge="")
+    examples = []
+    for record in records:
+        boxes, class_scores = counting_candidates(model_detections(cfg, record), rules)
+        labels, _ = one_box_labels(boxes, record["gt_boxes"])
+        examples.append((candidate_features(boxes, class_scores), labels))
+    return examples
+
+
+def train_judge(
+    examples: Sequence[Tuple[np.ndarray, np.ndarray]],
+    hidden: int = 64,
+    epochs: int = 30,
+    batch_size: int = 1024,
+    lr: float = 3e-3,
+    seed: int = 0,
+) -> CandidateJudge:
+    """
+    A judge fitted to ``examples`` (binary cross-entropy, Adam, cosine LR); the candidates'
+    order is shuffled from ``seed`` alone, so a run is repeated exactly on one machine.
+    """
+    torch.manual_seed(seed)
+    x = torch.from_numpy(np.concatenate([e[0] for e in examples]))
+    y = torch.from_numpy(np.concatenate([e[1] for e in examples]).astype(np.float32))
+    judge = CandidateJudge(hidden, x.shape[1])
+    judge.mean.copy_(x.mean(dim=0))
+    judge.std.copy_(x.std(dim=0).clamp(min=1e-3))
+    steps = epochs * -(-len(y) // batch_size)
+    optimizer = torch.optim.Adam(judge.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    generator = torch.Generator().manual_seed(seed)
+    judge.train()
+    for epoch in range(epochs):
+        order = torch.randperm(len(y), generator=generator)
+        total = 0.0
+        for start in range(0, len(y), batch_size):
+            batch = order[start : start + batch_size]
+            loss = F.binary_cross_entropy_with_logits(judge(x[batch]), y[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += loss.item() * len(batch)
+        logger.info(f"judge epoch {epoch + 1}/{epochs}: loss {total / len(y):.4f}")
+    return judge.eval()
+
+
+def split_images(num_images: int, held_out: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    """A seeded split of image indices: (training, held out)."""
+    order = np.random.default_rng(seed).permutation(num_images)
+    cut = int(round(num_images * (1 - held_out)))
+    return np.sort(order[:cut]), np.sort(order[cut:])
+
+
+def count_summary(cells: Sequence[Dict], rules: KaryotypeRules) -> Dict[str, float]:
+    """How one counting rule does on labelled cells (:func:`.benchmark.detection_cells`):
+    cells counted right and called exactly (%, all and those whose true call is abnormal),
+    chromosomes named right (%)."""
+    judged = [judge_cell(cell, rules) for cell in cells]
+    summary = summarize(judged)
+    summary["counted_per_cell"] = float(np.mean([j["counted"] for j in judged]))
+    abnormal = [j["count_right"] for j in judged if j["truth"] not in NORMAL_CALLS]
+    summary["count_right_abnormal"] = 100.0 * float(np.mean(abnormal)) if abnormal else 0.0
+    return summary
