@@ -72,9 +72,7 @@ def add_deepacc_config(cfg):
     _C.SOLVER.COSINE_RESTARTS = ()  # WarmupCosineLR: iterations where the cosine restarts
     _C.SOLVER.RESTART_LR_FACTOR = 1.0  # peak LR of restart k is BASE_LR x this ** k, (0, 1]
     _C.SOLVER.CPU_BF16 = "off"  # CPU training under bf16 autocast: on, off, auto (CPU has it)
-    # Stop, after a checkpoint, at the first step that ends this many minutes into training;
-    # `--resume` goes on exactly from there (training in pieces of limited time). 0: never.
-    _C.SOLVER.STOP_AFTER_MINUTES = 0.0
+    _C.SOLVER.STOP_AFTER_MINUTES = 0.0  # stop after a checkpoint past M min (resumable); 0: no
 
     _C.INPUT.ROTATE_90 = False  # training: random rotation by k x 90 degrees; bool
     _C.INPUT.INTENSITY_JITTER = 0.0  # training: brightness, contrast x U[1 - j, 1 + j], [0, 1)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """
 Table 1 over seeds on real metaphases (protocol: deepacc_d2/studies/ablation.py; results:
-docs/ablation.md): every row's box head trained and evaluated on the frozen shared parts of
+docs/studies/ablation.md): every row's box head trained and evaluated on the frozen shared parts of
 a trained detector, several seeds each.
 
     python tools/ablation.py                       # rows (a)-(f) + RetinaNet, seeds 0 1 2, CPU
@@ -51,7 +51,7 @@ def main():
     p.add_argument("--iters", type=int, default=1000)
     p.add_argument("--train-images", type=int, default=600, help="0: all of the train split")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--doc", default="docs/ablation.md")
+    p.add_argument("--doc", default="docs/studies/ablation.md")
     p.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE")
     args = p.parse_args()
     setup_logger(name="deepacc_d2", abbrev_name="deepacc")

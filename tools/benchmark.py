@@ -9,9 +9,9 @@ peak memory. Prints a table and writes it with the machine, the versions and the
 
     python tools/benchmark.py                                   # the CPU models, 512 px
     python tools/benchmark.py --paper                           # + R101-FPN at 1600x1200
-    python tools/benchmark.py --device cuda --out docs/benchmarks_gpu.md
+    python tools/benchmark.py --device cuda --out docs/studies/benchmarks_gpu.md
     python tools/benchmark.py --configs "configs/cpu/f_deepacc_cpu.yaml MODEL.FPN.OUT_CHANNELS 32"
-    python tools/benchmark.py --case cil24_val --images 24 --out docs/benchmarks_case.md
+    python tools/benchmark.py --case cil24_val --images 24 --out docs/studies/benchmarks_case.md
 
 ``--case`` (a folder, or a registered dataset's first ``--images``): how close ``deepacc
 predict`` and ``deepacc karyotype`` come to the model's own speed: the model's forward passes
@@ -28,6 +28,7 @@ stated with that approximation.
 
 import argparse
 import contextlib
+import datetime
 import os
 import platform
 import resource
@@ -215,7 +216,7 @@ def main():
     p.add_argument("--batch", type=int, default=2, help="training images per step")
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--no-train", action="store_true")
-    p.add_argument("--out", default="docs/benchmarks.md")
+    p.add_argument("--out", default="docs/studies/benchmarks.md")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument(
         "--case", help="a folder of metaphases or a registered dataset: the commands' speed"
@@ -265,6 +266,8 @@ def main():
     print(text)
     header = [
         "# Benchmarks",
+        "",
+        f"{datetime.date.today()}.",
         "",
         f"Made by `python tools/benchmark.py {shlex.join(sys.argv[1:])}`.",
         "",
@@ -355,7 +358,8 @@ def case_benchmark(args):
     print(text)
     with open(args.out, "w") as f:
         f.write(
-            f"# Speed of a case\n\nMade by `python tools/benchmark.py {shlex.join(sys.argv[1:])}` "
+            f"# Speed of a case\n\n{datetime.date.today()}.\n\n"
+            f"Made by `python tools/benchmark.py {shlex.join(sys.argv[1:])}` "
             f"on {cpu_name()}, {os.cpu_count()} cores; Python {platform.python_version()}, "
             f"torch {torch.__version__}.\n\n{text}\n"
         )

@@ -2,7 +2,7 @@
 The crop classifier runs side by side: a markdown table (printed) and val top-1 accuracy
 against training CPU-minutes (PNG).
 
-    python tools/crop_classifier_report.py output/crops/* --png docs/second_look_curves.png
+    python tools/crop_classifier_report.py output/crops/* --png docs/studies/second_look_curves.png
 """
 
 import argparse

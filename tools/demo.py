@@ -17,7 +17,7 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Table 1 (f), DeepACC, on the small CPU model (docs/learning.md: it learns at least as fast
+# Table 1 (f), DeepACC, on the small CPU model (docs/studies/learning.md: it learns at least as fast
 # as the Faster R-CNN baseline, `--config configs/cpu/a_faster_rcnn_cpu.yaml`).
 CONFIG = os.path.join("configs", "cpu", "f_deepacc_cpu.yaml")
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """
-The karyotype step's counting and naming rules compared (docs/karyotype.md): on a labelled
+The karyotype step's counting and naming rules compared (docs/studies/counting.md): on a labelled
 dataset's cells (the model runs once; its detections are cached in OUT), and on simulated
 cells of known karyotype with abnormal karyotypes made common, whose detections are the
 model's real ones on that dataset (deepacc_d2.studies.karyotype_benchmark). Prints and writes a

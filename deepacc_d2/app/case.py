@@ -7,7 +7,7 @@ model, and draws and writes that image's files (``work``), while the others do t
 theirs. Each result comes back to the calling process in the images' order, for what is written
 over the whole case (``keep``). On 2 cores one process with the model's two threads leaves a
 core idle during the model's serial parts and all of the drawing; single-threaded processes
-keep both busy (docs/benchmarks_case.md).
+keep both busy (docs/studies/benchmarks_case.md).
 
 Workers are forked, so they start at once and inherit the model and ``work``. One thread each
 also keeps the fork safe after the parent has run OpenMP, whose thread pool hangs in a forked

@@ -134,7 +134,7 @@ def local_class_centers(
     highest margin-branch score s_ij = cos θ_ij; if s_ij > δ its normalised feature x_i/‖x_i‖
     is the class's local center, else the normalised global center W_M,j/‖W_M,j‖. The
     background row is always the normalised global background center (background has no
-    "pair"). docs/learning.md says why the score is the cosine, not softmax(s·cos θ).
+    "pair"). docs/studies/learning.md says why the score is the cosine, not softmax(s·cos θ).
 
     Never call it on the proposals of several images at once: the point of Eq. 2 is that each
     metaphase brings its own centers (batch effects).

@@ -1,7 +1,7 @@
 """
 The report of the Table 1 study (:mod:`.ablation`): mean ± std over seeds, the paired (f) - (a)
 and (f) - RetinaNet differences with their t intervals, a picture of every seed, and the
-generated part of docs/ablation.md.
+generated part of docs/studies/ablation.md.
 """
 
 import os
@@ -78,14 +78,14 @@ def plot_table(summary: Dict, path: str):
 
 
 def markdown(summary: Dict, results: Dict, rows, seeds, meta: Dict) -> str:
-    """The generated part of docs/ablation.md: the table (mean ± std over seeds), the paired
+    """The generated part of docs/studies/ablation.md: the table (mean ± std over seeds), the paired
     (f) - (a) difference, every run, the branch statistics, and how it was made."""
     lines = [
         f"`{meta['command']}` — {meta['minutes']:.0f} min on {meta['machine']}; "
         f"{meta['versions']}."
         + (
-            f" {meta['reused']} of its {meta['runs']} runs were made by an earlier invocation "
-            "of the same command with the same setting and reused; the minutes are this one's."
+            f" {meta['runs']} runs; the command keeps each run's result in --out and, run again "
+            "with the same setting, trains only the runs missing there."
             if meta.get("reused")
             else ""
         ),

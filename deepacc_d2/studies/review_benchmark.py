@@ -3,7 +3,7 @@ How many actions the review page takes per correction: a case of hand-built cell
 (:func:`synthetic_case`, the review tests' case too), its server, and Debian's headless
 chromium driven through a fixed list of corrections by a :class:`Hand` that counts what it does
 (a click, a drag, a key, a class name typed) and times each correction until the server has
-saved it. ``tools/review_benchmark.py`` prints the table; docs/review.md holds it.
+saved it. ``tools/review_benchmark.py`` prints the table; docs/studies/review_benchmark.md holds it.
 """
 
 import os

@@ -12,7 +12,7 @@ assignment of detections to the slots of a karyotype (Hungarian algorithm on -lo
   empty and for an extra X or Y: their aneuploidies (45,X, 47,XXY) are the common ones.
 
 A real trisomy survives when its third copy's evidence, -log p of naming it anything else,
-outweighs ``extra_cost + missing_cost``. The costs are chosen on data (docs/karyotype.md).
+outweighs ``extra_cost + missing_cost``. The costs are chosen on data (docs/studies/counting.md).
 """
 
 from typing import Optional, Tuple
