@@ -16,6 +16,8 @@ from deepacc_d2.data.datasets import (
     split_of,
 )
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def test_canonical_classes_and_groups():
     assert CLASS_NAMES[:3] == ["1", "2", "3"] and CLASS_NAMES[-2:] == ["X", "Y"]
@@ -267,3 +269,25 @@ def test_intensity_jitter_is_bounded():
     names = [type(a).__name__ for a in augs]
     assert names[-2:] == ["RandomBrightness", "RandomContrast"]
     assert (augs[-1].intensity_min, augs[-1].intensity_max) == (0.8, 1.2)
+
+
+def test_the_evaluation_loader_and_prediction_see_the_same_pixels(tmp_path):
+    import numpy as np
+    import torch
+
+    from deepacc_d2.app.config import setup_cfg
+    from deepacc_d2.data.images import read_metaphase
+    from deepacc_d2.data.mapper import MetaphaseDatasetMapper
+    from deepacc_d2.engine.predictor import model_input
+
+    # 383 x 1360: the long side caps the resize (MAX_SIZE_TEST), off the round numbers
+    rng = np.random.default_rng(0)
+    path = str(tmp_path / "cell.png")
+    Image.fromarray(rng.integers(0, 255, (383, 1360), dtype=np.uint8)).save(path)
+    cfg = setup_cfg(os.path.join(REPO, "configs", "cpu", "f_deepacc_cpu.yaml"))
+    mapped = MetaphaseDatasetMapper(cfg, is_train=False)(
+        {"file_name": path, "height": 383, "width": 1360, "image_id": 0}
+    )
+    predicted = model_input(read_metaphase(path), cfg.INPUT)
+    assert mapped["image"].shape == predicted["image"].shape == (3, 180, 640)
+    assert torch.equal(mapped["image"].float(), predicted["image"])
