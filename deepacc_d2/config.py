@@ -59,6 +59,7 @@ def add_deepacc_config(cfg):
     _C.MODEL.SECOND_LOOK.WIDTH = 32  # the classifier's channels in stem and res2, > 0
     _C.MODEL.SECOND_LOOK.DEPTH = 18  # the classifier's basic-block ResNet depth: 18, 34
     _C.MODEL.SECOND_LOOK.DETECTOR_WEIGHT = 0.5  # w: names ∝ p_detector^w x p_crop, >= 0 (cil24_val)
+    _C.MODEL.SECOND_LOOK.SHARE_IOU = 0.0  # boxes at IoU >= this share one crop's names; 0: off
 
     # Karyotype metrics (§3.1, docs/metrics.md).
     _C.TEST.KARYOTYPE = CN()

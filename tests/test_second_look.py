@@ -15,6 +15,7 @@ from deepacc_d2.modeling.second_look import (
     SecondLook,
     combine_class_probs,
     crop_boxes,
+    shared_crops,
 )
 
 from detectron2.modeling import build_model
@@ -88,6 +89,50 @@ def _look(probs, detector_weight=0.0, score_thresh=0.05):
         detector_weight=detector_weight,
         score_thresh=score_thresh,
     )
+
+
+def test_near_identical_boxes_share_one_crop_by_hand():
+    boxes = torch.tensor(
+        [[0.0, 0, 10, 10], [0, 0, 10, 11], [20, 20, 30, 30], [0, 0, 10, 20]]
+    )  # IoU(0, 1) = 100 / 110 = 0.91, IoU(0, 3) = 0.5
+    cropped, names_of = shared_crops(boxes, torch.tensor([0.9, 0.5, 0.7, 0.3]), 0.9)
+    assert cropped.tolist() == [0, 2, 3]  # box 1 lies in box 0's group
+    assert names_of.tolist() == [0, 0, 1, 2]
+    cropped, names_of = shared_crops(boxes, torch.tensor([0.9, 0.5, 0.7, 0.3]), 0.95)
+    assert cropped.tolist() == [0, 2, 1, 3] and names_of.tolist() == [0, 2, 1, 3]
+
+
+def test_a_shared_crop_names_both_boxes_with_one_classifier_pass():
+    torch.manual_seed(0)
+    images = ImageList(torch.rand(1, 3, 40, 40) * 50, [(40, 40)])
+    probs = torch.zeros(3, K + 1)
+    probs[:, 0], probs[:, K] = 0.8, 0.2
+    boxes = torch.tensor([[2.0, 2, 20, 10], [2, 2, 20, 10.5], [22, 20, 38, 36]])
+    named = {}
+    for share in (0.0, 0.9):
+        look = SecondLook(
+            CropClassifier(width=8).eval(),
+            pixel_mean=[100.0] * 3,
+            pixel_std=[1.0] * 3,
+            crop_size=16,
+            crop_margin=0.08,
+            detector_weight=0.0,
+            score_thresh=0.05,
+            share_iou=share,
+        )
+        look.classifier.load_state_dict(_reference_state())
+        seen = []
+        look.classifier.register_forward_hook(lambda m, i, o, seen=seen: seen.append(len(i[0])))
+        (named[share],) = look(images, [boxes.repeat(1, K)], [probs])
+        assert seen == [3 if share == 0 else 2]
+    shared, own = named[0.9], named[0.0]
+    assert torch.equal(shared[0], own[0]) and torch.equal(shared[2], own[2])
+    assert torch.equal(shared[1], own[0]) and not torch.equal(own[1], own[0])
+
+
+def _reference_state():
+    torch.manual_seed(1)
+    return CropClassifier(width=8).state_dict()
 
 
 def test_only_boxes_that_can_become_detections_are_renamed():

@@ -15,14 +15,14 @@ from typing import List
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torchvision.ops import roi_align
+from torchvision.ops import box_iou, nms, roi_align
 
 from detectron2.structures import ImageList
 
 from ..classes import NUM_CLASSES
 from .backbone import basic_resnet
 
-__all__ = ["CropClassifier", "SecondLook", "combine_class_probs", "crop_boxes"]
+__all__ = ["CropClassifier", "SecondLook", "combine_class_probs", "crop_boxes", "shared_crops"]
 
 WHITE = 255.0  # what a crop holds outside its box and outside the image: the slide
 
@@ -85,6 +85,26 @@ def combine_class_probs(detector_probs, crop_probs, detector_weight: float):
     return torch.cat([names * (1 - background), background], dim=1)
 
 
+def shared_crops(boxes, scores, share_iou: float):
+    """
+    Which crop names each box when near-identical boxes share one: the boxes that greedy NMS
+    at ``share_iou`` keeps (by score) are cropped, every box takes the crop of the kept box it
+    overlaps most (itself, when kept). Many proposals regress onto the same chromosome; their
+    crops differ in a few pixels, their classifier passes are the second look's main cost.
+
+    Args:
+        boxes (Tensor): (R, 4) XYXY.
+        scores (Tensor): (R,) which box of a group is cropped: the highest.
+        share_iou (float): in (0, 1].
+
+    Returns:
+        Tensor: (C,) the indices of the boxes cropped.
+        Tensor: (R,) for each box the position in the first of the crop that names it.
+    """
+    cropped = nms(boxes, scores, share_iou)
+    return cropped, box_iou(boxes, boxes[cropped]).argmax(dim=1)
+
+
 class CropClassifier(nn.Module):
     """
     A small basic-block ResNet (:func:`basic_resnet`, BatchNorm) that names a chromosome crop:
@@ -118,6 +138,7 @@ class SecondLook(nn.Module):
         crop_margin: float,
         detector_weight: float,
         score_thresh: float,
+        share_iou: float = 0.0,
     ):
         super().__init__()
         self.classifier = classifier.requires_grad_(False).eval()
@@ -127,6 +148,7 @@ class SecondLook(nn.Module):
         self.crop_margin = crop_margin
         self.detector_weight = detector_weight
         self.score_thresh = score_thresh
+        self.share_iou = share_iou
         self.weights_file = ""  # set by from_config when the classifier is loaded from a file
 
     @classmethod
@@ -141,6 +163,7 @@ class SecondLook(nn.Module):
             crop_margin=look.CROP_MARGIN,
             detector_weight=look.DETECTOR_WEIGHT,
             score_thresh=cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
+            share_iou=look.SHARE_IOU,
         )
         if look.WEIGHTS:
             load_classifier(classifier, look.WEIGHTS)
@@ -177,16 +200,18 @@ class SecondLook(nn.Module):
             picked.append(per_class[row, top[row]])
             which.append(torch.full_like(row, i))
             rows.append(row)
+        picked, which = torch.cat(picked).float(), torch.cat(which)
+        cropped, names_of = self._crops_to_classify(picked, which, probs, rows)
         with torch.autocast("cpu", enabled=False):
             crops = crop_boxes(
                 gray.float(),
                 sizes,
-                torch.cat(picked).float(),
-                torch.cat(which),
+                picked[cropped],
+                which[cropped],
                 self.crop_size,
                 self.crop_margin,
             )
-            crop_probs = F.softmax(self.classifier(crops), dim=1)
+            crop_probs = F.softmax(self.classifier(crops), dim=1)[names_of]
         out, start = [], 0
         for probs_i, row in zip(probs, rows):
             end = start + row.shape[0]
@@ -196,6 +221,22 @@ class SecondLook(nn.Module):
             out.append(probs_i.float().index_put((row,), combined))
             start = end
         return out
+
+    def _crops_to_classify(self, picked, which, probs, rows):
+        """The candidates cropped (C,) and, for each candidate, the row of the crop that names
+        it: each its own, or shared among near-identical boxes of an image (``SHARE_IOU``)."""
+        if self.share_iou <= 0:
+            everyone = torch.arange(len(picked), device=picked.device)
+            return everyone, everyone
+        cropped, names_of, start = [], [], 0
+        for probs_i, row in zip(probs, rows):
+            end = start + row.shape[0]
+            fg = 1 - probs_i[row, -1].float()
+            kept, nearest = shared_crops(picked[start:end], fg, self.share_iou)
+            names_of.append(nearest + sum(len(c) for c in cropped))
+            cropped.append(kept + start)
+            start = end
+        return torch.cat(cropped), torch.cat(names_of)
 
 
 def load_classifier(classifier: CropClassifier, path: str):
