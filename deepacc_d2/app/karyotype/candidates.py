@@ -164,7 +164,8 @@ def _cache_key(cfg, dataset_name: str, limit: Optional[int]) -> str:
         files,
         limit,
         cfg.MODEL.WEIGHTS,
-        cfg.MODEL.SECOND_LOOK.WEIGHTS if cfg.MODEL.SECOND_LOOK.ENABLED else "",
+        # every setting of the second look, which renames the proposals
+        sorted(cfg.MODEL.SECOND_LOOK.items()) if cfg.MODEL.SECOND_LOOK.ENABLED else "",
         cfg.MODEL.RPN.PRE_NMS_TOPK_TEST,
         cfg.MODEL.RPN.POST_NMS_TOPK_TEST,
         cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
