@@ -95,11 +95,15 @@ def test_near_identical_boxes_share_one_crop_by_hand():
     boxes = torch.tensor(
         [[0.0, 0, 10, 10], [0, 0, 10, 11], [20, 20, 30, 30], [0, 0, 10, 20]]
     )  # IoU(0, 1) = 100 / 110 = 0.91, IoU(0, 3) = 0.5
-    cropped, names_of = shared_crops(boxes, torch.tensor([0.9, 0.5, 0.7, 0.3]), 0.9)
+    scores, one_image = torch.tensor([0.9, 0.5, 0.7, 0.3]), torch.zeros(4, dtype=torch.int64)
+    cropped, names_of = shared_crops(boxes, scores, one_image, 0.9)
     assert cropped.tolist() == [0, 2, 3]  # box 1 lies in box 0's group
     assert names_of.tolist() == [0, 0, 1, 2]
-    cropped, names_of = shared_crops(boxes, torch.tensor([0.9, 0.5, 0.7, 0.3]), 0.95)
+    cropped, names_of = shared_crops(boxes, scores, one_image, 0.95)
     assert cropped.tolist() == [0, 2, 1, 3] and names_of.tolist() == [0, 2, 1, 3]
+    # on two images the same boxes share nothing
+    cropped, names_of = shared_crops(boxes, scores, torch.tensor([0, 1, 0, 0]), 0.9)
+    assert cropped[names_of].tolist() == [0, 1, 2, 3]  # each box its own crop
 
 
 def test_a_shared_crop_names_both_boxes_with_one_classifier_pass():

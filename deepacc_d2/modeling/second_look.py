@@ -15,7 +15,7 @@ from typing import List
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torchvision.ops import box_iou, nms, roi_align
+from torchvision.ops import batched_nms, box_iou, roi_align
 
 from detectron2.structures import ImageList
 
@@ -85,24 +85,28 @@ def combine_class_probs(detector_probs, crop_probs, detector_weight: float):
     return torch.cat([names * (1 - background), background], dim=1)
 
 
-def shared_crops(boxes, scores, share_iou: float):
+def shared_crops(boxes, scores, groups, share_iou: float):
     """
     Which crop names each box when near-identical boxes share one: the boxes that greedy NMS
-    at ``share_iou`` keeps (by score) are cropped, every box takes the crop of the kept box it
-    overlaps most (itself, when kept). Many proposals regress onto the same chromosome; their
-    crops differ in a few pixels, their classifier passes are the second look's main cost.
+    at ``share_iou`` keeps within each group (image) by score are cropped; every box takes the
+    crop of the kept box of its group it overlaps most (itself, when kept). Many proposals
+    regress onto the same chromosome; their crops differ in a few pixels, and their classifier
+    passes are the second look's main cost.
 
     Args:
         boxes (Tensor): (R, 4) XYXY.
-        scores (Tensor): (R,) which box of a group is cropped: the highest.
+        scores (Tensor): (R,) which box of a near-identical set is cropped: the highest.
+        groups (Tensor): (R,) int64, the image of each box; boxes share only within one.
         share_iou (float): in (0, 1].
 
     Returns:
         Tensor: (C,) the indices of the boxes cropped.
         Tensor: (R,) for each box the position in the first of the crop that names it.
     """
-    cropped = nms(boxes, scores, share_iou)
-    return cropped, box_iou(boxes, boxes[cropped]).argmax(dim=1)
+    cropped = batched_nms(boxes, scores, groups, share_iou)
+    overlap = box_iou(boxes, boxes[cropped])  # R x C
+    overlap = torch.where(groups[:, None] == groups[cropped][None, :], overlap, -1.0)
+    return cropped, overlap.argmax(dim=1)
 
 
 class CropClassifier(nn.Module):
@@ -188,7 +192,7 @@ class SecondLook(nn.Module):
         """
         gray = (images.tensor * self.pixel_std + self.pixel_mean).mean(dim=1, keepdim=True)
         sizes = torch.stack([torch.as_tensor(s) for s in images.image_sizes]).to(gray.device)
-        picked, which, rows = [], [], []
+        picked, which, rows, fg = [], [], [], []
         for i, (boxes_i, probs_i) in enumerate(zip(boxes, probs)):
             foreground = probs_i[:, :-1]
             row = torch.nonzero(foreground.sum(dim=1) >= self.score_thresh).squeeze(1)
@@ -200,18 +204,9 @@ class SecondLook(nn.Module):
             picked.append(per_class[row, top[row]])
             which.append(torch.full_like(row, i))
             rows.append(row)
+            fg.append(1 - probs_i[row, -1])
         picked, which = torch.cat(picked).float(), torch.cat(which)
-        cropped, names_of = self._crops_to_classify(picked, which, probs, rows)
-        with torch.autocast("cpu", enabled=False):
-            crops = crop_boxes(
-                gray.float(),
-                sizes,
-                picked[cropped],
-                which[cropped],
-                self.crop_size,
-                self.crop_margin,
-            )
-            crop_probs = F.softmax(self.classifier(crops), dim=1)[names_of]
+        crop_probs = self._crop_names(gray, sizes, picked, which, torch.cat(fg).float())
         out, start = [], 0
         for probs_i, row in zip(probs, rows):
             end = start + row.shape[0]
@@ -222,21 +217,16 @@ class SecondLook(nn.Module):
             start = end
         return out
 
-    def _crops_to_classify(self, picked, which, probs, rows):
-        """The candidates cropped (C,) and, for each candidate, the row of the crop that names
-        it: each its own, or shared among near-identical boxes of an image (``SHARE_IOU``)."""
-        if self.share_iou <= 0:
-            everyone = torch.arange(len(picked), device=picked.device)
-            return everyone, everyone
-        cropped, names_of, start = [], [], 0
-        for probs_i, row in zip(probs, rows):
-            end = start + row.shape[0]
-            fg = 1 - probs_i[row, -1].float()
-            kept, nearest = shared_crops(picked[start:end], fg, self.share_iou)
-            names_of.append(nearest + sum(len(c) for c in cropped))
-            cropped.append(kept + start)
-            start = end
-        return torch.cat(cropped), torch.cat(names_of)
+    def _crop_names(self, gray, sizes, boxes, which, fg):
+        """(R, K) the crop classifier's probabilities for each candidate box: each from its own
+        crop, or, with ``SHARE_IOU``, near-identical boxes from one (:func:`shared_crops`)."""
+        if self.share_iou > 0:
+            cropped, names_of = shared_crops(boxes, fg, which, self.share_iou)
+            boxes, which = boxes[cropped], which[cropped]
+        with torch.autocast("cpu", enabled=False):
+            crops = crop_boxes(gray.float(), sizes, boxes, which, self.crop_size, self.crop_margin)
+            crop_probs = F.softmax(self.classifier(crops), dim=1)
+        return crop_probs[names_of] if self.share_iou > 0 else crop_probs
 
 
 def load_classifier(classifier: CropClassifier, path: str):
