@@ -11,19 +11,14 @@ import logging
 
 import deepacc_d2  # noqa: F401  (compat fixes, registrations) before detectron2
 from deepacc_d2.app.config import setup_cfg
-from deepacc_d2.engine.trainer import evaluate_checkpoint, train
+from deepacc_d2.engine.trainer import evaluate_checkpoint, setup_run, train
 
-from detectron2.engine import default_argument_parser, default_setup, launch
-from detectron2.utils import comm
-from detectron2.utils.logger import setup_logger
+from detectron2.engine import default_argument_parser, launch
 
 
 def setup(args):
     cfg = setup_cfg(args.config_file, args.opts, training=not args.eval_only)
-    default_setup(cfg, args)
-    setup_logger(
-        cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="deepacc_d2", abbrev_name="deepacc"
-    )
+    setup_run(cfg, args)
     return cfg
 
 

@@ -12,7 +12,9 @@ import os
 
 import torch
 
-from detectron2.engine import DefaultTrainer, TrainerBase
+from detectron2.engine import DefaultTrainer, TrainerBase, default_setup
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from ..data.mapper import MetaphaseDatasetMapper
 from ..data.stream import SeedEachIteration, build_resumable_train_loader, training_seed
@@ -21,7 +23,7 @@ from .evaluate import evaluate
 from .precision import use_cpu_bf16
 from .solver import build_lr_scheduler
 
-__all__ = ["Trainer", "evaluate_checkpoint", "train"]
+__all__ = ["Trainer", "evaluate_checkpoint", "setup_run", "train"]
 
 # detectron2 0.6's DefaultTrainer leaves the optimizer out of its checkpoints, so a resumed run
 # lost its momentum and ran its first iteration at the LR of iteration 0; later versions save
@@ -88,6 +90,20 @@ class Trainer(DefaultTrainer):
         }
         # one dataset: its results unnested, as DefaultTrainer.test returns them
         return next(iter(results.values())) if len(results) == 1 else results
+
+
+def setup_run(cfg, args):
+    """detectron2's ``default_setup`` (OUTPUT_DIR, the config written there, seed, logging)
+    and the package's own log in ``OUTPUT_DIR``.
+
+    Args:
+        args (argparse.Namespace): as ``default_argument_parser`` gives it (``config_file``,
+            ``eval_only`` and ``opts`` are read).
+    """
+    default_setup(cfg, args)
+    setup_logger(
+        cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="deepacc_d2", abbrev_name="deepacc"
+    )
 
 
 def train(cfg, resume: bool = False):

@@ -30,14 +30,12 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from detectron2.engine import default_setup
-from detectron2.utils.logger import setup_logger
-
 from ..app.config import setup_cfg
 from ..app.model_zoo import save_half_weights
 from ..engine.evaluate import evaluate as evaluate_model
 from ..engine.predictor import load_model
 from ..engine.runs import RESUME, START, OtherSettingsError, run_decision
+from ..engine.trainer import setup_run
 from ..engine.trainer import train as train_model
 from .table1 import METRICS_WITH_AP50
 
@@ -62,8 +60,7 @@ def run_training(args, out_dir, opts_of_step=(), resume=False):
     print("+ train", args.config, *(["--resume"] if resume else []), *opts, flush=True)
     start = time.time()
     cfg = setup_cfg(args.config, opts, training=True)
-    default_setup(cfg, argparse.Namespace(config_file=args.config, eval_only=False, opts=opts))
-    setup_logger(cfg.OUTPUT_DIR, name="deepacc_d2", abbrev_name="deepacc")
+    setup_run(cfg, argparse.Namespace(config_file=args.config, eval_only=False, opts=opts))
     train_model(cfg, resume=resume)
     return time.time() - start
 
