@@ -238,3 +238,23 @@ def test_judge_examples_are_the_candidates_the_karyotype_step_sees():
     # 0.65, named otherwise: per-class NMS does not see it) is kept at 0.7; in foreground order
     np.testing.assert_allclose(features[:, NUM_CLASSES], [0.9, 0.8, 0.4, 0.3], rtol=1e-5)
     assert labels.tolist() == [True, True, False, False]
+
+
+def test_the_outputs_cache_knows_a_weights_file_replaced_under_its_name(tmp_path):
+    from deepacc_d2.app.karyotype.candidates import _cache_key
+
+    from detectron2.data import DatasetCatalog
+
+    if "cache_key_toy" not in DatasetCatalog.list():
+        DatasetCatalog.register("cache_key_toy", lambda: [{"file_name": "a.png"}])
+    weights = tmp_path / "crops.pth"
+    cfg = setup_cfg(
+        os.path.join(REPO, "configs", "cpu", "f_deepacc_cil_r18_crops.yaml"),
+        ["MODEL.SECOND_LOOK.WEIGHTS", str(weights)],
+    )
+    weights.write_bytes(b"one classifier")
+    before = _cache_key(cfg, "cache_key_toy", None)
+    weights.write_bytes(b"another classifier")
+    assert _cache_key(cfg, "cache_key_toy", None) != before
+    weights.write_bytes(b"one classifier")
+    assert _cache_key(cfg, "cache_key_toy", None) == before

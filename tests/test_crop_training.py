@@ -7,17 +7,28 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.ops import box_iou
 
 import deepacc_d2  # noqa: F401
 from deepacc_d2.app.config import setup_cfg
+from deepacc_d2.classes import NUM_CLASSES
 from deepacc_d2.data.crops import (
+    FRAGMENT,
     image_patches,
+    negative_boxes,
     patch_crops,
     patch_size,
     training_crops,
 )
 from deepacc_d2.engine.runs import RESUME, START, OtherSettingsError
-from deepacc_d2.studies.crop_training import CropTraining, crop_settings, train_crop_classifier
+from deepacc_d2.modeling.second_look import CropClassifier
+from deepacc_d2.studies.crop_training import (
+    CropTraining,
+    crop_accuracy,
+    crop_settings,
+    initial_weights,
+    train_crop_classifier,
+)
 
 from detectron2.data import DatasetCatalog
 from detectron2.structures import BoxMode
@@ -76,6 +87,81 @@ def test_patches_hold_the_box_at_the_crops_scale(tmp_path):
     # the true box cropped from its patch is the rod: dark inside, white at the corners
     crop = patch_crops(patches, boxes, 32, 0.08)[0, 0]
     assert crop[16, 8:24].mean() < 80 and crop[0, 0] > 200
+
+
+def test_negative_boxes_are_no_chromosomes_one_box():
+    # two chromosomes side by side (their union overlaps each at IoU 400 / 880 = 0.45) and one
+    # apart
+    truth = torch.tensor([[0.0, 0, 10, 40], [12, 0, 22, 40], [100, 100, 110, 130]])
+    boxes = negative_boxes(truth, 60, torch.Generator().manual_seed(0))
+    assert 0 < len(boxes) <= 60
+    assert (box_iou(boxes, truth) < 0.5).all()
+    kinds = set()
+    for box in boxes:
+        inside = (box[:2] >= truth[:, :2] - 1e-4).all(1) & (box[2:] <= truth[:, 2:] + 1e-4).all(1)
+        unions = {
+            (i, j): torch.cat(
+                [torch.minimum(truth[i, :2], truth[j, :2]), truth[i, 2:].max(truth[j, 2:])]
+            )
+            for i in range(3)
+            for j in range(3)
+            if i != j
+        }
+        if inside.any():  # a fragment: full width, a share of the long side
+            source = truth[inside.nonzero()[0, 0]]
+            share = (box[3] - box[1]) / (source[3] - source[1])
+            assert box[2] - box[0] == pytest.approx(source[2] - source[0])
+            assert FRAGMENT[0] - 1e-4 <= share <= FRAGMENT[1] + 1e-4
+            kinds.add("fragment")
+        elif any(torch.allclose(box, u) for u in unions.values()):
+            kinds.add("pair")
+        else:  # beside a chromosome: a true box's size, moved
+            size = box[2:] - box[:2]
+            assert any(torch.allclose(size, t[2:] - t[:2]) for t in truth)
+            kinds.add("beside")
+    assert kinds == {"fragment", "pair", "beside"}
+    assert torch.allclose(
+        negative_boxes(truth, 60, torch.Generator().manual_seed(0)), boxes
+    )  # seeded
+    assert len(negative_boxes(truth[:0], 5, torch.Generator())) == 0
+
+
+def test_negative_patches_are_labelled_not_one_chromosome(tmp_path):
+    d = _toy_dataset(str(tmp_path), 1, 0)[0]
+    size = patch_size(32, 0.08)
+    _, _, classes = image_patches(d, 96, 128, size)
+    patches, boxes, with_negatives = image_patches(d, 96, 128, size, negatives=1.0)
+    assert with_negatives[:4].tolist() == classes.tolist()
+    assert 4 < len(with_negatives) <= 8 and (with_negatives[4:] == NUM_CLASSES).all()
+    assert torch.equal(patches, image_patches(d, 96, 128, size, negatives=1.0)[0])
+
+
+def test_the_not_one_chromosome_class_counts_apart_in_the_accuracy(tmp_path):
+    d = _toy_dataset(str(tmp_path), 2, 0)
+    parts = [image_patches(x, 96, 128, patch_size(32, 0.08), negatives=1.0) for x in d]
+    data = {
+        k: torch.cat([p[i] for p in parts]) for i, k in enumerate(("patches", "boxes", "classes"))
+    }
+    model = CropClassifier(width=8, not_chromosome=True)
+    torch.nn.init.zeros_(model.net.linear.weight)
+    model.net.linear.bias.data = torch.arange(NUM_CLASSES + 1.0)  # always "not one chromosome"
+    metrics = crop_accuracy(model, data, 32, 0.08)
+    assert metrics["count"] == 8 and metrics["negatives"] == len(data["classes"]) - 8
+    assert metrics["top1"] == 0 and metrics["not_caught"] == 100 and metrics["not_false"] == 100
+
+
+def test_a_classifier_without_the_class_starts_one_with_it(tmp_path):
+    torch.manual_seed(0)
+    old = CropClassifier(width=8).eval()
+    torch.nn.init.normal_(old.net.linear.bias)
+    torch.save({"model": old.state_dict()}, tmp_path / "old.pth")
+    new = CropClassifier(width=8, not_chromosome=True)
+    initial_weights(new, str(tmp_path / "old.pth"))
+    crops = torch.rand(3, 1, 32, 32) * 255
+    with torch.no_grad():
+        logits, before = new.eval()(crops), old(crops)
+    assert torch.allclose(logits[:, :NUM_CLASSES], before, atol=1e-5)
+    assert torch.allclose(logits[:, NUM_CLASSES], torch.zeros(3))
 
 
 def test_training_crops_vary_but_keep_the_rod(tmp_path):

@@ -5,6 +5,7 @@ import torch
 
 from deepacc_d2.app import model_zoo
 from deepacc_d2.app.model_zoo import MODELS, resolve_model, save_half_weights
+from deepacc_d2.engine.files import file_sha256
 
 from detectron2.checkpoint import DetectionCheckpointer
 
@@ -38,7 +39,7 @@ def _zoo(root, files):
     (root / "models").mkdir()
     for name in files:
         (root / "models" / name).write_bytes(name.encode())
-    return {name: model_zoo._sha256(str(root / "models" / name)) for name in files}
+    return {name: file_sha256(str(root / "models" / name)) for name in files}
 
 
 def test_a_named_model_is_checked_against_its_sha256(tmp_path, monkeypatch):

@@ -70,6 +70,29 @@ def test_combination_rule_by_hand():
     assert torch.allclose(combine_class_probs(detector, crop, 2.0)[0, :3], want)
 
 
+def test_the_crops_not_one_chromosome_sets_the_foreground_by_hand():
+    detector = torch.tensor([[0.2, 0.5, 0.1, 0.2]])  # K = 3, foreground 0.8
+    crop = torch.tensor([[0.25, 0.125, 0.125, 0.5]])  # "not one chromosome" 0.5
+    # names: joint [0.05, 0.0625, 0.0125] / 0.125 = [0.4, 0.5, 0.1], as without the class
+    names = torch.tensor([0.4, 0.5, 0.1])
+    # v = 0: the detector's foreground; v = 1: the crop's 1 - 0.5; v = 0.5: sqrt(0.8 x 0.5)
+    for v, fg in ((0.0, 0.8), (1.0, 0.5), (0.5, math.sqrt(0.4))):
+        want = torch.cat([names * fg, torch.tensor([1 - fg])])[None]
+        assert torch.allclose(combine_class_probs(detector, crop, 1.0, v), want)
+    with pytest.raises(ValueError, match="not one chromosome"):
+        combine_class_probs(detector, crop[:, :3], 1.0, 0.5)
+    with pytest.raises(ValueError, match="NOT_CHROMOSOME"):
+        build_model(_tiny_cfg("MODEL.SECOND_LOOK.FOREGROUND_WEIGHT", "0.5"))
+    with pytest.raises(ValueError, match=r"\[0, 1\], not 1.5"):
+        build_model(_tiny_cfg("MODEL.SECOND_LOOK.FOREGROUND_WEIGHT", "1.5"))
+    look = build_model(
+        _tiny_cfg(
+            "MODEL.SECOND_LOOK.NOT_CHROMOSOME", "True", "MODEL.SECOND_LOOK.FOREGROUND_WEIGHT", "0.5"
+        )
+    ).roi_heads.second_look
+    assert look.classifier.net.linear.out_features == K + 1 and look.foreground_weight == 0.5
+
+
 def _constant_classifier(probs):
     """A CropClassifier that answers ``probs`` (K,) whatever the crop."""
     classifier = CropClassifier(width=8)

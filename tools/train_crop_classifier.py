@@ -29,6 +29,13 @@ def main(argv=None):
         default="auto",
         help="auto: whichever trains faster on this CPU (timed at the start)",
     )
+    p.add_argument(
+        "--negatives",
+        type=float,
+        default=0.5,
+        help="with MODEL.SECOND_LOOK.NOT_CHROMOSOME: negative boxes per chromosome",
+    )
+    p.add_argument("--init", default="", help="start from these crop classifier weights")
     p.add_argument("--ship", help="also write the final weights as float16 to this file")
     p.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE")
     args = p.parse_args(argv)
@@ -51,6 +58,8 @@ def main(argv=None):
         seed=args.seed,
         eval_period=args.eval_period,
         precision=args.precision,
+        negatives=args.negatives,
+        init=args.init,
     )
     summary["command"] = " ".join(["python", "tools/train_crop_classifier.py"] + sys.argv[1:])
     if args.ship:

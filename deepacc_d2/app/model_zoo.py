@@ -11,11 +11,12 @@ when it builds the package); a checkout or an editable install reads the reposit
 checked against its sha256).
 """
 
-import hashlib
 import os
 from typing import Dict, List, Optional, Tuple
 
 import torch
+
+from ..engine.files import file_sha256
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # deepacc_d2/
 _PACKAGED = os.path.join(_PACKAGE, "model_zoo_files")
@@ -58,14 +59,6 @@ def models_dir() -> str:
     return os.path.expanduser(os.environ.get(MODELS_ENV) or os.path.join(ROOT, "models"))
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def save_half_weights(checkpoint: str, path: str) -> Tuple[str, int]:
     """
     Write a checkpoint's model weights alone (no optimizer, no scheduler), floating-point
@@ -80,7 +73,7 @@ def save_half_weights(checkpoint: str, path: str) -> Tuple[str, int]:
     state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     torch.save({"model": state}, path)
-    return _sha256(path), os.path.getsize(path)
+    return file_sha256(path), os.path.getsize(path)
 
 
 def _published_file(name: str, file_name: str, digest: str) -> str:
@@ -90,7 +83,7 @@ def _published_file(name: str, file_name: str, digest: str) -> str:
             f"model {name!r}: {path} is missing (the weights files are read from "
             f"${MODELS_ENV} where set, else from {os.path.join(ROOT, 'models')})"
         )
-    if _sha256(path) != digest:
+    if file_sha256(path) != digest:
         raise ValueError(
             f"model {name!r}: {path} is not the published file (sha256 differs from "
             f"MODEL_ZOO.md; a git-lfs pointer or a modified copy?)"

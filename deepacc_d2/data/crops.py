@@ -7,6 +7,10 @@ the image as the detector sees it (resized by ``INPUT.MIN_SIZE_TEST`` / ``MAX_SI
 kept in memory (and cached on disk). Each training batch jitters the boxes as the detector's
 boxes differ from the truth, crops them from their patches with the very :func:`crop_boxes` of
 inference, turns them by 90 degrees, flips them and varies the stain.
+
+For a classifier with the class "not one chromosome" (label K), each image also gives boxes
+that are no chromosome's one box (:func:`negative_boxes`): the kinds of wrong candidate the
+detector makes (a fragment of a chromosome, one box around two, a box beside one).
 """
 
 import hashlib
@@ -18,10 +22,12 @@ from typing import Dict, List
 
 import numpy as np
 import torch
+from torchvision.ops import box_iou
 
 from detectron2.data import DatasetCatalog
 from detectron2.structures import BoxMode
 
+from ..classes import NUM_CLASSES
 from ..engine.files import write_atomic
 from ..modeling.second_look import crop_boxes
 from .images import read_metaphase, resize_for_test
@@ -33,6 +39,9 @@ BOX_SCALE_JITTER = 0.1  # training boxes: width and height x exp(U[-j, j])
 BOX_SHIFT_JITTER = 0.08  # training boxes: centre moved by U[-j, j] x width, height
 STAIN_JITTER = 0.25  # training crops: darkness x U[1 - j, 1 + j]
 BRIGHTNESS_JITTER = 15.0  # training crops: + U[-b, b] gray levels
+NEGATIVE_IOU = 0.5  # a negative box overlaps every true box at IoU below this (no one box)
+FRAGMENT = (0.2, 0.45)  # a fragment keeps U[a, b] of its chromosome's box along the long side
+SHIFT = (0.5, 1.0)  # a box beside a chromosome: moved by U[a, b] x its size
 
 
 def save_atomic(obj, path: str):
@@ -46,9 +55,64 @@ def patch_size(crop_size: int, crop_margin: float) -> int:
     return int(math.ceil(crop_size * (1 + 2 * CONTEXT) / (1 + 2 * crop_margin)))
 
 
-def image_patches(dataset_dict: Dict, min_size: int, max_size: int, size: int):
+def negative_boxes(boxes: torch.Tensor, count: int, generator) -> torch.Tensor:
     """
-    The patches of one labelled image.
+    Up to ``count`` boxes that are no chromosome's one box, made from the true ``boxes``
+    (G, 4) of one image: a fragment (an end of a box, ``FRAGMENT`` of its long side), a box
+    around a chromosome and its nearest neighbour, a box moved beside a chromosome (``SHIFT``),
+    in turn; those that overlap a true box at IoU >= ``NEGATIVE_IOU`` are dropped.
+
+    Returns:
+        Tensor: (B, 4) XYXY, B <= count.
+    """
+    g = len(boxes)
+    if g == 0 or count <= 0:
+        return boxes.new_zeros(0, 4)
+    source = torch.randint(0, g, (count,), generator=generator)
+    u = torch.rand(count, 3, generator=generator)
+    wh = boxes[source, 2:] - boxes[source, :2]
+    x0y0, x1y1 = boxes[source, :2].clone(), boxes[source, 2:].clone()
+    kind = torch.arange(count) % 3
+    # fragments: keep a share of the long side, from one end
+    keep = FRAGMENT[0] + u[:, 0] * (FRAGMENT[1] - FRAGMENT[0])
+    axis = (wh[:, 1] > wh[:, 0]).long()  # 0: the box is wider than tall
+    rows = torch.arange(count)
+    cut = wh[rows, axis] * (1 - keep)
+    from_start = u[:, 1] < 0.5
+    frag0, frag1 = x0y0.clone(), x1y1.clone()
+    frag0[rows, axis] += torch.where(from_start, cut, torch.zeros_like(cut))
+    frag1[rows, axis] -= torch.where(from_start, torch.zeros_like(cut), cut)
+    # pairs: the union with the nearest other chromosome
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    distance = torch.cdist(centre[source], centre)
+    distance[rows, source] = float("inf")
+    nearest = distance.argmin(dim=1) if g > 1 else source
+    pair0 = torch.minimum(x0y0, boxes[nearest, :2])
+    pair1 = torch.maximum(x1y1, boxes[nearest, 2:])
+    # beside: moved by a share of its size in a random direction
+    angle = u[:, 2] * 2 * math.pi
+    step = SHIFT[0] + u[:, 0] * (SHIFT[1] - SHIFT[0])
+    move = torch.stack([torch.cos(angle), torch.sin(angle)], dim=1) * step[:, None] * wh
+    out = torch.where(
+        (kind == 0)[:, None],
+        torch.cat([frag0, frag1], dim=1),
+        torch.where(
+            (kind == 1)[:, None],
+            torch.cat([pair0, pair1], dim=1),
+            torch.cat([x0y0 + move, x1y1 + move], dim=1),
+        ),
+    )
+    overlap = box_iou(out, boxes).max(dim=1).values
+    return out[overlap < NEGATIVE_IOU]
+
+
+def image_patches(
+    dataset_dict: Dict, min_size: int, max_size: int, size: int, negatives: float = 0.0
+):
+    """
+    The patches of one labelled image: of its true boxes, and with ``negatives`` > 0 of about
+    ``negatives`` x as many :func:`negative_boxes` (class K = NUM_CLASSES, drawn from a seed of
+    the file's name, so a rebuilt cache is the same).
 
     Returns:
         tuple[Tensor, Tensor, Tensor]: (B, size, size) uint8 gray patches, (B, 4) float the
@@ -67,6 +131,15 @@ def image_patches(dataset_dict: Dict, min_size: int, max_size: int, size: int):
         dtype=torch.float32,
     ) * torch.tensor([new_hw[1] / width, new_hw[0] / height] * 2)
     classes = torch.tensor([a["category_id"] for a in annos], dtype=torch.int64)
+    if negatives > 0:
+        seed = int(hashlib.sha256(dataset_dict["file_name"].encode()).hexdigest()[:8], 16)
+        generator = torch.Generator().manual_seed(seed)
+        extra = negative_boxes(boxes, int(round(negatives * len(boxes))), generator)
+        extra[:, 0::2] = extra[:, 0::2].clamp(0, new_hw[1])
+        extra[:, 1::2] = extra[:, 1::2].clamp(0, new_hw[0])
+        extra = extra[((extra[:, 2:] - extra[:, :2]) >= 2).all(dim=1)]
+        boxes = torch.cat([boxes, extra])
+        classes = torch.cat([classes, torch.full((len(extra),), NUM_CLASSES)])
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2
     longest = (boxes[:, 2:] - boxes[:, :2]).max(dim=1).values.clamp(min=1.0)
     square = torch.cat([centre - longest[:, None] / 2, centre + longest[:, None] / 2], dim=1)
@@ -84,7 +157,9 @@ def image_patches(dataset_dict: Dict, min_size: int, max_size: int, size: int):
     return patches[:, 0].round().clamp(0, 255).to(torch.uint8), in_patch, classes
 
 
-def build_patches(dataset_dicts: List[Dict], min_size: int, max_size: int, size: int):
+def build_patches(
+    dataset_dicts: List[Dict], min_size: int, max_size: int, size: int, negatives: float = 0.0
+):
     """
     :func:`image_patches` of every image; an image that cannot be read is named in the log
     and left out.
@@ -96,7 +171,7 @@ def build_patches(dataset_dicts: List[Dict], min_size: int, max_size: int, size:
     parts, errors = [], []
     for i, d in enumerate(dataset_dicts):
         try:
-            patches, boxes, classes = image_patches(d, min_size, max_size, size)
+            patches, boxes, classes = image_patches(d, min_size, max_size, size, negatives)
         except ValueError as e:
             errors.append(str(e))
             logger.error(str(e))
@@ -115,18 +190,26 @@ def build_patches(dataset_dicts: List[Dict], min_size: int, max_size: int, size:
     }
 
 
-def cached_patches(dataset_name: str, cache_dir: str, min_size: int, max_size: int, size: int):
+def cached_patches(
+    dataset_name: str,
+    cache_dir: str,
+    min_size: int,
+    max_size: int,
+    size: int,
+    negatives: float = 0.0,
+):
     """:func:`build_patches` of a registered dataset, read from ``cache_dir`` when the same
     files were cut the same way before."""
 
     dicts = DatasetCatalog.get(dataset_name)
-    key = hashlib.sha256(
-        json.dumps([[d["file_name"] for d in dicts], min_size, max_size, size, CONTEXT]).encode()
-    ).hexdigest()[:16]
+    made = [[d["file_name"] for d in dicts], min_size, max_size, size, CONTEXT]
+    if negatives > 0:
+        made += [negatives, NEGATIVE_IOU, FRAGMENT, SHIFT]
+    key = hashlib.sha256(json.dumps(made).encode()).hexdigest()[:16]
     path = os.path.join(cache_dir, f"patches_{dataset_name}_{key}.pt")
     if os.path.isfile(path):
         return torch.load(path, weights_only=False)
-    data = build_patches(dicts, min_size, max_size, size)
+    data = build_patches(dicts, min_size, max_size, size, negatives)
     os.makedirs(cache_dir, exist_ok=True)
     save_atomic(data, path)
     return data

@@ -1,9 +1,10 @@
 """
 Files written in one step: to a temporary file beside the target, flushed to disk, then
-renamed over it, so a reader (or a crash) never sees half a file. And the one PNG encoding of
-the project's pictures.
+renamed over it, so a reader (or a crash) never sees half a file. The one PNG encoding of
+the project's pictures, and the one digest of a file.
 """
 
+import hashlib
 import io
 import os
 import threading
@@ -12,7 +13,16 @@ from typing import Callable, Union
 import numpy as np
 from PIL import Image
 
-__all__ = ["png_bytes", "write_atomic"]
+__all__ = ["file_sha256", "png_bytes", "write_atomic"]
+
+
+def file_sha256(path: str) -> str:
+    """The sha256 hex digest of a file's content."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def write_atomic(path: str, data: Union[str, bytes, Callable]):

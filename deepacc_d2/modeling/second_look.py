@@ -64,25 +64,37 @@ def crop_boxes(images, image_sizes, boxes, batch_index, size: int, margin: float
     return torch.where(inside[:, None], crops, torch.full_like(crops, WHITE))
 
 
-def combine_class_probs(detector_probs, crop_probs, detector_weight: float):
+def combine_class_probs(
+    detector_probs, crop_probs, detector_weight: float, foreground_weight: float = 0.0
+):
     """
     The detector's and the crop classifier's opinions of each box, as one probability vector.
-    Whether a box is a chromosome is the detector's call (its background probability stays);
-    which chromosome it is, is the normalised product p_k^w * q_k of the detector's class
+    Which chromosome it is, is the normalised product p_k^w * q_k of the detector's class
     probabilities p (raised to ``detector_weight`` w) and the crop classifier's q:
-    w = 1 the plain product, w = 0 the crop classifier alone.
+    w = 1 the plain product, w = 0 the crop classifier alone. Whether it is one chromosome is
+    the detector's call, f = 1 - p_background, unless the crop classifier has the class "not
+    one chromosome" (q_not, its last) and ``foreground_weight`` v > 0: then the foreground is
+    f^(1 - v) * (1 - q_not)^v, the crop's judgement alone at v = 1.
 
     Args:
         detector_probs (Tensor): (R, K + 1), background last.
-        crop_probs (Tensor): (R, K).
+        crop_probs (Tensor): (R, K), or (R, K + 1) with "not one chromosome" last.
 
     Returns:
-        Tensor: (R, K + 1); each row's foreground part sums to 1 - its background probability.
+        Tensor: (R, K + 1); each row's foreground part sums to its foreground probability.
     """
-    foreground, background = detector_probs[:, :-1], detector_probs[:, -1:]
-    joint = foreground.clamp(min=1e-12).pow(detector_weight) * crop_probs  # R x K
+    k = detector_probs.shape[1] - 1
+    foreground = 1 - detector_probs[:, -1:]
+    joint = detector_probs[:, :k].clamp(min=1e-12).pow(detector_weight) * crop_probs[:, :k]
     names = joint / joint.sum(dim=1, keepdim=True).clamp(min=1e-30)
-    return torch.cat([names * (1 - background), background], dim=1)
+    if foreground_weight > 0:
+        if crop_probs.shape[1] != k + 1:
+            raise ValueError(
+                "a foreground weight needs a crop classifier with 'not one chromosome'"
+            )
+        one = (1 - crop_probs[:, k:]).clamp(min=0.0)
+        foreground = foreground.pow(1 - foreground_weight) * one.pow(foreground_weight)
+    return torch.cat([names * foreground, 1 - foreground], dim=1)
 
 
 def shared_crops(boxes, scores, groups, share_iou: float):
@@ -112,13 +124,21 @@ def shared_crops(boxes, scores, groups, share_iou: float):
 class CropClassifier(nn.Module):
     """
     A small basic-block ResNet (:func:`basic_resnet`, BatchNorm) that names a chromosome crop:
-    (R, 1, S, S) gray values 0-255 in, (R, K) logits out.
+    (R, 1, S, S) gray values 0-255 in, (R, K) logits out; with ``not_chromosome``, (R, K + 1),
+    the last "not one chromosome" (a fragment, two chromosomes in one box, debris).
     """
 
-    def __init__(self, width: int = 32, depth: int = 18, num_classes: int = NUM_CLASSES):
+    def __init__(
+        self,
+        width: int = 32,
+        depth: int = 18,
+        num_classes: int = NUM_CLASSES,
+        not_chromosome: bool = False,
+    ):
         super().__init__()
         # out_features None: every stage, then the pooled linear layer ("linear")
-        self.net = basic_resnet(1, width, width, depth, "BN", None, num_classes=num_classes)
+        outputs = num_classes + int(not_chromosome)
+        self.net = basic_resnet(1, width, width, depth, "BN", None, num_classes=outputs)
 
     def forward(self, crops):
         return self.net(crops / (WHITE / 2) - 1)["linear"]
@@ -143,6 +163,7 @@ class SecondLook(nn.Module):
         detector_weight: float,
         score_thresh: float,
         share_iou: float = 0.0,
+        foreground_weight: float = 0.0,
     ):
         super().__init__()
         self.classifier = classifier.requires_grad_(False).eval()
@@ -153,12 +174,21 @@ class SecondLook(nn.Module):
         self.detector_weight = detector_weight
         self.score_thresh = score_thresh
         self.share_iou = share_iou
+        self.foreground_weight = foreground_weight
         self.weights_file = ""  # set by from_config when the classifier is loaded from a file
 
     @classmethod
     def from_config(cls, cfg):
         look = cfg.MODEL.SECOND_LOOK
-        classifier = CropClassifier(look.WIDTH, look.DEPTH)
+        v = look.FOREGROUND_WEIGHT
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"MODEL.SECOND_LOOK.FOREGROUND_WEIGHT must lie in [0, 1], not {v}")
+        if look.FOREGROUND_WEIGHT and not look.NOT_CHROMOSOME:
+            raise ValueError(
+                "MODEL.SECOND_LOOK.FOREGROUND_WEIGHT > 0 needs a crop classifier with the class "
+                "'not one chromosome' (MODEL.SECOND_LOOK.NOT_CHROMOSOME True)"
+            )
+        classifier = CropClassifier(look.WIDTH, look.DEPTH, not_chromosome=look.NOT_CHROMOSOME)
         module = cls(
             classifier,
             pixel_mean=cfg.MODEL.PIXEL_MEAN,
@@ -168,6 +198,7 @@ class SecondLook(nn.Module):
             detector_weight=look.DETECTOR_WEIGHT,
             score_thresh=cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
             share_iou=look.SHARE_IOU,
+            foreground_weight=look.FOREGROUND_WEIGHT,
         )
         if look.WEIGHTS:
             load_classifier(classifier, look.WEIGHTS)
@@ -211,15 +242,19 @@ class SecondLook(nn.Module):
         for probs_i, row in zip(probs, rows):
             end = start + row.shape[0]
             combined = combine_class_probs(
-                probs_i[row].float(), crop_probs[start:end], self.detector_weight
+                probs_i[row].float(),
+                crop_probs[start:end],
+                self.detector_weight,
+                self.foreground_weight,
             )
             out.append(probs_i.float().index_put((row,), combined))
             start = end
         return out
 
     def _crop_names(self, gray, sizes, boxes, which, fg):
-        """(R, K) the crop classifier's probabilities for each candidate box: each from its own
-        crop, or, with ``SHARE_IOU``, near-identical boxes from one (:func:`shared_crops`)."""
+        """(R, K or K + 1) the crop classifier's probabilities for each candidate box: each
+        from its own crop, or, with ``SHARE_IOU``, near-identical boxes from one
+        (:func:`shared_crops`)."""
         if self.share_iou > 0:
             cropped, names_of = shared_crops(boxes, fg, which, self.share_iou)
             boxes, which = boxes[cropped], which[cropped]
@@ -229,13 +264,14 @@ class SecondLook(nn.Module):
         return crop_probs[names_of] if self.share_iou > 0 else crop_probs
 
 
-def load_classifier(classifier: CropClassifier, path: str):
-    """Load a crop classifier's weights file (``{"model": state_dict}``), refusing one that
-    does not fit, with the file's name."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)["model"]
-    except Exception as e:
-        raise ValueError(f"{path}: cannot read crop classifier weights ({e})") from e
+def load_classifier(classifier: CropClassifier, path: str, state=None):
+    """Load a crop classifier's weights file (``{"model": state_dict}``; or ``state``, read
+    from it), refusing one that does not fit, with the file's name."""
+    if state is None:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)["model"]
+        except Exception as e:
+            raise ValueError(f"{path}: cannot read crop classifier weights ({e})") from e
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     try:
         classifier.load_state_dict(state)
@@ -243,5 +279,5 @@ def load_classifier(classifier: CropClassifier, path: str):
         detail = [line.strip() for line in str(e).splitlines() if line.strip()][-1]
         raise ValueError(
             f"{path}: these crop classifier weights do not fit MODEL.SECOND_LOOK's WIDTH / "
-            f"DEPTH ({detail})"
+            f"DEPTH / NOT_CHROMOSOME ({detail})"
         ) from None

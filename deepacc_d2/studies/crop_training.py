@@ -20,7 +20,7 @@ from ..classes import DENVER_GROUPS, NUM_CLASSES, denver_group_of
 from ..data.crops import cached_patches, patch_crops, patch_size, save_atomic, training_crops
 from ..engine.precision import cpu_has_bf16
 from ..engine.runs import REUSE, START, run_decision
-from ..modeling.second_look import CropClassifier
+from ..modeling.second_look import CropClassifier, load_classifier
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +32,14 @@ GROUP_OF_CLASS = torch.tensor(
 @torch.no_grad()
 def crop_accuracy(model, data, crop_size: int, crop_margin: float, batch_size: int = 512):
     """
-    Top-1, top-2 and Denver-group accuracy (%) of ``model`` on the true boxes of ``data``.
+    Top-1, top-2 and Denver-group accuracy (%) of ``model`` on the true boxes of ``data``
+    (a chromosome called "not one chromosome" is named wrong); with negative boxes in
+    ``data`` (class K) also the % of them called "not one chromosome" (``not_caught``) and of
+    the chromosomes called so (``not_false``).
 
     Returns:
-        dict: "top1", "top2", "group", "count".
+        dict: "top1", "top2", "group", "count", and with negatives "not_caught", "not_false",
+        "negatives".
     """
     model.eval()
     logits = []
@@ -47,13 +51,22 @@ def crop_accuracy(model, data, crop_size: int, crop_margin: float, batch_size: i
         logits.append(model(crops.contiguous(memory_format=torch.channels_last)))
     logits, truth = torch.cat(logits), data["classes"]
     top2 = logits.topk(2, dim=1).indices
-    return {
-        "top1": 100.0 * (top2[:, 0] == truth).float().mean().item(),
-        "top2": 100.0 * (top2 == truth[:, None]).any(dim=1).float().mean().item(),
-        "group": 100.0
-        * (GROUP_OF_CLASS[top2[:, 0]] == GROUP_OF_CLASS[truth]).float().mean().item(),
-        "count": int(len(truth)),
+    real = truth < NUM_CLASSES
+    group = torch.cat([GROUP_OF_CLASS, torch.tensor([-1])])  # "not one chromosome": no group
+    out = {
+        "top1": 100.0 * (top2[real, 0] == truth[real]).float().mean().item(),
+        "top2": 100.0 * (top2[real] == truth[real, None]).any(dim=1).float().mean().item(),
+        "group": 100.0 * (group[top2[real, 0]] == group[truth[real]]).float().mean().item(),
+        "count": int(real.sum()),
     }
+    if logits.shape[1] > NUM_CLASSES:
+        called_not = top2[:, 0] == NUM_CLASSES
+        out["not_caught"] = (
+            100.0 * called_not[~real].float().mean().item() if (~real).any() else 0.0
+        )
+        out["not_false"] = 100.0 * called_not[real].float().mean().item()
+        out["negatives"] = int((~real).sum())
+    return out
 
 
 def faster_precision(model, data, batch_size: int, crop_size: int, crop_margin: float) -> str:
@@ -95,6 +108,8 @@ def train_crop_classifier(
     eval_period: int = 0,
     checkpoint_period: int = 50,
     precision: str = "auto",
+    negatives: float = 0.5,
+    init: str = "",
 ) -> Dict:
     """
     Train a :class:`CropClassifier` of ``cfg.MODEL.SECOND_LOOK``'s shape on the chromosomes of
@@ -102,7 +117,11 @@ def train_crop_classifier(
     with a one-cycle LR, label smoothing, channels-last, under bf16 autocast or in fp32
     (``precision``; "auto": whichever :func:`faster_precision` measures faster on this CPU:
     bf16 is twice as fast on some CPUs and many times slower on others). Evaluates every
-    ``eval_period`` steps (0: every epoch). A run in ``output_dir`` with the same settings
+    ``eval_period`` steps (0: every epoch). With ``MODEL.SECOND_LOOK.NOT_CHROMOSOME`` the
+    classifier also learns "not one chromosome" from ``negatives`` x as many negative boxes
+    as chromosomes (:func:`..data.crops.negative_boxes`). ``init``: start from these weights
+    (a classifier without "not one chromosome" gives all but that class's row).
+    A run in ``output_dir`` with the same settings
     (:func:`crop_settings`) is resumed from its ``last.pth``, or, finished, reused (its
     summary returned); one with other settings is refused
     (:class:`..engine.runs.OtherSettingsError`).
@@ -114,13 +133,19 @@ def train_crop_classifier(
     Returns:
         dict: the summary.
     """
-    train, val = _read_patches(cfg, output_dir)
+    look = cfg.MODEL.SECOND_LOOK
+    negatives = negatives if look.NOT_CHROMOSOME else 0.0
+    train, val = _read_patches(cfg, output_dir, negatives)
     steps_per_epoch = len(train["classes"]) // batch_size
     total_steps = max(1, int(round(epochs * steps_per_epoch)))
     settings = crop_settings(
         cfg, total_steps, batch_size, base_lr, weight_decay, label_smoothing, seed, precision
     )
-    run = CropTraining(cfg.MODEL.SECOND_LOOK, output_dir, settings, steps_per_epoch)
+    if look.NOT_CHROMOSOME:
+        settings.update(not_chromosome=True, negatives=negatives)
+    if init:
+        settings["init"] = init
+    run = CropTraining(look, output_dir, settings, steps_per_epoch)
     summary_path = os.path.join(output_dir, "summary.json")
     if run.resume() == REUSE and os.path.isfile(summary_path):
         logger.info(f"{output_dir} finished with these settings: reusing it")
@@ -128,7 +153,6 @@ def train_crop_classifier(
             return json.load(f)
     os.makedirs(output_dir, exist_ok=True)
     if precision == "auto":
-        look = cfg.MODEL.SECOND_LOOK
         precision = faster_precision(run.model, train, batch_size, look.CROP_SIZE, look.CROP_MARGIN)
     logger.info(f"training in {precision}")
     record = run.train(
@@ -165,15 +189,16 @@ def crop_settings(
     }
 
 
-def _read_patches(cfg, output_dir: str):
-    """The train and val patches of ``cfg``'s datasets (cached in ``output_dir/cache``)."""
+def _read_patches(cfg, output_dir: str, negatives: float):
+    """The train and val patches of ``cfg``'s datasets (cached in ``output_dir/cache``), with
+    ``negatives`` x as many negative boxes as chromosomes."""
     look = cfg.MODEL.SECOND_LOOK
     size = patch_size(look.CROP_SIZE, look.CROP_MARGIN)
     cache = os.path.join(output_dir, "cache")
     resize = (cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
     (train_name,), (val_name,) = cfg.DATASETS.TRAIN, cfg.DATASETS.TEST
-    train = cached_patches(train_name, cache, *resize, size)
-    val = cached_patches(val_name, cache, *resize, size)
+    train = cached_patches(train_name, cache, *resize, size, negatives)
+    val = cached_patches(val_name, cache, *resize, size, negatives)
     logger.info(f"{len(train['classes'])} training, {len(val['classes'])} val chromosomes")
     return train, val
 
@@ -189,7 +214,10 @@ class CropTraining:
         self.look, self.output_dir, self.settings = look, output_dir, settings
         self.steps_per_epoch, self.total_steps = steps_per_epoch, settings["steps"]
         torch.manual_seed(settings["seed"])
-        self.model = CropClassifier(look.WIDTH, look.DEPTH).to(memory_format=torch.channels_last)
+        self.model = CropClassifier(look.WIDTH, look.DEPTH, not_chromosome=look.NOT_CHROMOSOME)
+        if settings.get("init"):
+            initial_weights(self.model, settings["init"])
+        self.model = self.model.to(memory_format=torch.channels_last)
         lr = settings["base_lr"]
         self.optimizer = torch.optim.SGD(
             self.model.parameters(),
@@ -317,6 +345,19 @@ class CropTraining:
             f.write(json.dumps(record) + "\n")
         logger.info(f"crop classifier {record}")
         return record
+
+
+def initial_weights(model: CropClassifier, path: str):
+    """Load a crop classifier's weights file into ``model``; one trained without "not one
+    chromosome" gives every parameter but that class's row of the last layer (zero)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)["model"]
+    own = model.state_dict()
+    for name, value in state.items():
+        value = value.float() if value.is_floating_point() else value
+        if name in own and value.shape != own[name].shape and value.shape[0] == NUM_CLASSES:
+            value = torch.cat([value, torch.zeros_like(value[:1])])  # the new class's row
+        state[name] = value
+    load_classifier(model, path, state)
 
 
 def _summary(settings, epochs, train, val, precision, state, record) -> Dict:

@@ -25,7 +25,7 @@ from detectron2.data import DatasetCatalog
 
 from ...classes import NUM_CLASSES
 from ...data.mapper import build_eval_loader
-from ...engine.files import write_atomic
+from ...engine.files import file_sha256, write_atomic
 from ...engine.precision import cpu_bf16_inference
 from ...engine.predictor import load_model
 from ...evaluation.karyotype_evaluation import annotations_to_arrays
@@ -158,14 +158,22 @@ def detection_record(record: Dict, detections) -> Dict:
     }
 
 
+def _weights_digest(path: str) -> str:
+    """A weights file's content digest (a file replaced under the same name is another
+    model); the name itself where it is no file here."""
+    return file_sha256(path) if os.path.isfile(path) else path
+
+
 def _cache_key(cfg, dataset_name: str, limit: Optional[int]) -> str:
     files = [d["file_name"] for d in DatasetCatalog.get(dataset_name)]
+    look = dict(cfg.MODEL.SECOND_LOOK)
+    look["WEIGHTS"] = _weights_digest(look["WEIGHTS"])
     what = [
         files,
         limit,
-        cfg.MODEL.WEIGHTS,
+        _weights_digest(cfg.MODEL.WEIGHTS),
         # every setting of the second look, which renames the proposals
-        sorted(cfg.MODEL.SECOND_LOOK.items()) if cfg.MODEL.SECOND_LOOK.ENABLED else "",
+        sorted(look.items()) if look["ENABLED"] else "",
         cfg.MODEL.RPN.PRE_NMS_TOPK_TEST,
         cfg.MODEL.RPN.POST_NMS_TOPK_TEST,
         cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
