@@ -33,6 +33,12 @@ def main(argv=None):
     p.add_argument("--judge-weights", type=float, nargs="+", default=[1.0, 2.0])
     p.add_argument("--costs", type=float, nargs="+", default=[6.0, 8.0])
     p.add_argument("--sex-costs", type=float, nargs="+", default=[-1.0, 2.0, 4.0])
+    p.add_argument(
+        "--review-tolerance",
+        type=float,
+        default=1.0,
+        help="review thresholds: at most this %% of held-out cells wrong and not sent",
+    )
     p.add_argument("--ship", help="also copy the judge to this file (trained on every image)")
     p.add_argument("--opts", nargs="+", default=[])
     args = p.parse_args(argv)
@@ -48,6 +54,7 @@ def main(argv=None):
     from deepacc_d2.engine.files import write_atomic
     from deepacc_d2.studies import judge_training as jt
     from deepacc_d2.studies.karyotype_benchmark import detection_cells
+    from deepacc_d2.studies.review_choice import choose_thresholds, review_cells, review_table
 
     config_file, weights, model_opts = resolve_model(args.weights, args.config_file)
     cfg = setup_cfg(config_file, model_opts + args.opts, weights)
@@ -111,11 +118,28 @@ def main(argv=None):
             f"{summary['named_right']:.1f} | {summary['counted_per_cell']:.1f} |"
         )
     table = "\n".join(lines) + "\n"
+    # the review flags' thresholds, for the chosen rule on the same held-out cells
+    c = results[chosen][1]
+    chosen_rules = dataclasses.replace(
+        base,
+        judge=trial,
+        judge_weight=c["judge_weight"],
+        extra_cost=c["cost"],
+        missing_cost=c["cost"],
+        sex_cost=c["sex_cost"],
+    )
+    firings = review_cells(held_cells, chosen_rules)
+    ranked = choose_thresholds(firings, [f["exact"] for f in firings], args.review_tolerance)
+    table += "\n" + review_table(ranked, chosen_rules, args.review_tolerance)
     final = save(jt.train_judge(examples, args.hidden, args.epochs, seed=args.seed), "judge.pth")
     with open(os.path.join(args.out, "summary.md"), "w") as f:
         f.write(table)
     with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump({"chosen": chosen, "results": results, "command": command}, f, indent=1)
+        json.dump(
+            {"chosen": chosen, "results": results, "review": ranked[0], "command": command},
+            f,
+            indent=1,
+        )
     print(table)
     print(f"chosen: {chosen}; judge trained on all {len(records)} images: {final}")
     if args.ship:

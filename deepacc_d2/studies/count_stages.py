@@ -26,7 +26,7 @@ from ..app.karyotype.cell import (
 )
 from ..engine.files import write_atomic
 from ..evaluation.matching import box_iou
-from .karyotype_benchmark import _counted_and_matched, counted_cell_judgment
+from .karyotype_benchmark import counted_and_matched, counted_cell_judgment
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def stage_report(cfg, records: List[Dict], dataset_name: str, command: str, out_
         stages, detections, (thresh, nms_thresh) = _stage_boxes(cfg, record, rules)
         gt = record["gt_boxes"]
         cell = detection_record(record, detections)
-        counted, judged_boxes = _counted_and_matched(cell, rules)
+        counted, judged_boxes = counted_and_matched(cell, rules)
         stages.append(counted["boxes"])
         hits = np.array([_covered(b, gt).sum() for b in stages])
         sizes = np.array([len(b) for b in stages])

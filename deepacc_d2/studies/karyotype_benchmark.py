@@ -74,7 +74,7 @@ def _instances(record: Dict) -> Instances:
     return instances
 
 
-def _truth_call(classes) -> str:
+def truth_call(classes) -> str:
     counts = Counter(CLASS_NAMES[k] for k in classes)
     try:
         return numerical_karyotype({n: counts.get(n, 0) for n in CLASS_NAMES})
@@ -82,7 +82,7 @@ def _truth_call(classes) -> str:
         return ""
 
 
-def _counted_and_matched(record: Dict, rules: KaryotypeRules):
+def counted_and_matched(record: Dict, rules: KaryotypeRules):
     """A labelled cell's counted detections (:func:`.cell.counted_detections`) and their
     match to its chromosomes at IoU >= 0.5 (:func:`match_karyotype`)."""
     detections = counted_detections(_instances(record), rules)
@@ -100,14 +100,14 @@ def _counted_and_matched(record: Dict, rules: KaryotypeRules):
 def judge_cell(record: Dict, rules: KaryotypeRules) -> Dict:
     """One labelled cell under one rule: its call against the true one, how many of its
     chromosomes are named right (a counted detection of the right class at IoU >= 0.5)."""
-    return counted_cell_judgment(record, *_counted_and_matched(record, rules), rules)
+    return counted_cell_judgment(record, *counted_and_matched(record, rules), rules)
 
 
 def counted_cell_judgment(record: Dict, detections: Dict, judged: Dict, rules: KaryotypeRules):
-    """:func:`judge_cell` of a cell already counted and matched (:func:`_counted_and_matched`)."""
+    """:func:`judge_cell` of a cell already counted and matched (:func:`counted_and_matched`)."""
     return _judgment(
         cell_record(detections, rules),
-        _truth_call(record["gt_classes"]),
+        truth_call(record["gt_classes"]),
         len(record["gt_classes"]),
         int(judged["is_tp"].sum()),
     )
@@ -136,7 +136,7 @@ def _bank_candidates(record: Dict, rules: KaryotypeRules):
         boxes, class_scores = counting_candidates(_instances(record), rules)
         _, on = one_box_labels(boxes, record["gt_boxes"])
         return class_scores, judge_probabilities(rules.judge, boxes, class_scores), on
-    detections, judged = _counted_and_matched(record, rules)
+    detections, judged = counted_and_matched(record, rules)
     return detections["class_scores"], np.ones(len(judged["gt_index"])), judged["gt_index"]
 
 
