@@ -284,7 +284,7 @@ def test_a_finished_run_is_reused_and_other_settings_refused(tmp_path, toy_cfg, 
 def test_an_unfinished_run_resumes_exactly(tmp_path, toy_cfg):
     from deepacc_d2.studies.crop_training import _read_patches
 
-    train, _ = _read_patches(toy_cfg, str(tmp_path / "patches"))
+    train, _ = _read_patches(toy_cfg, str(tmp_path / "patches"), 0.0)
     out = str(tmp_path / "run")
     whole = _hand_made_run(toy_cfg, out, 0)
     assert whole.resume() == START  # a checkpoint of step 0: nothing done, nothing to load

@@ -7,7 +7,7 @@ import numpy as np
 
 from deepacc_d2.app.karyotype.cell import KaryotypeRules
 from deepacc_d2.classes import NUM_CLASSES
-from deepacc_d2.studies.review_choice import GRID, choose_thresholds, flag_firing
+from deepacc_d2.studies.review_choice import GRID, choose_thresholds, flag_firing, plot_tradeoff
 
 RULES = KaryotypeRules(0.5, 0.5, 0.8, 0.1, 0.3, 0.2, count_by="foreground", assign=True)
 
@@ -39,6 +39,7 @@ def test_each_flag_fires_at_the_settings_it_should():
     firing = flag_firing(_normal_cell(), RULES)
     assert firing["call"] == "46,XY" and not firing["fixed"]
     assert firing["unsure_names"] == [False, False, True, True, True]  # margin 0.7
+    assert firing["unsure_sex"] == [False] * 5 + [True] * 2  # X and Y: margin 5
     # 4 of 46 (8.7 %) below 0.7 and 0.8, none below 0.6: only with share 0.05
     low = [i for i, fires in enumerate(firing["low_confidence"]) if fires]
     assert [GRID["low_confidence"][i] for i in low] == [
@@ -60,7 +61,7 @@ def _firing(fixed, **on):
     return out
 
 
-def test_the_fewest_cells_sent_without_letting_a_wrong_call_pass():
+def test_the_fewest_cells_sent_without_letting_a_wrong_call_pass(tmp_path):
     everywhere = range(1, 20)
     firings = [
         _firing(False, overlap=everywhere),  # exact: overlaps at every setting
@@ -72,6 +73,7 @@ def test_the_fewest_cells_sent_without_letting_a_wrong_call_pass():
     best = choose_thresholds(firings, exact, 0.0)[0]
     assert best["settings"] == {
         "name_margin": 1.0,
+        "sex_margin": 0.0,
         "low_score": 0.8,
         "low_score_share": 1.0,
         "overlap_iou": 1.01,
@@ -83,6 +85,8 @@ def test_the_fewest_cells_sent_without_letting_a_wrong_call_pass():
     assert loose["settings"]["name_margin"] == 0.0
     assert (loose["sent"], loose["wrong_not_sent"]) == (25.0, 25.0)
     assert choose_thresholds([], [], 1.0) == []
+    plot_tradeoff(firings, exact, str(tmp_path / "review.png"))
+    assert (tmp_path / "review.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the grid's first settings turn every flag off
     off = dataclasses.replace(RULES, **{k: v for s in GRID.values() for k, v in s[0].items()})
     firing = flag_firing(_normal_cell(), off)

@@ -75,8 +75,8 @@ def test_the_crops_not_one_chromosome_sets_the_foreground_by_hand():
     crop = torch.tensor([[0.25, 0.125, 0.125, 0.5]])  # "not one chromosome" 0.5
     # names: joint [0.05, 0.0625, 0.0125] / 0.125 = [0.4, 0.5, 0.1], as without the class
     names = torch.tensor([0.4, 0.5, 0.1])
-    # v = 0: the detector's foreground; v = 1: the crop's 1 - 0.5; v = 0.5: sqrt(0.8 x 0.5)
-    for v, fg in ((0.0, 0.8), (1.0, 0.5), (0.5, math.sqrt(0.4))):
+    # v = 0: the detector's foreground; v = 1: 0.8 x (1 - 0.5); v = 0.5: 0.8 x sqrt(0.5)
+    for v, fg in ((0.0, 0.8), (1.0, 0.4), (0.5, 0.8 * math.sqrt(0.5))):
         want = torch.cat([names * fg, torch.tensor([1 - fg])])[None]
         assert torch.allclose(combine_class_probs(detector, crop, 1.0, v), want)
     with pytest.raises(ValueError, match="not one chromosome"):

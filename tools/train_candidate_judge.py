@@ -54,7 +54,12 @@ def main(argv=None):
     from deepacc_d2.engine.files import write_atomic
     from deepacc_d2.studies import judge_training as jt
     from deepacc_d2.studies.karyotype_benchmark import detection_cells
-    from deepacc_d2.studies.review_choice import choose_thresholds, review_cells, review_table
+    from deepacc_d2.studies.review_choice import (
+        choose_thresholds,
+        plot_tradeoff,
+        review_cells,
+        review_table,
+    )
 
     config_file, weights, model_opts = resolve_model(args.weights, args.config_file)
     cfg = setup_cfg(config_file, model_opts + args.opts, weights)
@@ -131,6 +136,7 @@ def main(argv=None):
     firings = review_cells(held_cells, chosen_rules)
     ranked = choose_thresholds(firings, [f["exact"] for f in firings], args.review_tolerance)
     table += "\n" + review_table(ranked, chosen_rules, args.review_tolerance)
+    plot_tradeoff(firings, [f["exact"] for f in firings], os.path.join(args.out, "review.png"))
     final = save(jt.train_judge(examples, args.hidden, args.epochs, seed=args.seed), "judge.pth")
     with open(os.path.join(args.out, "summary.md"), "w") as f:
         f.write(table)

@@ -28,11 +28,12 @@ def add_application_config(cfg):
     _C.TEST.KARYOTYPE.EXTRA_COPY_COST = 2.0  # assignment: cost of a copy beyond 46,XX/XY, >= 0
     _C.TEST.KARYOTYPE.MISSING_COPY_COST = 2.0  # assignment: cost of a missing normal copy, >= 0
     _C.TEST.KARYOTYPE.SEX_COPY_COST = -1.0  # assignment: missing / extra X or Y; < 0: as above
-    _C.TEST.KARYOTYPE.REVIEW_NAME_MARGIN = 1.0  # assignment: a name this close to another is unsure
+    _C.TEST.KARYOTYPE.REVIEW_NAME_MARGIN = 1.0  # an assignment's name this cheap to change; 0: off
+    _C.TEST.KARYOTYPE.REVIEW_SEX_MARGIN = 0.0  # the same for X / Y names alone; 0: off
     _C.TEST.KARYOTYPE.REVIEW_LOW_SCORE = 0.8  # a counted call below this is low-confidence
-    _C.TEST.KARYOTYPE.REVIEW_LOW_SCORE_SHARE = 0.1  # review when more than this share is low
-    _C.TEST.KARYOTYPE.REVIEW_OVERLAP_IOU = 0.3  # review two counted boxes overlapping this much
-    _C.TEST.KARYOTYPE.REVIEW_AMBIGUITY_MARGIN = 0.2  # review top-2 of one group closer than this
+    _C.TEST.KARYOTYPE.REVIEW_LOW_SCORE_SHARE = 0.1  # review above this share of low ones; 1: off
+    _C.TEST.KARYOTYPE.REVIEW_OVERLAP_IOU = 0.3  # review two counted boxes at IoU >= this; > 1: off
+    _C.TEST.KARYOTYPE.REVIEW_AMBIGUITY_MARGIN = 0.2  # top-2 of a group closer than this; 0: off
 
 
 def setup_cfg(config_file: str, opts=(), weights: str = None, training: bool = False):

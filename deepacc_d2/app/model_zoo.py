@@ -31,14 +31,14 @@ DETECTOR = (
 )
 CROP_CLASSIFIER = (
     "cil_crop_classifier.pth",
-    "3ec43acccc3e3c251f9b4286b4864716cccbeb525937474b92680eb6023afcd8",
+    "d30b779c6e041924fd7d544dfc8ffbf4f626fa8d88f1cc1302932d7a59396dfe",
 )
 
 # name -> (config file, (weights file, sha256), {config key: (further weights file, sha256)}):
 # config files relative to ROOT/configs, weights files to the models folder (models_dir())
 CANDIDATE_JUDGE = (
     "cil_candidate_judge.pth",
-    "14158bc80f83da1ae72691de70ef6ef1c76122c7f7a6ee72de9803eb68defcc3",
+    "644ae539c3ca9cc7da07d829f6d07e42ebddf8a94ffd2ab7faa7824f8acafaf0",
 )
 
 MODELS = {

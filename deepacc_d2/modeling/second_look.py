@@ -74,7 +74,8 @@ def combine_class_probs(
     w = 1 the plain product, w = 0 the crop classifier alone. Whether it is one chromosome is
     the detector's call, f = 1 - p_background, unless the crop classifier has the class "not
     one chromosome" (q_not, its last) and ``foreground_weight`` v > 0: then the foreground is
-    f^(1 - v) * (1 - q_not)^v, the crop's judgement alone at v = 1.
+    f * (1 - q_not)^v: the crop can only lower it (a fragment, two chromosomes in one box),
+    never make a doubtful box surer; v = 1 is the plain product.
 
     Args:
         detector_probs (Tensor): (R, K + 1), background last.
@@ -93,7 +94,7 @@ def combine_class_probs(
                 "a foreground weight needs a crop classifier with 'not one chromosome'"
             )
         one = (1 - crop_probs[:, k:]).clamp(min=0.0)
-        foreground = foreground.pow(1 - foreground_weight) * one.pow(foreground_weight)
+        foreground = foreground * one.pow(foreground_weight)
     return torch.cat([names * foreground, 1 - foreground], dim=1)
 
 

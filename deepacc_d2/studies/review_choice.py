@@ -17,11 +17,12 @@ import numpy as np
 from ..app.karyotype.cell import KaryotypeRules, cell_record, review_flags
 from .karyotype_benchmark import counted_and_matched, truth_call
 
-__all__ = ["GRID", "choose_thresholds", "flag_firing", "review_cells"]
+__all__ = ["GRID", "choose_thresholds", "flag_firing", "plot_tradeoff", "review_cells"]
 
 # per tunable flag, the threshold settings tried; the first of each turns the flag off
 GRID = {
     "unsure_names": [{"name_margin": v} for v in (0.0, 0.5, 1.0, 2.0, 4.0)],
+    "unsure_sex": [{"sex_margin": v} for v in (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)],
     "low_confidence": [{"low_score": 0.8, "low_score_share": 1.0}]
     + [
         {"low_score": a, "low_score_share": b}
@@ -113,6 +114,7 @@ def review_cells(cells: Sequence[Dict], rules: KaryotypeRules) -> List[Dict]:
 
 KEYS = {
     "name_margin": "REVIEW_NAME_MARGIN",
+    "sex_margin": "REVIEW_SEX_MARGIN",
     "low_score": "REVIEW_LOW_SCORE",
     "low_score_share": "REVIEW_LOW_SCORE_SHARE",
     "overlap_iou": "REVIEW_OVERLAP_IOU",
@@ -147,3 +149,26 @@ def review_table(ranked: List[Dict], rules: KaryotypeRules, tolerance: float) ->
             f"{row['right_sent']:.1f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def plot_tradeoff(firings: Sequence[Dict], exact: Sequence[bool], path: str):
+    """PNG: for tolerances of 0-10 % the fewest cells sent to review (:func:`choose_thresholds`)
+    against the wrong calls let pass; the flags without threshold alone as a point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    best = [choose_thresholds(firings, exact, t)[0] for t in (0, 0.5, 1, 2, 3, 5, 7, 10)]
+    off = next(r for r in choose_thresholds(firings, exact, 100.0) if r["settings"] == OFF)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.plot([r["wrong_not_sent"] for r in best], [r["sent"] for r in best], "o-", label="best")
+    ax.plot([off["wrong_not_sent"]], [off["sent"]], "s", label="flags without threshold")
+    ax.set_xlabel("cells called wrong and not sent to review %")
+    ax.set_ylabel("cells sent to review %")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

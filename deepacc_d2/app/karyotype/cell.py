@@ -40,6 +40,7 @@ class KaryotypeRules:
     judge: str = ""  # the candidate judge's weights file (judge.py); "": count every candidate
     judge_weight: float = 1.0  # lambda: weight of the judge's -log q, -log(1 - q) in the assignment
     sex_cost: float = -1.0  # assignment: cost of a missing or extra X / Y; < 0: the others'
+    sex_margin: float = 0.0  # with assign: flag an X / Y name whose margin is below this
 
     @classmethod
     def from_config(cls, cfg):
@@ -63,6 +64,7 @@ class KaryotypeRules:
             k.COUNT_JUDGE,
             k.COUNT_JUDGE_WEIGHT,
             k.SEX_COPY_COST,
+            k.REVIEW_SEX_MARGIN,
         )
 
 
@@ -179,6 +181,34 @@ def name_chromosomes(class_scores: np.ndarray, rules: KaryotypeRules, keep_probs
     )
 
 
+def _unsure_name_flags(detections: Dict[str, np.ndarray], rules: KaryotypeRules) -> List[Dict]:
+    """The flags of names the cell's assignment could change cheaply: any name
+    (``name_margin``), an X or Y name (``sex_margin``)."""
+    flags = []
+    classes = detections["classes"]
+    unsure = np.nonzero(detections["margins"] < rules.name_margin)[0]
+    if len(unsure):
+        flags.append(
+            {
+                "flag": "unsure_names",
+                "message": f"{len(unsure)} name(s) the cell's assignment could change at a "
+                f"cost below {rules.name_margin}",
+                "detections": unsure.tolist(),
+            }
+        )
+    unsure_sex = np.nonzero((classes >= 22) & (detections["margins"] < rules.sex_margin))[0]
+    if len(unsure_sex):
+        flags.append(
+            {
+                "flag": "unsure_sex",
+                "message": f"{len(unsure_sex)} X / Y name(s) the cell's assignment could change "
+                f"at a cost below {rules.sex_margin}",
+                "detections": unsure_sex.tolist(),
+            }
+        )
+    return flags
+
+
 def review_flags(
     detections: Dict[str, np.ndarray], counts: Dict[str, int], rules: KaryotypeRules
 ) -> List[Dict]:
@@ -208,16 +238,7 @@ def review_flags(
                 "detections": np.nonzero(classes >= 22)[0].tolist(),
             }
         )
-    unsure = np.nonzero(detections["margins"] < rules.name_margin)[0]
-    if len(unsure):
-        flags.append(
-            {
-                "flag": "unsure_names",
-                "message": f"{len(unsure)} name(s) the cell's assignment could change at a "
-                f"cost below {rules.name_margin}",
-                "detections": unsure.tolist(),
-            }
-        )
+    flags += _unsure_name_flags(detections, rules)
     scores = detections["scores"]
     low = np.nonzero(scores < rules.low_score)[0]
     if len(scores) and len(low) > rules.low_score_share * len(scores):
