@@ -38,7 +38,7 @@ CROP_CLASSIFIER = (
 # config files relative to ROOT/configs, weights files to the models folder (models_dir())
 CANDIDATE_JUDGE = (
     "cil_candidate_judge.pth",
-    "644ae539c3ca9cc7da07d829f6d07e42ebddf8a94ffd2ab7faa7824f8acafaf0",
+    "ff33d7f3af523fadd2aba55852182fb9a96201544398dc8e39bd555cd128268e",
 )
 
 MODELS = {
