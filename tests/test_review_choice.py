@@ -7,7 +7,13 @@ import numpy as np
 
 from deepacc_d2.app.karyotype.cell import KaryotypeRules
 from deepacc_d2.classes import NUM_CLASSES
-from deepacc_d2.studies.review_choice import GRID, choose_thresholds, flag_firing, plot_tradeoff
+from deepacc_d2.studies.review_choice import (
+    GRID,
+    choose_thresholds,
+    flag_firing,
+    plot_tradeoff,
+    threshold_rows,
+)
 
 RULES = KaryotypeRules(0.5, 0.5, 0.8, 0.1, 0.3, 0.2, count_by="foreground", assign=True)
 
@@ -70,7 +76,8 @@ def test_the_fewest_cells_sent_without_letting_a_wrong_call_pass(tmp_path):
         _firing(False, low_confidence=everywhere),  # exact
     ]
     exact = [True, False, False, True]
-    best = choose_thresholds(firings, exact, 0.0)[0]
+    rows = threshold_rows(firings, exact)
+    best = choose_thresholds(rows, 0.0)[0]
     assert best["settings"] == {
         "name_margin": 1.0,
         "sex_margin": 0.0,
@@ -81,11 +88,11 @@ def test_the_fewest_cells_sent_without_letting_a_wrong_call_pass(tmp_path):
     }
     assert (best["sent"], best["wrong_not_sent"], best["right_sent"]) == (50.0, 0.0, 0.0)
     # letting one wrong cell in four pass: every tunable flag off
-    loose = choose_thresholds(firings, exact, 30.0)[0]
+    loose = choose_thresholds(rows, 30.0)[0]
     assert loose["settings"]["name_margin"] == 0.0
     assert (loose["sent"], loose["wrong_not_sent"]) == (25.0, 25.0)
-    assert choose_thresholds([], [], 1.0) == []
-    plot_tradeoff(firings, exact, str(tmp_path / "review.png"))
+    assert threshold_rows([], []) == []
+    plot_tradeoff(rows, str(tmp_path / "review.png"))
     assert (tmp_path / "review.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the grid's first settings turn every flag off
     off = dataclasses.replace(RULES, **{k: v for s in GRID.values() for k, v in s[0].items()})

@@ -59,6 +59,7 @@ def main(argv=None):
         plot_tradeoff,
         review_cells,
         review_table,
+        threshold_rows,
     )
 
     config_file, weights, model_opts = resolve_model(args.weights, args.config_file)
@@ -79,17 +80,21 @@ def main(argv=None):
     )
     held_cells = detection_cells(cfg, [records[i] for i in held])  # the model's detections, once
     base = dataclasses.replace(KaryotypeRules.from_config(cfg), judge="")
+
+    def rule(judge_weight, cost, sex_cost):
+        return dataclasses.replace(
+            base,
+            judge=trial,
+            judge_weight=judge_weight,
+            extra_cost=cost,
+            missing_cost=cost,
+            sex_cost=sex_cost,
+        )
+
     results = {}
     grid = itertools.product(args.judge_weights, args.costs, args.sex_costs)
     for weight, cost, sex in grid:
-        rules = dataclasses.replace(
-            base,
-            judge=trial,
-            judge_weight=weight,
-            extra_cost=cost,
-            missing_cost=cost,
-            sex_cost=sex,
-        )
+        rules = rule(weight, cost, sex)
         sex_name = f", X/Y {sex:g}" if sex >= 0 else ""
         results[f"judge weight {weight:g}, costs {cost:g}{sex_name}"] = (
             jt.count_summary(held_cells, rules),
@@ -124,19 +129,12 @@ def main(argv=None):
         )
     table = "\n".join(lines) + "\n"
     # the review flags' thresholds, for the chosen rule on the same held-out cells
-    c = results[chosen][1]
-    chosen_rules = dataclasses.replace(
-        base,
-        judge=trial,
-        judge_weight=c["judge_weight"],
-        extra_cost=c["cost"],
-        missing_cost=c["cost"],
-        sex_cost=c["sex_cost"],
-    )
+    chosen_rules = rule(**results[chosen][1])
     firings = review_cells(held_cells, chosen_rules)
-    ranked = choose_thresholds(firings, [f["exact"] for f in firings], args.review_tolerance)
+    rows = threshold_rows(firings, [f["exact"] for f in firings])
+    ranked = choose_thresholds(rows, args.review_tolerance)
     table += "\n" + review_table(ranked, chosen_rules, args.review_tolerance)
-    plot_tradeoff(firings, [f["exact"] for f in firings], os.path.join(args.out, "review.png"))
+    plot_tradeoff(rows, os.path.join(args.out, "review.png"))
     final = save(jt.train_judge(examples, args.hidden, args.epochs, seed=args.seed), "judge.pth")
     with open(os.path.join(args.out, "summary.md"), "w") as f:
         f.write(table)

@@ -184,7 +184,7 @@ class SecondLook(nn.Module):
         v = look.FOREGROUND_WEIGHT
         if not 0.0 <= v <= 1.0:
             raise ValueError(f"MODEL.SECOND_LOOK.FOREGROUND_WEIGHT must lie in [0, 1], not {v}")
-        if look.FOREGROUND_WEIGHT and not look.NOT_CHROMOSOME:
+        if v and not look.NOT_CHROMOSOME:
             raise ValueError(
                 "MODEL.SECOND_LOOK.FOREGROUND_WEIGHT > 0 needs a crop classifier with the class "
                 "'not one chromosome' (MODEL.SECOND_LOOK.NOT_CHROMOSOME True)"
@@ -265,15 +265,21 @@ class SecondLook(nn.Module):
         return crop_probs[names_of] if self.share_iou > 0 else crop_probs
 
 
+def read_classifier_state(path: str):
+    """A crop classifier's weights file (``{"model": state_dict}``) as a float32 state dict,
+    refused with the file's name when it cannot be read."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)["model"]
+    except Exception as e:
+        raise ValueError(f"{path}: cannot read crop classifier weights ({e})") from e
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
 def load_classifier(classifier: CropClassifier, path: str, state=None):
-    """Load a crop classifier's weights file (``{"model": state_dict}``; or ``state``, read
-    from it), refusing one that does not fit, with the file's name."""
+    """Load a crop classifier's weights file (or ``state``, :func:`read_classifier_state` of
+    it), refusing one that does not fit, with the file's name."""
     if state is None:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)["model"]
-        except Exception as e:
-            raise ValueError(f"{path}: cannot read crop classifier weights ({e})") from e
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+        state = read_classifier_state(path)
     try:
         classifier.load_state_dict(state)
     except RuntimeError as e:  # missing, left over or differently shaped parameters

@@ -20,7 +20,7 @@ from ..classes import DENVER_GROUPS, NUM_CLASSES, denver_group_of
 from ..data.crops import cached_patches, patch_crops, patch_size, save_atomic, training_crops
 from ..engine.precision import cpu_has_bf16
 from ..engine.runs import REUSE, START, run_decision
-from ..modeling.second_look import CropClassifier, load_classifier
+from ..modeling.second_look import CropClassifier, load_classifier, read_classifier_state
 
 logger = logging.getLogger(__name__)
 
@@ -350,13 +350,11 @@ class CropTraining:
 def initial_weights(model: CropClassifier, path: str):
     """Load a crop classifier's weights file into ``model``; one trained without "not one
     chromosome" gives every parameter but that class's row of the last layer (zero)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)["model"]
+    state = read_classifier_state(path)
     own = model.state_dict()
     for name, value in state.items():
-        value = value.float() if value.is_floating_point() else value
         if name in own and value.shape != own[name].shape and value.shape[0] == NUM_CLASSES:
-            value = torch.cat([value, torch.zeros_like(value[:1])])  # the new class's row
-        state[name] = value
+            state[name] = torch.cat([value, torch.zeros_like(value[:1])])  # the new class's row
     load_classifier(model, path, state)
 
 

@@ -17,7 +17,14 @@ import numpy as np
 from ..app.karyotype.cell import KaryotypeRules, cell_record, review_flags
 from .karyotype_benchmark import counted_and_matched, truth_call
 
-__all__ = ["GRID", "choose_thresholds", "flag_firing", "plot_tradeoff", "review_cells"]
+__all__ = [
+    "GRID",
+    "choose_thresholds",
+    "flag_firing",
+    "plot_tradeoff",
+    "review_cells",
+    "threshold_rows",
+]
 
 # per tunable flag, the threshold settings tried; the first of each turns the flag off
 GRID = {
@@ -59,11 +66,9 @@ def flag_firing(detections: Dict, rules: KaryotypeRules) -> Dict:
     return out
 
 
-def choose_thresholds(firings: Sequence[Dict], exact: Sequence[bool], tolerance: float) -> List:
+def threshold_rows(firings: Sequence[Dict], exact: Sequence[bool]) -> List[Dict]:
     """
-    Every combination of :data:`GRID`'s settings on the cells, best first: the fewest cells
-    sent to review among those whose unsent wrong calls are at most ``tolerance`` % of the
-    cells, then the fewest unsent wrong calls.
+    Every combination of :data:`GRID`'s settings on the cells.
 
     Args:
         firings: :func:`flag_firing` of each cell.
@@ -94,6 +99,13 @@ def choose_thresholds(firings: Sequence[Dict], exact: Sequence[bool], tolerance:
                 "right_sent": 100.0 * (exact & sent).sum() / max(1, int(exact.sum())),
             }
         )
+    return rows
+
+
+def choose_thresholds(rows: Sequence[Dict], tolerance: float) -> List[Dict]:
+    """:func:`threshold_rows` best first: the fewest cells sent to review among those whose
+    unsent wrong calls are at most ``tolerance`` % of the cells, then the fewest unsent wrong
+    calls."""
     return sorted(
         rows,
         key=lambda r: (r["wrong_not_sent"] > tolerance, r["sent"], r["wrong_not_sent"]),
@@ -151,16 +163,17 @@ def review_table(ranked: List[Dict], rules: KaryotypeRules, tolerance: float) ->
     return "\n".join(lines) + "\n"
 
 
-def plot_tradeoff(firings: Sequence[Dict], exact: Sequence[bool], path: str):
-    """PNG: for tolerances of 0-10 % the fewest cells sent to review (:func:`choose_thresholds`)
-    against the wrong calls let pass; the flags without threshold alone as a point."""
+def plot_tradeoff(rows: Sequence[Dict], path: str):
+    """PNG: for tolerances of 0-10 % the fewest cells sent to review (:func:`choose_thresholds`
+    of :func:`threshold_rows`) against the wrong calls let pass; the flags without threshold
+    alone as a point."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    best = [choose_thresholds(firings, exact, t)[0] for t in (0, 0.5, 1, 2, 3, 5, 7, 10)]
-    off = next(r for r in choose_thresholds(firings, exact, 100.0) if r["settings"] == OFF)
+    best = [choose_thresholds(rows, t)[0] for t in (0, 0.5, 1, 2, 3, 5, 7, 10)]
+    off = next(r for r in rows if r["settings"] == OFF)
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ax.plot([r["wrong_not_sent"] for r in best], [r["sent"] for r in best], "o-", label="best")
     ax.plot([off["wrong_not_sent"]], [off["sent"]], "s", label="flags without threshold")
