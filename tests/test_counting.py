@@ -21,7 +21,7 @@ from deepacc_d2.app.karyotype.cell import KaryotypeRules, counted_detections
 from deepacc_d2.app.karyotype.judge import CandidateJudge, candidate_features, judge_state
 from deepacc_d2.classes import CLASS_NAMES, NUM_CLASSES
 from deepacc_d2.studies.count_stages import auc
-from deepacc_d2.studies.judge_training import judge_examples, train_judge
+from deepacc_d2.studies.judge_training import judge_examples, train_judge, wrong_candidates
 
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
@@ -238,6 +238,31 @@ def test_judge_examples_are_the_candidates_the_karyotype_step_sees():
     # 0.65, named otherwise: per-class NMS does not see it) is kept at 0.7; in foreground order
     np.testing.assert_allclose(features[:, NUM_CLASSES], [0.9, 0.8, 0.4, 0.3], rtol=1e-5)
     assert labels.tolist() == [True, True, False, False]
+
+
+def test_wrong_candidates_are_the_counting_candidates_on_no_chromosome():
+    """The same cell: the second box on the first chromosome covers it (IoU 0.65): no wrong
+    candidate; the debris box is; the box below foreground 0.05 is no candidate at all."""
+    cfg = setup_cfg(os.path.join(REPO, "configs", "cpu", "f_deepacc_cil_r18_crops.yaml"))
+    boxes = np.array(
+        [[0, 0, 10, 40], [50, 0, 60, 40], [0, 0, 10, 26], [80, 80, 90, 90], [30, 30, 40, 40]],
+        np.float32,
+    )
+    probs = np.zeros((5, NUM_CLASSES + 1), np.float32)
+    for row, (k, fg) in enumerate([(0, 0.9), (1, 0.8), (5, 0.4), (2, 0.3), (0, 0.03)]):
+        probs[row, k], probs[row, -1] = fg, 1 - fg
+    record = {
+        "file_name": "cell.png",
+        "image_size": (100, 100),
+        "boxes": boxes,
+        "probs": probs,
+        "gt_boxes": np.array([[0, 0, 10, 40], [50, 0, 60, 40]], float),
+    }
+    wrong = wrong_candidates(cfg, [record])
+    assert list(wrong) == ["cell.png"]
+    np.testing.assert_allclose(wrong["cell.png"], [[80, 80, 90, 90]])
+    empty = dict(record, file_name="empty.png", gt_boxes=np.zeros((0, 4)))
+    assert len(wrong_candidates(cfg, [empty])["empty.png"]) == 4  # no truth: all are wrong
 
 
 def test_the_outputs_cache_knows_a_weights_file_replaced_under_its_name(tmp_path):

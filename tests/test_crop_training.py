@@ -136,6 +136,24 @@ def test_negative_patches_are_labelled_not_one_chromosome(tmp_path):
     assert torch.equal(patches, image_patches(d, 96, 128, size, negatives=1.0)[0])
 
 
+def test_wrong_candidates_become_not_one_chromosome_patches(tmp_path):
+    """An image twice the test size, its truth and wrong candidates in its own pixels: the
+    candidate on a chromosome is dropped, the other kept at half its size."""
+    d = _toy_dataset(str(tmp_path), 1, 0)[0]
+    path = os.path.join(str(tmp_path), "big.png")
+    Image.open(d["file_name"]).resize((256, 192), Image.NEAREST).save(path)
+    annos = [dict(a, bbox=[2 * v for v in a["bbox"]]) for a in d["annotations"]]
+    big = dict(d, file_name=path, height=192, width=256, annotations=annos)
+    wrong = np.array([annos[0]["bbox"], [220, 10, 250, 30]], np.float32)
+    size = patch_size(32, 0.08)
+    _, boxes, classes = image_patches(big, 96, 128, size, wrong_boxes=wrong)
+    assert classes.tolist() == [0, 1, 0, 1, NUM_CLASSES]
+    # at the test scale 15 x 10 px; its patch spans 1.6 x its longest side
+    scale = size / (15 * 1.6)
+    assert boxes[4, 2] - boxes[4, 0] == pytest.approx(15 * scale, abs=1e-3)
+    assert boxes[4, 3] - boxes[4, 1] == pytest.approx(10 * scale, abs=1e-3)
+
+
 def test_the_not_one_chromosome_class_counts_apart_in_the_accuracy(tmp_path):
     d = _toy_dataset(str(tmp_path), 2, 0)
     parts = [image_patches(x, 96, 128, patch_size(32, 0.08), negatives=1.0) for x in d]

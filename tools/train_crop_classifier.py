@@ -35,6 +35,17 @@ def main(argv=None):
         default=0.5,
         help="with MODEL.SECOND_LOOK.NOT_CHROMOSOME: negative boxes per chromosome",
     )
+    p.add_argument(
+        "--wrong-candidates",
+        metavar="MODEL",
+        help="with NOT_CHROMOSOME: also the wrong counting candidates of this model of "
+        "MODEL_ZOO.md on DATASETS.TRAIN",
+    )
+    p.add_argument(
+        "--candidates-cache",
+        default="output/count_stages",
+        help="where the model's outputs are cached (tools/count_stages.py --out)",
+    )
     p.add_argument("--init", default="", help="start from these crop classifier weights")
     p.add_argument("--ship", help="also write the final weights as float16 to this file")
     p.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE")
@@ -49,6 +60,17 @@ def main(argv=None):
 
     setup_logger(name="deepacc_d2", abbrev_name="deepacc")
     cfg = setup_cfg(args.config_file, args.opts)
+    wrong = None
+    if args.wrong_candidates:
+        from deepacc_d2.app.karyotype.candidates import cached_proposal_outputs
+        from deepacc_d2.app.model_zoo import resolve_model
+        from deepacc_d2.studies.judge_training import wrong_candidates
+
+        config_file, weights, model_opts = resolve_model(args.wrong_candidates, None)
+        model_cfg = setup_cfg(config_file, model_opts, weights)
+        dataset = cfg.DATASETS.TRAIN[0]
+        records = cached_proposal_outputs(model_cfg, dataset, args.candidates_cache)
+        wrong = wrong_candidates(model_cfg, records)
     summary = train_crop_classifier(
         cfg,
         args.output,
@@ -60,6 +82,7 @@ def main(argv=None):
         precision=args.precision,
         negatives=args.negatives,
         init=args.init,
+        wrong_boxes=wrong,
     )
     summary["command"] = " ".join(["python", "tools/train_crop_classifier.py"] + sys.argv[1:])
     if args.ship:

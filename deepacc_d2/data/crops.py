@@ -10,7 +10,8 @@ inference, turns them by 90 degrees, flips them and varies the stain.
 
 For a classifier with the class "not one chromosome" (label K), each image also gives boxes
 that are no chromosome's one box (:func:`negative_boxes`): the kinds of wrong candidate the
-detector makes (a fragment of a chromosome, one box around two, a box beside one).
+detector makes (a fragment of a chromosome, one box around two, a box beside one); and, where
+given, the detector's own wrong candidates of that image.
 """
 
 import hashlib
@@ -18,7 +19,7 @@ import json
 import logging
 import math
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -107,12 +108,19 @@ def negative_boxes(boxes: torch.Tensor, count: int, generator) -> torch.Tensor:
 
 
 def image_patches(
-    dataset_dict: Dict, min_size: int, max_size: int, size: int, negatives: float = 0.0
+    dataset_dict: Dict,
+    min_size: int,
+    max_size: int,
+    size: int,
+    negatives: float = 0.0,
+    wrong_boxes: Optional[np.ndarray] = None,
 ):
     """
     The patches of one labelled image: of its true boxes, and with ``negatives`` > 0 of about
     ``negatives`` x as many :func:`negative_boxes` (class K = NUM_CLASSES, drawn from a seed of
-    the file's name, so a rebuilt cache is the same).
+    the file's name, so a rebuilt cache is the same), and of ``wrong_boxes`` (W, 4) XYXY in the
+    image's own pixels, the model's wrong candidates (class K; those at IoU >= NEGATIVE_IOU
+    with a true box are dropped).
 
     Returns:
         tuple[Tensor, Tensor, Tensor]: (B, size, size) uint8 gray patches, (B, 4) float the
@@ -126,15 +134,19 @@ def image_patches(
     annos = [a for a in dataset_dict.get("annotations", []) if not a.get("iscrowd", 0)]
     if not annos:
         return torch.zeros(0, size, size, dtype=torch.uint8), torch.zeros(0, 4), torch.zeros(0)
-    boxes = torch.tensor(
-        [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in annos],
-        dtype=torch.float32,
-    ) * torch.tensor([new_hw[1] / width, new_hw[0] / height] * 2)
+    scale = torch.tensor([new_hw[1] / width, new_hw[0] / height] * 2)  # to the model's pixels
+    xyxy = [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in annos]
+    boxes = torch.tensor(xyxy, dtype=torch.float32) * scale
     classes = torch.tensor([a["category_id"] for a in annos], dtype=torch.int64)
+    extra = boxes.new_zeros(0, 4)
     if negatives > 0:
         seed = int(hashlib.sha256(dataset_dict["file_name"].encode()).hexdigest()[:8], 16)
         generator = torch.Generator().manual_seed(seed)
         extra = negative_boxes(boxes, int(round(negatives * len(boxes))), generator)
+    if wrong_boxes is not None and len(wrong_boxes):
+        wrong = torch.as_tensor(np.asarray(wrong_boxes), dtype=torch.float32).view(-1, 4) * scale
+        extra = torch.cat([extra, wrong[box_iou(wrong, boxes).max(dim=1).values < NEGATIVE_IOU]])
+    if len(extra):
         extra[:, 0::2] = extra[:, 0::2].clamp(0, new_hw[1])
         extra[:, 1::2] = extra[:, 1::2].clamp(0, new_hw[0])
         extra = extra[((extra[:, 2:] - extra[:, :2]) >= 2).all(dim=1)]
@@ -158,11 +170,16 @@ def image_patches(
 
 
 def build_patches(
-    dataset_dicts: List[Dict], min_size: int, max_size: int, size: int, negatives: float = 0.0
+    dataset_dicts: List[Dict],
+    min_size: int,
+    max_size: int,
+    size: int,
+    negatives: float = 0.0,
+    wrong_boxes: Optional[Dict[str, np.ndarray]] = None,
 ):
     """
-    :func:`image_patches` of every image; an image that cannot be read is named in the log
-    and left out.
+    :func:`image_patches` of every image (``wrong_boxes``: per file name, the model's wrong
+    candidates); an image that cannot be read is named in the log and left out.
 
     Returns:
         dict: "patches" (B, size, size) uint8, "boxes" (B, 4), "classes" (B,), "images" (B,)
@@ -171,7 +188,8 @@ def build_patches(
     parts, errors = [], []
     for i, d in enumerate(dataset_dicts):
         try:
-            patches, boxes, classes = image_patches(d, min_size, max_size, size, negatives)
+            wrong = (wrong_boxes or {}).get(d["file_name"])
+            patches, boxes, classes = image_patches(d, min_size, max_size, size, negatives, wrong)
         except ValueError as e:
             errors.append(str(e))
             logger.error(str(e))
@@ -197,6 +215,7 @@ def cached_patches(
     max_size: int,
     size: int,
     negatives: float = 0.0,
+    wrong_boxes: Optional[Dict[str, np.ndarray]] = None,
 ):
     """:func:`build_patches` of a registered dataset, read from ``cache_dir`` when the same
     files were cut the same way before."""
@@ -205,14 +224,26 @@ def cached_patches(
     made = [[d["file_name"] for d in dicts], min_size, max_size, size, CONTEXT]
     if negatives > 0:
         made += [negatives, NEGATIVE_IOU, FRAGMENT, SHIFT]
+    if wrong_boxes:
+        made += [NEGATIVE_IOU, boxes_digest(wrong_boxes)]
     key = hashlib.sha256(json.dumps(made).encode()).hexdigest()[:16]
     path = os.path.join(cache_dir, f"patches_{dataset_name}_{key}.pt")
     if os.path.isfile(path):
         return torch.load(path, weights_only=False)
-    data = build_patches(dicts, min_size, max_size, size, negatives)
+    data = build_patches(dicts, min_size, max_size, size, negatives, wrong_boxes)
     os.makedirs(cache_dir, exist_ok=True)
     save_atomic(data, path)
     return data
+
+
+def boxes_digest(boxes_of: Dict[str, np.ndarray]) -> str:
+    """A digest of per-file boxes (file names and float32 values): the same boxes, the same
+    digest."""
+    h = hashlib.sha256()
+    for name in sorted(boxes_of):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(boxes_of[name], dtype=np.float32).tobytes())
+    return h.hexdigest()[:16]
 
 
 def jitter_boxes(boxes, generator):

@@ -11,13 +11,21 @@ import json
 import logging
 import os
 import time
-from typing import Dict
+from typing import Dict, Optional
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
 from ..classes import DENVER_GROUPS, NUM_CLASSES, denver_group_of
-from ..data.crops import cached_patches, patch_crops, patch_size, save_atomic, training_crops
+from ..data.crops import (
+    boxes_digest,
+    cached_patches,
+    patch_crops,
+    patch_size,
+    save_atomic,
+    training_crops,
+)
 from ..engine.precision import cpu_has_bf16
 from ..engine.runs import REUSE, START, run_decision
 from ..modeling.second_look import CropClassifier, load_classifier, read_classifier_state
@@ -110,6 +118,7 @@ def train_crop_classifier(
     precision: str = "auto",
     negatives: float = 0.5,
     init: str = "",
+    wrong_boxes: Optional[Dict[str, np.ndarray]] = None,
 ) -> Dict:
     """
     Train a :class:`CropClassifier` of ``cfg.MODEL.SECOND_LOOK``'s shape on the chromosomes of
@@ -119,7 +128,9 @@ def train_crop_classifier(
     bf16 is twice as fast on some CPUs and many times slower on others). Evaluates every
     ``eval_period`` steps (0: every epoch). With ``MODEL.SECOND_LOOK.NOT_CHROMOSOME`` the
     classifier also learns "not one chromosome" from ``negatives`` x as many negative boxes
-    as chromosomes (:func:`..data.crops.negative_boxes`). ``init``: start from these weights
+    as chromosomes (:func:`..data.crops.negative_boxes`) and from ``wrong_boxes``, the model's
+    wrong candidates of the training images (:func:`.judge_training.wrong_candidates`).
+    ``init``: start from these weights
     (a classifier without "not one chromosome" gives all but that class's row).
     A run in ``output_dir`` with the same settings
     (:func:`crop_settings`) is resumed from its ``last.pth``, or, finished, reused (its
@@ -135,7 +146,8 @@ def train_crop_classifier(
     """
     look = cfg.MODEL.SECOND_LOOK
     negatives = negatives if look.NOT_CHROMOSOME else 0.0
-    train, val = _read_patches(cfg, output_dir, negatives)
+    wrong_boxes = wrong_boxes if look.NOT_CHROMOSOME else None
+    train, val = _read_patches(cfg, output_dir, negatives, wrong_boxes)
     steps_per_epoch = len(train["classes"]) // batch_size
     total_steps = max(1, int(round(epochs * steps_per_epoch)))
     settings = crop_settings(
@@ -143,6 +155,8 @@ def train_crop_classifier(
     )
     if look.NOT_CHROMOSOME:
         settings.update(not_chromosome=True, negatives=negatives)
+    if wrong_boxes:
+        settings["wrong_candidates"] = boxes_digest(wrong_boxes)
     if init:
         settings["init"] = init
     run = CropTraining(look, output_dir, settings, steps_per_epoch)
@@ -189,15 +203,16 @@ def crop_settings(
     }
 
 
-def _read_patches(cfg, output_dir: str, negatives: float):
+def _read_patches(cfg, output_dir: str, negatives: float, wrong_boxes=None):
     """The train and val patches of ``cfg``'s datasets (cached in ``output_dir/cache``), with
-    ``negatives`` x as many negative boxes as chromosomes."""
+    ``negatives`` x as many negative boxes as chromosomes, and the training images' wrong
+    candidates ``wrong_boxes``."""
     look = cfg.MODEL.SECOND_LOOK
     size = patch_size(look.CROP_SIZE, look.CROP_MARGIN)
     cache = os.path.join(output_dir, "cache")
     resize = (cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
     (train_name,), (val_name,) = cfg.DATASETS.TRAIN, cfg.DATASETS.TEST
-    train = cached_patches(train_name, cache, *resize, size, negatives)
+    train = cached_patches(train_name, cache, *resize, size, negatives, wrong_boxes)
     val = cached_patches(val_name, cache, *resize, size, negatives)
     logger.info(f"{len(train['classes'])} training, {len(val['classes'])} val chromosomes")
     return train, val

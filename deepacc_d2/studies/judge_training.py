@@ -15,6 +15,8 @@ from torch.nn import functional as F
 from ..app.karyotype.candidates import model_detections, one_box_labels
 from ..app.karyotype.cell import KaryotypeRules, counting_candidates
 from ..app.karyotype.judge import CandidateJudge, candidate_features
+from ..data.crops import NEGATIVE_IOU
+from ..evaluation.matching import box_iou
 from .karyotype_benchmark import NORMAL_CALLS, judge_cell, summarize
 
 logger = logging.getLogger(__name__)
@@ -36,6 +38,26 @@ def judge_examples(cfg, records: Sequence[Dict]) -> List[Tuple[np.ndarray, np.nd
         labels, _ = one_box_labels(boxes, record["gt_boxes"])
         examples.append((candidate_features(boxes, class_scores), labels))
     return examples
+
+
+def wrong_candidates(cfg, records: Sequence[Dict]) -> Dict[str, np.ndarray]:
+    """
+    Per file name the model's wrong counting candidates (:func:`.cell.counting_candidates`
+    under the config's rules, without a judge): those that overlap every true box at IoU
+    below NEGATIVE_IOU (fragments, boxes around two chromosomes, debris), for the crop
+    classifier's "not one chromosome" (:func:`..data.crops.image_patches`).
+
+    Returns:
+        dict[str, ndarray]: (W, 4) float32 XYXY boxes in the image's own pixels.
+    """
+    rules = dataclasses.replace(KaryotypeRules.from_config(cfg), judge="")
+    wrong = {}
+    for record in records:
+        boxes, _ = counting_candidates(model_detections(cfg, record), rules)
+        gt = np.asarray(record["gt_boxes"], np.float64).reshape(-1, 4)
+        best = box_iou(boxes, gt).max(axis=1) if len(gt) else np.zeros(len(boxes))
+        wrong[record["file_name"]] = boxes[best < NEGATIVE_IOU].astype(np.float32)
+    return wrong
 
 
 def train_judge(
