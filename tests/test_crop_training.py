@@ -324,3 +324,24 @@ def test_an_unfinished_run_resumes_exactly(tmp_path, toy_cfg):
     longer = dict(settings, steps=24)
     with pytest.raises(OtherSettingsError, match="steps: 12 there, 24 here"):
         CropTraining(toy_cfg.MODEL.SECOND_LOOK, out, longer, 6).resume()
+
+
+def test_a_run_knows_which_wrong_candidates_it_learned(tmp_path, toy_cfg, monkeypatch):
+    """The wrong candidates are part of a run's settings: the same boxes reuse the finished
+    run, other boxes are refused."""
+    cfg = toy_cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.SECOND_LOOK.NOT_CHROMOSOME = True
+    name = DatasetCatalog.get("toy_rods_train")[0]["file_name"]
+    wrong = {name: np.array([[100, 60, 124, 90]], np.float32)}
+    out = str(tmp_path / "run")
+    kwargs = dict(epochs=1, batch_size=16, precision="fp32", negatives=0.0)
+    first = train_crop_classifier(cfg, out, wrong_boxes=wrong, **kwargs)
+    # 96 chromosomes and the one wrong candidate (IoU < 0.5 with every rod): 97 patches
+    assert first["train_chromosomes"] == 97
+    monkeypatch.setattr(CropTraining, "train", lambda *a: pytest.fail("trained again"))
+    same = {name: wrong[name].copy()}
+    assert train_crop_classifier(cfg, out, wrong_boxes=same, **kwargs) == first
+    moved = {name: wrong[name] + 1}
+    with pytest.raises(OtherSettingsError, match="wrong_candidates"):
+        train_crop_classifier(cfg, out, wrong_boxes=moved, **kwargs)

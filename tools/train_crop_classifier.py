@@ -46,6 +46,13 @@ def main(argv=None):
         default="output/count_stages",
         help="where the model's outputs are cached (tools/count_stages.py --out)",
     )
+    p.add_argument(
+        "--candidate-opts",
+        nargs="+",
+        default=[],
+        metavar="KEY VALUE",
+        help="config overrides of the --wrong-candidates model (e.g. its classifier's weights)",
+    )
     p.add_argument("--init", default="", help="start from these crop classifier weights")
     p.add_argument("--ship", help="also write the final weights as float16 to this file")
     p.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE")
@@ -67,7 +74,7 @@ def main(argv=None):
         from deepacc_d2.studies.judge_training import wrong_candidates
 
         config_file, weights, model_opts = resolve_model(args.wrong_candidates, None)
-        model_cfg = setup_cfg(config_file, model_opts, weights)
+        model_cfg = setup_cfg(config_file, model_opts + args.candidate_opts, weights)
         dataset = cfg.DATASETS.TRAIN[0]
         records = cached_proposal_outputs(model_cfg, dataset, args.candidates_cache)
         wrong = wrong_candidates(model_cfg, records)
