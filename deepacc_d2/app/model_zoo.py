@@ -31,14 +31,14 @@ DETECTOR = (
 )
 CROP_CLASSIFIER = (
     "cil_crop_classifier.pth",
-    "d30b779c6e041924fd7d544dfc8ffbf4f626fa8d88f1cc1302932d7a59396dfe",
+    "858bc88822db90424eb9fdcaa461b44ea6ae561210590d78e4b28183aac403fc",
 )
 
 # name -> (config file, (weights file, sha256), {config key: (further weights file, sha256)}):
 # config files relative to ROOT/configs, weights files to the models folder (models_dir())
 CANDIDATE_JUDGE = (
     "cil_candidate_judge.pth",
-    "ff33d7f3af523fadd2aba55852182fb9a96201544398dc8e39bd555cd128268e",
+    "21a6534767f7e3ec0a6152df983b2324c066673edace07e4c54b78b9b51d0268",
 )
 
 MODELS = {
