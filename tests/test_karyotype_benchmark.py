@@ -111,3 +111,20 @@ def test_compare_rules_never_chooses_a_rule_worse_on_abnormal_cells():
     floor = results["top"]["simulated"]["exact_abnormal"]
     assert results[chosen]["simulated"]["exact_abnormal"] >= floor
     assert set(results) == set(candidates)
+
+
+def test_the_plot_shows_each_rule_once_the_chosen_last():
+    from deepacc_d2.studies.karyotype_benchmark import rules_to_plot
+
+    results = {
+        "top-1 score >= p, top class": {},
+        "foreground >= 0.3, NMS 0.5, assignment (extra 8, missing 8)": {},
+        "the config's rule: the judge's candidates, counted and named together": {},
+        "foreground >= 0.3, NMS 0.7, top class": {},
+    }
+    chosen = "the config's rule: the judge's candidates, counted and named together"
+    assert rules_to_plot(results, chosen) == [
+        "top-1 score >= p, top class",
+        "foreground >= 0.3, NMS 0.7, top class",
+        chosen,
+    ]

@@ -328,18 +328,24 @@ def rules_table(results: Dict, chosen: str, dataset_name: str, command: str) -> 
     return "\n".join(lines) + "\n"
 
 
+def rules_to_plot(results: Dict, chosen: str) -> List[str]:
+    """The rules the bars show, each once: those that name each candidate by its top class,
+    then the chosen one."""
+    return [n for n in results if "assignment" not in n and n != chosen] + [chosen]
+
+
 def plot_rules(results: Dict, chosen: str, path: str, dataset_name: str):
     """Bars of exact calls and chromosomes named right for the top-class rules and the
     chosen assignment."""
 
-    names = [n for n in results if "assignment" not in n] + [chosen]
+    names = rules_to_plot(results, chosen)
     measures = [
         ("dataset", "exact", f"{dataset_name}: call exact"),
         ("dataset", "named_right", f"{dataset_name}: named right"),
         ("simulated", "exact_normal", "simulated normal: call exact"),
         ("simulated", "exact_abnormal", "simulated abnormal: call exact"),
     ]
-    fig = Figure(figsize=(9, 4), dpi=110)
+    fig = Figure(figsize=(9, 4.8), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / len(names)
@@ -351,6 +357,6 @@ def plot_rules(results: Dict, chosen: str, path: str, dataset_name: str):
     ax.set_xticklabels([label for _, _, label in measures], fontsize=8)
     ax.set_ylabel("%")
     ax.set_ylim(0, 105)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
     fig.tight_layout()
     fig.savefig(path)
