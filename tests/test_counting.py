@@ -21,7 +21,12 @@ from deepacc_d2.app.karyotype.cell import KaryotypeRules, counted_detections
 from deepacc_d2.app.karyotype.judge import CandidateJudge, candidate_features, judge_state
 from deepacc_d2.classes import CLASS_NAMES, NUM_CLASSES
 from deepacc_d2.studies.count_stages import auc
-from deepacc_d2.studies.judge_training import judge_examples, train_judge, wrong_candidates
+from deepacc_d2.studies.judge_training import (
+    boxes_together,
+    judge_examples,
+    train_judge,
+    wrong_candidates,
+)
 
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
@@ -263,6 +268,18 @@ def test_wrong_candidates_are_the_counting_candidates_on_no_chromosome():
     np.testing.assert_allclose(wrong["cell.png"], [[80, 80, 90, 90]])
     empty = dict(record, file_name="empty.png", gt_boxes=np.zeros((0, 4)))
     assert len(wrong_candidates(cfg, [empty])["empty.png"]) == 4  # no truth: all are wrong
+
+
+def test_wrong_candidates_of_two_models_together():
+    first = {"a.png": np.array([[0, 0, 4, 4]]), "b.png": np.zeros((0, 4))}
+    second = {"a.png": np.array([[1, 1, 5, 5], [2, 2, 6, 6]]), "c.png": np.array([[3, 3, 7, 7]])}
+    together = boxes_together(first, second)
+    assert sorted(together) == ["a.png", "b.png", "c.png"]
+    np.testing.assert_array_equal(together["a.png"], [[0, 0, 4, 4], [1, 1, 5, 5], [2, 2, 6, 6]])
+    assert together["a.png"].dtype == np.float32
+    assert together["b.png"].shape == (0, 4)
+    np.testing.assert_array_equal(together["c.png"], [[3, 3, 7, 7]])
+    assert boxes_together(first)["a.png"].tolist() == [[0, 0, 4, 4]]
 
 
 def test_the_outputs_cache_knows_a_weights_file_replaced_under_its_name(tmp_path):

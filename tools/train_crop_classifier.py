@@ -49,9 +49,10 @@ def main(argv=None):
     p.add_argument(
         "--candidate-opts",
         nargs="+",
-        default=[],
+        action="append",
         metavar="KEY VALUE",
-        help="config overrides of the --wrong-candidates model (e.g. its classifier's weights)",
+        help="config overrides of the --wrong-candidates model (e.g. its classifier's weights); "
+        "given again, the wrong candidates of each version together",
     )
     p.add_argument("--init", default="", help="start from these crop classifier weights")
     p.add_argument("--ship", help="also write the final weights as float16 to this file")
@@ -71,13 +72,16 @@ def main(argv=None):
     if args.wrong_candidates:
         from deepacc_d2.app.karyotype.candidates import cached_proposal_outputs
         from deepacc_d2.app.model_zoo import resolve_model
-        from deepacc_d2.studies.judge_training import wrong_candidates
+        from deepacc_d2.studies.judge_training import boxes_together, wrong_candidates
 
         config_file, weights, model_opts = resolve_model(args.wrong_candidates, None)
-        model_cfg = setup_cfg(config_file, model_opts + args.candidate_opts, weights)
-        dataset = cfg.DATASETS.TRAIN[0]
-        records = cached_proposal_outputs(model_cfg, dataset, args.candidates_cache)
-        wrong = wrong_candidates(model_cfg, records)
+        wrong = {}
+        for opts in args.candidate_opts or [[]]:
+            model_cfg = setup_cfg(config_file, model_opts + opts, weights)
+            records = cached_proposal_outputs(
+                model_cfg, cfg.DATASETS.TRAIN[0], args.candidates_cache
+            )
+            wrong = boxes_together(wrong, wrong_candidates(model_cfg, records))
     summary = train_crop_classifier(
         cfg,
         args.output,

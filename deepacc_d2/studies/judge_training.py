@@ -60,6 +60,21 @@ def wrong_candidates(cfg, records: Sequence[Dict]) -> Dict[str, np.ndarray]:
     return wrong
 
 
+def boxes_together(*boxes_of: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """Per file name the boxes of every dict, in the dicts' order (the wrong candidates of
+    several models of one training set).
+
+    Returns:
+        dict[str, ndarray]: (B, 4) float32.
+    """
+    together = {}
+    for boxes in boxes_of:
+        for name, b in boxes.items():
+            b = np.asarray(b, np.float32).reshape(-1, 4)
+            together[name] = np.concatenate([together[name], b]) if name in together else b
+    return together
+
+
 def train_judge(
     examples: Sequence[Tuple[np.ndarray, np.ndarray]],
     hidden: int = 64,
