@@ -220,25 +220,32 @@ def test_candidates_from_the_proposal_outputs_are_the_models_detections():
         candidate_instances(record, thresh / 2, 0.5, 40)
 
 
-def test_judge_examples_are_the_candidates_the_karyotype_step_sees():
-    """Two chromosomes, each with its box, a second box on the first and debris: the judge
-    trains on the counting candidates (foreground >= 0.05, class-agnostic NMS 0.7) with the
-    one box of each chromosome as the positives."""
-    cfg = setup_cfg(os.path.join(REPO, "configs", "cpu", "f_deepacc_cil_r18_crops.yaml"))
+def _two_chromosome_cell(fifth_box):
+    """A cell's proposal outputs: two chromosomes, each with its box (foreground 0.9, 0.8), a
+    second box on the first (IoU 0.65, named otherwise, 0.4), debris (0.3) and ``fifth_box``
+    at foreground 0.03."""
     boxes = np.array(
-        [[0, 0, 10, 40], [50, 0, 60, 40], [0, 0, 10, 26], [80, 80, 90, 90], [0, 0, 10, 39]],
+        [[0, 0, 10, 40], [50, 0, 60, 40], [0, 0, 10, 26], [80, 80, 90, 90], fifth_box],
         np.float32,
     )
     probs = np.zeros((5, NUM_CLASSES + 1), np.float32)
     for row, (k, fg) in enumerate([(0, 0.9), (1, 0.8), (5, 0.4), (2, 0.3), (0, 0.03)]):
         probs[row, k], probs[row, -1] = fg, 1 - fg
-    record = {
+    return {
+        "file_name": "cell.png",
         "image_size": (100, 100),
         "boxes": boxes,
         "probs": probs,
         "gt_boxes": np.array([[0, 0, 10, 40], [50, 0, 60, 40]], float),
     }
-    ((features, labels),) = judge_examples(cfg, [record])
+
+
+def test_judge_examples_are_the_candidates_the_karyotype_step_sees():
+    """Two chromosomes, each with its box, a second box on the first and debris: the judge
+    trains on the counting candidates (foreground >= 0.05, class-agnostic NMS 0.7) with the
+    one box of each chromosome as the positives."""
+    cfg = setup_cfg(os.path.join(REPO, "configs", "cpu", "f_deepacc_cil_r18_crops.yaml"))
+    ((features, labels),) = judge_examples(cfg, [_two_chromosome_cell([0, 0, 10, 39])])
     # the fifth box is below foreground 0.05; the second box on the first chromosome (IoU
     # 0.65, named otherwise: per-class NMS does not see it) is kept at 0.7; in foreground order
     np.testing.assert_allclose(features[:, NUM_CLASSES], [0.9, 0.8, 0.4, 0.3], rtol=1e-5)
@@ -249,20 +256,7 @@ def test_wrong_candidates_are_the_counting_candidates_on_no_chromosome():
     """The same cell: the second box on the first chromosome covers it (IoU 0.65): no wrong
     candidate; the debris box is; the box below foreground 0.05 is no candidate at all."""
     cfg = setup_cfg(os.path.join(REPO, "configs", "cpu", "f_deepacc_cil_r18_crops.yaml"))
-    boxes = np.array(
-        [[0, 0, 10, 40], [50, 0, 60, 40], [0, 0, 10, 26], [80, 80, 90, 90], [30, 30, 40, 40]],
-        np.float32,
-    )
-    probs = np.zeros((5, NUM_CLASSES + 1), np.float32)
-    for row, (k, fg) in enumerate([(0, 0.9), (1, 0.8), (5, 0.4), (2, 0.3), (0, 0.03)]):
-        probs[row, k], probs[row, -1] = fg, 1 - fg
-    record = {
-        "file_name": "cell.png",
-        "image_size": (100, 100),
-        "boxes": boxes,
-        "probs": probs,
-        "gt_boxes": np.array([[0, 0, 10, 40], [50, 0, 60, 40]], float),
-    }
+    record = _two_chromosome_cell([30, 30, 40, 40])
     wrong = wrong_candidates(cfg, [record])
     assert list(wrong) == ["cell.png"]
     np.testing.assert_allclose(wrong["cell.png"], [[80, 80, 90, 90]])
