@@ -24,6 +24,15 @@ def _eager(model, image):
 
 
 SECOND_LOOK = ["MODEL.SECOND_LOOK.ENABLED", "True", "MODEL.SECOND_LOOK.WIDTH", "8"]
+# traced, every candidate is named before the NMS; eager, only the survivors, round by round
+SURVIVORS = [
+    "MODEL.SECOND_LOOK.NOT_CHROMOSOME",
+    "True",
+    "MODEL.SECOND_LOOK.FOREGROUND_WEIGHT",
+    "1.0",
+    "MODEL.SECOND_LOOK.NMS_THRESH",
+    "0.7",
+]
 
 
 @pytest.mark.parametrize("extension", [".ts", ".onnx"])
@@ -34,8 +43,9 @@ SECOND_LOOK = ["MODEL.SECOND_LOOK.ENABLED", "True", "MODEL.SECOND_LOOK.WIDTH", "
         ("a_faster_rcnn_cpu.yaml", []),
         ("f_deepacc_cpu.yaml", SECOND_LOOK),
         ("f_deepacc_cpu.yaml", SECOND_LOOK + ["MODEL.SECOND_LOOK.SHARE_IOU", "0.9"]),
+        ("f_deepacc_cpu.yaml", SECOND_LOOK + SURVIVORS),
     ],
-    ids=["deepacc", "faster_rcnn", "second_look", "second_look_shared"],
+    ids=["deepacc", "faster_rcnn", "second_look", "second_look_shared", "second_look_nms"],
 )
 @pytest.mark.slow
 def test_trace_one_size_run_another(tmp_path, config, opts, extension):

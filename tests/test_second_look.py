@@ -85,6 +85,8 @@ def test_the_crops_not_one_chromosome_sets_the_foreground_by_hand():
         build_model(_tiny_cfg("MODEL.SECOND_LOOK.FOREGROUND_WEIGHT", "0.5"))
     with pytest.raises(ValueError, match=r"\[0, 1\], not 1.5"):
         build_model(_tiny_cfg("MODEL.SECOND_LOOK.FOREGROUND_WEIGHT", "1.5"))
+    with pytest.raises(ValueError, match=r"NMS_THRESH must lie in \[0, 1\], not -0.5"):
+        build_model(_tiny_cfg("MODEL.SECOND_LOOK.NMS_THRESH", "-0.5"))
     look = build_model(
         _tiny_cfg(
             "MODEL.SECOND_LOOK.NOT_CHROMOSOME", "True", "MODEL.SECOND_LOOK.FOREGROUND_WEIGHT", "0.5"
@@ -256,3 +258,75 @@ def test_no_candidate_leaves_the_detector_alone():
     images = ImageList(torch.zeros(1, 3, 40, 40), [(40, 40)])
     (out,) = look(images, [torch.zeros(2, 4 * K)], [probs])
     assert torch.equal(out, probs)
+
+
+def _survivor_look(nms_thresh, classifier=None):
+    return SecondLook(
+        classifier or CropClassifier(width=8, not_chromosome=True).eval(),
+        pixel_mean=[100.0] * 3,
+        pixel_std=[1.0] * 3,
+        crop_size=16,
+        crop_margin=0.08,
+        detector_weight=0.0,
+        score_thresh=0.05,
+        foreground_weight=1.0,
+        nms_thresh=nms_thresh,
+    )
+
+
+def test_only_the_nms_survivors_by_the_combined_foreground_are_named_by_hand():
+    # A, B, E lie on one chromosome (IoU A-B 0.9, A-E 0.8, B-E 0.89), D elsewhere; the crop
+    # says A is not one chromosome: fg 0.9 x (1 - 0.9) = 0.09, B 0.8, D 0.7 x 0.5 = 0.35
+    boxes = torch.tensor(
+        [[0.0, 0, 10, 20], [1, 0, 10, 20], [40, 0, 50, 20], [2, 0, 10, 20]]
+    )  # A, B, D, E
+    detector_fg = torch.tensor([0.9, 0.8, 0.7, 0.6])
+    q_not = {0: 0.9, 1: 0.0, 40: 0.5, 2: 0.0}
+    probs = torch.zeros(4, K + 1)
+    probs[:, 3], probs[:, K] = detector_fg, 1 - detector_fg
+    look = _survivor_look(0.7)
+    cropped = []
+
+    def crop_names(gray, sizes, crop_boxes, which, fg):
+        cropped.append(crop_boxes[:, 0].long().tolist())
+        q = torch.zeros(len(crop_boxes), K + 1)
+        q[:, 3] = 1.0
+        for i, x0 in enumerate(crop_boxes[:, 0].long().tolist()):
+            q[i, 3], q[i, K] = 1 - q_not[x0], q_not[x0]
+        return q
+
+    look._crop_names = crop_names
+    images = ImageList(torch.zeros(1, 3, 60, 60), [(60, 60)])
+    (out,) = look(images, [boxes], [probs])
+    # under the detector's bounds A and D survive; named, A falls below B, which is named
+    # next; E (0.6 < B's 0.8) is never cropped
+    assert cropped == [[0, 40], [1]]
+    assert torch.allclose(1 - out[:, K], torch.tensor([0.0, 0.8, 0.35, 0.0]))
+    assert torch.allclose(out[1, 3], torch.tensor(0.8)) and out[0, K] == 1 and out[3, K] == 1
+
+
+def test_naming_the_survivors_lazily_keeps_what_naming_every_candidate_keeps():
+    torch.manual_seed(0)
+    images = ImageList(torch.rand(2, 3, 80, 80) * 100, [(80, 80), (70, 80)])
+    boxes, probs = [], []
+    for _ in range(2):  # clusters of jittered boxes, as many proposals on few chromosomes
+        centres = torch.rand(6, 1, 2) * 60
+        corners = torch.cat([centres - 8, centres + 8], dim=2) + torch.randn(6, 8, 4) * 2
+        boxes.append(corners.reshape(-1, 4))
+        p = torch.rand(48, K + 1) ** 4
+        probs.append(p / p.sum(dim=1, keepdim=True))
+    classifier = CropClassifier(width=8, not_chromosome=True).eval()
+    torch.nn.init.normal_(classifier.net.linear.weight, std=0.5)  # decisive "not one" calls
+    passes = []
+    classifier.register_forward_hook(lambda m, i, o: passes.append(len(i[0])))
+    every = _survivor_look(0.0, classifier)(images, boxes, probs)
+    candidates = passes.pop()
+    lazy = _survivor_look(0.7, classifier)(images, boxes, probs)
+    assert len(passes) >= 2 and sum(passes) < candidates
+    for boxes_i, every_i, lazy_i in zip(boxes, every, lazy):
+        fg = 1 - every_i[:, K]
+        live = torch.nonzero(fg >= 0.05).squeeze(1)
+        kept = live[torch.ops.torchvision.nms(boxes_i[live], fg[live], 0.7)]
+        named = torch.nonzero((lazy_i[:, K] < 1) & (fg >= 0.05)).squeeze(1)
+        assert sorted(named.tolist()) == sorted(kept.tolist()) and len(kept) > 0
+        assert torch.allclose(lazy_i[kept], every_i[kept], atol=1e-6)

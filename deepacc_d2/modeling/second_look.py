@@ -150,7 +150,9 @@ class SecondLook(nn.Module):
     Crops each candidate box from the input image (:func:`crop_boxes`), names it with a frozen
     :class:`CropClassifier`, and combines that with the detector (:func:`combine_class_probs`).
     Candidates are the boxes whose foreground probability reaches the detector's test score
-    threshold: no other box can yield a detection, whatever the combined names.
+    threshold: no other box can yield a detection, whatever the combined names. With
+    ``NMS_THRESH`` only the candidates that class-agnostic NMS keeps by the combined foreground
+    are named, and only they stay foreground (:meth:`_name_survivors`).
     """
 
     def __init__(
@@ -165,8 +167,11 @@ class SecondLook(nn.Module):
         score_thresh: float,
         share_iou: float = 0.0,
         foreground_weight: float = 0.0,
+        nms_thresh: float = 0.0,
     ):
         super().__init__()
+        # channels-last: the classifier's many small convolutions run faster so on CPUs
+        classifier.to(memory_format=torch.channels_last)
         self.classifier = classifier.requires_grad_(False).eval()
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
@@ -176,6 +181,7 @@ class SecondLook(nn.Module):
         self.score_thresh = score_thresh
         self.share_iou = share_iou
         self.foreground_weight = foreground_weight
+        self.nms_thresh = nms_thresh
         self.weights_file = ""  # set by from_config when the classifier is loaded from a file
 
     @classmethod
@@ -189,6 +195,10 @@ class SecondLook(nn.Module):
                 "MODEL.SECOND_LOOK.FOREGROUND_WEIGHT > 0 needs a crop classifier with the class "
                 "'not one chromosome' (MODEL.SECOND_LOOK.NOT_CHROMOSOME True)"
             )
+        if not 0.0 <= look.NMS_THRESH <= 1.0:
+            raise ValueError(
+                f"MODEL.SECOND_LOOK.NMS_THRESH must lie in [0, 1], not {look.NMS_THRESH}"
+            )
         classifier = CropClassifier(look.WIDTH, look.DEPTH, not_chromosome=look.NOT_CHROMOSOME)
         module = cls(
             classifier,
@@ -200,6 +210,7 @@ class SecondLook(nn.Module):
             score_thresh=cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
             share_iou=look.SHARE_IOU,
             foreground_weight=look.FOREGROUND_WEIGHT,
+            nms_thresh=look.NMS_THRESH,
         )
         if look.WEIGHTS:
             load_classifier(classifier, look.WEIGHTS)
@@ -220,11 +231,12 @@ class SecondLook(nn.Module):
 
         Returns:
             list[Tensor]: per image (R_i, K + 1), the combined probabilities of the candidates,
-            the detector's for the other boxes.
+            the detector's for the other boxes; with ``NMS_THRESH``, the candidates that
+            :meth:`_name_survivors` suppresses are background.
         """
         gray = (images.tensor * self.pixel_std + self.pixel_mean).mean(dim=1, keepdim=True)
         sizes = torch.stack([torch.as_tensor(s) for s in images.image_sizes]).to(gray.device)
-        picked, which, rows, fg = [], [], [], []
+        picked, which, rows = [], [], []
         for i, (boxes_i, probs_i) in enumerate(zip(boxes, probs)):
             foreground = probs_i[:, :-1]
             row = torch.nonzero(foreground.sum(dim=1) >= self.score_thresh).squeeze(1)
@@ -236,21 +248,69 @@ class SecondLook(nn.Module):
             picked.append(per_class[row, top[row]])
             which.append(torch.full_like(row, i))
             rows.append(row)
-            fg.append(1 - probs_i[row, -1])
         picked, which = torch.cat(picked).float(), torch.cat(which)
-        crop_probs = self._crop_names(gray, sizes, picked, which, torch.cat(fg).float())
+        detector = torch.cat([probs_i[row] for probs_i, row in zip(probs, rows)]).float()
+        if self.nms_thresh > 0:
+            combined = self._name_survivors(gray, sizes, picked, which, detector)
+        else:
+            fg = 1 - detector[:, -1]
+            crop_probs = self._crop_names(gray, sizes, picked, which, fg)
+            combined = self._combine(detector, crop_probs)
         out, start = [], 0
         for probs_i, row in zip(probs, rows):
             end = start + row.shape[0]
-            combined = combine_class_probs(
-                probs_i[row].float(),
-                crop_probs[start:end],
-                self.detector_weight,
-                self.foreground_weight,
-            )
-            out.append(probs_i.float().index_put((row,), combined))
+            out.append(probs_i.float().index_put((row,), combined[start:end]))
             start = end
         return out
+
+    def _combine(self, detector, crop_probs):
+        return combine_class_probs(
+            detector, crop_probs, self.detector_weight, self.foreground_weight
+        )
+
+    def _name_survivors(self, gray, sizes, boxes, which, detector):
+        """
+        The combined probabilities of the candidates that class-agnostic NMS at
+        ``nms_thresh`` keeps within each image by the *combined* foreground (among those
+        reaching the score threshold); every other candidate is background. The crop can only
+        lower a box's foreground, so the detector's is an upper bound, and only the boxes NMS
+        keeps under the current bounds are cropped, round after round, until every box it
+        keeps is named: the same survivors as naming every candidate first (a suppressed box
+        was suppressed by a kept one at least as sure as its bound), from a few crops per
+        chromosome instead of every proposal's. A traced model names every candidate in one
+        round (its graph cannot loop on data).
+
+        Args:
+            boxes (Tensor): (R, 4) the candidates; which (Tensor): (R,) their images.
+            detector (Tensor): (R, K + 1) their detector probabilities.
+
+        Returns:
+            Tensor: (R, K + 1).
+        """
+        combined = detector.clone()
+        named = torch.zeros(len(boxes), dtype=torch.bool, device=boxes.device)
+        kept = self._survivors(boxes, which, combined)
+        new = kept
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            new = torch.arange(len(boxes), device=boxes.device)
+        while len(new) > 0:
+            fg = 1 - detector[new, -1]
+            crop_probs = self._crop_names(gray, sizes, boxes[new], which[new], fg)
+            combined[new] = self._combine(detector[new], crop_probs)
+            named[new] = True
+            kept = self._survivors(boxes, which, combined)
+            new = kept[~named[kept]]
+        out = torch.zeros_like(combined)
+        out[:, -1] = 1.0
+        out[kept] = combined[kept]
+        return out
+
+    def _survivors(self, boxes, which, probs):
+        """(C,) the boxes that class-agnostic NMS at ``nms_thresh`` keeps within each image by
+        the foreground of ``probs``, among those reaching the score threshold."""
+        fg = 1 - probs[:, -1]
+        live = torch.nonzero(fg >= self.score_thresh).squeeze(1)
+        return live[batched_nms(boxes[live], fg[live], which[live], self.nms_thresh)]
 
     def _crop_names(self, gray, sizes, boxes, which, fg):
         """(R, K or K + 1) the crop classifier's probabilities for each candidate box: each
@@ -261,6 +321,7 @@ class SecondLook(nn.Module):
             boxes, which = boxes[cropped], which[cropped]
         with torch.autocast("cpu", enabled=False):
             crops = crop_boxes(gray.float(), sizes, boxes, which, self.crop_size, self.crop_margin)
+            crops = crops.contiguous(memory_format=torch.channels_last)
             crop_probs = F.softmax(self.classifier(crops), dim=1)
         return crop_probs[names_of] if self.share_iou > 0 else crop_probs
 
