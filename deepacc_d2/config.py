@@ -62,7 +62,7 @@ def add_deepacc_config(cfg):
     _C.MODEL.SECOND_LOOK.SHARE_IOU = 0.0  # boxes at IoU >= this share one crop's names; 0: off
     _C.MODEL.SECOND_LOOK.NOT_CHROMOSOME = False  # the classifier's last class: not one chromosome
     _C.MODEL.SECOND_LOOK.FOREGROUND_WEIGHT = 0.0  # v: fg = f_det x (1 - q_not)^v, in [0, 1]
-    _C.MODEL.SECOND_LOOK.NMS_THRESH = 0.0  # > 0: class-agnostic NMS survivors only; 0: off
+    _C.MODEL.SECOND_LOOK.NMS_THRESH = 0.0  # > 0: only the survivors of NMS at this IoU stay
 
     # Karyotype metrics (§3.1, docs/metrics.md).
     _C.TEST.KARYOTYPE = CN()

@@ -38,7 +38,7 @@ CROP_CLASSIFIER = (
 # config files relative to ROOT/configs, weights files to the models folder (models_dir())
 CANDIDATE_JUDGE = (
     "cil_candidate_judge.pth",
-    "21a6534767f7e3ec0a6152df983b2324c066673edace07e4c54b78b9b51d0268",
+    "7cd3e56d8b8e4ef85ae49e1ef0f602a3fd90cc4a7373a2298565b10e4d3e65f2",
 )
 
 MODELS = {
