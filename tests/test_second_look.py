@@ -104,16 +104,18 @@ def _constant_classifier(probs):
     return classifier.eval()
 
 
-def _look(probs, detector_weight=0.0, score_thresh=0.05):
-    return SecondLook(
-        _constant_classifier(probs),
-        pixel_mean=[100.0, 100.0, 100.0],
-        pixel_std=[1.0, 1.0, 1.0],
+def _look(classifier, **settings):
+    """A second look with 16-px crops, the crop classifier's names alone (w = 0), candidates
+    from foreground 0.05; ``settings`` replace these."""
+    defaults = dict(
+        pixel_mean=[100.0] * 3,
+        pixel_std=[1.0] * 3,
         crop_size=16,
         crop_margin=0.08,
-        detector_weight=detector_weight,
-        score_thresh=score_thresh,
+        detector_weight=0.0,
+        score_thresh=0.05,
     )
+    return SecondLook(classifier, **{**defaults, **settings})
 
 
 def test_near_identical_boxes_share_one_crop_by_hand():
@@ -139,16 +141,7 @@ def test_a_shared_crop_names_both_boxes_with_one_classifier_pass():
     boxes = torch.tensor([[2.0, 2, 20, 10], [2, 2, 20, 10.5], [22, 20, 38, 36]])
     named = {}
     for share in (0.0, 0.9):
-        look = SecondLook(
-            CropClassifier(width=8).eval(),
-            pixel_mean=[100.0] * 3,
-            pixel_std=[1.0] * 3,
-            crop_size=16,
-            crop_margin=0.08,
-            detector_weight=0.0,
-            score_thresh=0.05,
-            share_iou=share,
-        )
+        look = _look(CropClassifier(width=8).eval(), share_iou=share)
         look.classifier.load_state_dict(_reference_state())
         seen = []
         look.classifier.register_forward_hook(lambda m, i, o, seen=seen: seen.append(len(i[0])))
@@ -167,7 +160,7 @@ def _reference_state():
 def test_only_boxes_that_can_become_detections_are_renamed():
     q = torch.full((K,), 0.1 / (K - 1))
     q[7] = 0.9
-    look = _look(q)
+    look = _look(_constant_classifier(q))
     images = ImageList(torch.zeros(1, 3, 40, 40), [(40, 40)])
     probs = torch.zeros(3, K + 1)
     probs[0, 0], probs[0, K] = 0.9, 0.1  # a sure chromosome, named 1 by the detector
@@ -252,7 +245,7 @@ def test_training_leaves_the_classifier_frozen():
 
 
 def test_no_candidate_leaves_the_detector_alone():
-    look = _look(torch.full((K,), 1.0 / K))
+    look = _look(_constant_classifier(torch.full((K,), 1.0 / K)))
     probs = torch.zeros(2, K + 1)
     probs[:, 0], probs[:, K] = 0.01, 0.99  # foreground 0.01 < 0.05 everywhere
     images = ImageList(torch.zeros(1, 3, 40, 40), [(40, 40)])
@@ -261,17 +254,8 @@ def test_no_candidate_leaves_the_detector_alone():
 
 
 def _survivor_look(nms_thresh, classifier=None):
-    return SecondLook(
-        classifier or CropClassifier(width=8, not_chromosome=True).eval(),
-        pixel_mean=[100.0] * 3,
-        pixel_std=[1.0] * 3,
-        crop_size=16,
-        crop_margin=0.08,
-        detector_weight=0.0,
-        score_thresh=0.05,
-        foreground_weight=1.0,
-        nms_thresh=nms_thresh,
-    )
+    classifier = classifier or CropClassifier(width=8, not_chromosome=True).eval()
+    return _look(classifier, foreground_weight=1.0, nms_thresh=nms_thresh)
 
 
 def test_only_the_nms_survivors_by_the_combined_foreground_are_named_by_hand():
