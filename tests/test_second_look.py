@@ -314,3 +314,30 @@ def test_naming_the_survivors_lazily_keeps_what_naming_every_candidate_keeps():
         named = torch.nonzero((lazy_i[:, K] < 1) & (fg >= 0.05)).squeeze(1)
         assert sorted(named.tolist()) == sorted(kept.tolist()) and len(kept) > 0
         assert torch.allclose(lazy_i[kept], every_i[kept], atol=1e-6)
+
+
+def test_a_traced_second_look_keeps_the_survivors_of_another_count_of_candidates():
+    class OneImage(torch.nn.Module):
+        def __init__(self, look):
+            super().__init__()
+            self.look = look
+
+        def forward(self, image, boxes, probs):
+            return self.look(ImageList(image, [(60, 60)]), [boxes], [probs])[0]
+
+    def cell(n, seed):
+        torch.manual_seed(seed)
+        xy = torch.rand(n, 2) * 40
+        boxes = torch.cat([xy, xy + 10 + torch.rand(n, 2) * 10], dim=1)
+        probs = torch.rand(n, K + 1) ** 4
+        probs[: n // 2, K] = 50.0  # background: the first half are no candidates
+        return boxes, probs / probs.sum(dim=1, keepdim=True)
+
+    classifier = CropClassifier(width=8, not_chromosome=True).eval()
+    torch.nn.init.normal_(classifier.net.linear.weight, std=0.5)
+    model = OneImage(_survivor_look(0.7, classifier)).eval()
+    image = torch.rand(1, 3, 60, 60) * 100
+    with torch.no_grad():
+        traced = torch.jit.trace(model, (image, *cell(20, 0)), check_trace=False)
+        boxes, probs = cell(31, 1)
+        assert torch.allclose(traced(image, boxes, probs), model(image, boxes, probs), atol=1e-6)

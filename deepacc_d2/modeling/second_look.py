@@ -243,7 +243,9 @@ class SecondLook(nn.Module):
             per_class = boxes_i.view(boxes_i.shape[0], -1, 4)  # R_i x (K or 1) x 4
             # the box of the detector's most probable class (the one box when class-agnostic)
             top = (
-                foreground.argmax(dim=1) if per_class.shape[1] > 1 else row.new_zeros(len(probs_i))
+                foreground.argmax(dim=1)
+                if per_class.shape[1] > 1
+                else torch.zeros_like(foreground[:, 0], dtype=torch.long)
             )
             picked.append(per_class[row, top[row]])
             which.append(torch.full_like(row, i))
@@ -287,19 +289,23 @@ class SecondLook(nn.Module):
         Returns:
             Tensor: (R, K + 1).
         """
-        combined = detector.clone()
-        named = torch.zeros(len(boxes), dtype=torch.bool, device=boxes.device)
-        kept = self._survivors(boxes, which, combined)
-        new = kept
         if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
-            new = torch.arange(len(boxes), device=boxes.device)
-        while len(new) > 0:
-            fg = 1 - detector[new, -1]
-            crop_probs = self._crop_names(gray, sizes, boxes[new], which[new], fg)
-            combined[new] = self._combine(detector[new], crop_probs)
-            named[new] = True
+            # a traced graph can neither loop on data nor size a tensor by len()
+            fg = 1 - detector[:, -1]
+            combined = self._combine(detector, self._crop_names(gray, sizes, boxes, which, fg))
             kept = self._survivors(boxes, which, combined)
-            new = kept[~named[kept]]
+        else:
+            combined = detector.clone()
+            named = torch.zeros(len(boxes), dtype=torch.bool, device=boxes.device)
+            kept = self._survivors(boxes, which, combined)
+            new = kept
+            while len(new) > 0:
+                fg = 1 - detector[new, -1]
+                crop_probs = self._crop_names(gray, sizes, boxes[new], which[new], fg)
+                combined[new] = self._combine(detector[new], crop_probs)
+                named[new] = True
+                kept = self._survivors(boxes, which, combined)
+                new = kept[~named[kept]]
         out = torch.zeros_like(combined)
         out[:, -1] = 1.0
         out[kept] = combined[kept]
