@@ -279,8 +279,9 @@ class SecondLook(nn.Module):
         keeps under the current bounds are cropped, round after round, until every box it
         keeps is named: the same survivors as naming every candidate first (a suppressed box
         was suppressed by a kept one at least as sure as its bound), from a few crops per
-        chromosome instead of every proposal's. A traced model names every candidate in one
-        round (its graph cannot loop on data).
+        chromosome instead of every proposal's (with ``SHARE_IOU`` nearly the same: which
+        boxes share a crop depends on the boxes cropped together). A traced model names every
+        candidate in one round (its graph cannot loop on data).
 
         Args:
             boxes (Tensor): (R, 4) the candidates; which (Tensor): (R,) their images.
