@@ -255,9 +255,7 @@ class SecondLook(nn.Module):
         if self.nms_thresh > 0:
             combined = self._name_survivors(gray, sizes, picked, which, detector)
         else:
-            fg = 1 - detector[:, -1]
-            crop_probs = self._crop_names(gray, sizes, picked, which, fg)
-            combined = self._combine(detector, crop_probs)
+            combined = self._name(gray, sizes, picked, which, detector)
         out, start = [], 0
         for probs_i, row in zip(probs, rows):
             end = start + row.shape[0]
@@ -265,7 +263,10 @@ class SecondLook(nn.Module):
             start = end
         return out
 
-    def _combine(self, detector, crop_probs):
+    def _name(self, gray, sizes, boxes, which, detector):
+        """(R, K + 1) the combined probabilities of the boxes (R, 4), from their crops
+        (:meth:`_crop_names`) and their ``detector`` probabilities (R, K + 1)."""
+        crop_probs = self._crop_names(gray, sizes, boxes, which, 1 - detector[:, -1])
         return combine_class_probs(
             detector, crop_probs, self.detector_weight, self.foreground_weight
         )
@@ -292,8 +293,7 @@ class SecondLook(nn.Module):
         """
         if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
             # a traced graph can neither loop on data nor size a tensor by len()
-            fg = 1 - detector[:, -1]
-            combined = self._combine(detector, self._crop_names(gray, sizes, boxes, which, fg))
+            combined = self._name(gray, sizes, boxes, which, detector)
             kept = self._survivors(boxes, which, combined)
         else:
             combined = detector.clone()
@@ -301,9 +301,7 @@ class SecondLook(nn.Module):
             kept = self._survivors(boxes, which, combined)
             new = kept
             while len(new) > 0:
-                fg = 1 - detector[new, -1]
-                crop_probs = self._crop_names(gray, sizes, boxes[new], which[new], fg)
-                combined[new] = self._combine(detector[new], crop_probs)
+                combined[new] = self._name(gray, sizes, boxes[new], which[new], detector[new])
                 named[new] = True
                 kept = self._survivors(boxes, which, combined)
                 new = kept[~named[kept]]
