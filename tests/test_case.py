@@ -21,7 +21,7 @@ from deepacc_d2.app.predict import predict_files
 from deepacc_d2.app.review.report_text import cell_report_lines
 from deepacc_d2.app.review.store import CaseReview
 from deepacc_d2.engine.evaluate import evaluate
-from deepacc_d2.engine.predictor import load_model
+from deepacc_d2.engine.predictor import for_cpu_inference, load_model
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -87,6 +87,7 @@ def test_reading_is_detectron2s_default_predictor(case):
     cfg, folder = case
     ours = CaseModel(cfg, load_model(cfg))
     predictor = DefaultPredictor(cfg)
+    for_cpu_inference(predictor.model)  # what load_model does to the weights
     seen = 0
     for path in list_images([folder]):
         image, instances, error = ours(path)

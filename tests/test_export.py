@@ -1,6 +1,7 @@
 """Export (TorchScript and ONNX): trace at one size, run at another, save and reload, compare with
 the eager model."""
 
+import copy
 import os
 
 import numpy as np
@@ -10,9 +11,10 @@ import torch
 import deepacc_d2  # noqa: F401
 from deepacc_d2.app.config import setup_cfg
 from deepacc_d2.app.export import ExportedDetector, ExportedModel, export_model
-from deepacc_d2.engine.predictor import model_input
+from deepacc_d2.engine.predictor import fold_batchnorm, for_cpu_inference, model_input
 
 from detectron2.data import transforms as T
+from detectron2.layers import Conv2d, FrozenBatchNorm2d
 from detectron2.modeling import build_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -111,6 +113,53 @@ def test_model_input_is_detectron2s_predictor_preprocessing():
     got = model_input(image, cfg.INPUT)
     assert got["image"].shape == (3, 180, 640)  # the longest side capped: 1360 -> 640
     assert torch.equal(got["image"], want) and (got["height"], got["width"]) == (383, 1360)
+
+
+def _trained_statistics(norm):
+    norm.running_mean.uniform_(-1, 1)
+    norm.running_var.uniform_(0.5, 2)
+    norm.weight.data.uniform_(0.5, 2)
+    norm.bias.data.uniform_(-1, 1)
+    return norm
+
+
+def test_folded_batchnorm_computes_the_same_function():
+    torch.manual_seed(0)
+    convs = torch.nn.Sequential(
+        Conv2d(3, 8, 3, padding=1, bias=False, norm=_trained_statistics(torch.nn.BatchNorm2d(8))),
+        Conv2d(8, 8, 1, bias=True, norm=_trained_statistics(FrozenBatchNorm2d(8))),
+        Conv2d(8, 4, 3, norm=torch.nn.GroupNorm(2, 4)),
+    )
+    x = torch.randn(2, 3, 12, 12)
+    with pytest.raises(ValueError, match="training mode"):
+        fold_batchnorm(convs)
+    convs.eval()
+    dropped = copy.deepcopy(convs)  # what leaving the BatchNorm out would compute
+    dropped[0].norm = dropped[1].norm = None
+    with torch.no_grad():
+        want = convs(x)
+        fold_batchnorm(convs)
+        got = convs(x)
+        assert not torch.allclose(dropped(x), want, atol=1e-2)
+    assert convs[0].norm is None and convs[1].norm is None
+    assert isinstance(convs[2].norm, torch.nn.GroupNorm)  # not a per-channel affine map
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_a_model_prepared_for_the_cpu_gives_its_detections():
+    torch.manual_seed(0)
+    cfg = setup_cfg(os.path.join(REPO, "configs", "cpu", "f_deepacc_cpu.yaml"), SECOND_LOOK)
+    model = build_model(cfg).eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):  # the crop classifier's
+            _trained_statistics(m)
+    image = torch.rand(3, 160, 208) * 255
+    want = _eager(model, image)
+    got = _eager(for_cpu_inference(model), image)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert len(want) > 0 and len(got) == len(want)
+    assert torch.allclose(got.pred_boxes.tensor, want.pred_boxes.tensor, atol=1e-2)
+    assert torch.allclose(got.scores, want.scores, atol=1e-4)
 
 
 def test_exported_detector_gives_the_eager_models_detections(tmp_path):

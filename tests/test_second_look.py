@@ -214,6 +214,11 @@ def test_trained_weights_load_with_the_classifiers_own_file(tmp_path):
     torch.save({"model": detector}, tmp_path / "detector.pth")
     classifier = CropClassifier(width=8)
     torch.nn.init.normal_(classifier.net.linear.weight)
+    for m in classifier.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):  # statistics of a trained classifier
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+            torch.nn.init.uniform_(m.weight, 0.5, 2)
     torch.save({"model": classifier.state_dict()}, tmp_path / "crops.pth")
 
     cfg = _tiny_cfg("MODEL.WEIGHTS", str(tmp_path / "detector.pth"))
@@ -226,9 +231,12 @@ def test_trained_weights_load_with_the_classifiers_own_file(tmp_path):
         str(tmp_path / "crops.pth"),
     )
     model = load_model(cfg)
-    loaded = model.roi_heads.second_look.classifier.state_dict()
-    assert all(torch.equal(loaded[k], v) for k, v in classifier.state_dict().items())
-    assert not model.roi_heads.second_look.classifier.training
+    loaded = model.roi_heads.second_look.classifier
+    assert not loaded.training
+    crops = torch.rand(5, 1, 32, 32) * 255
+    with torch.no_grad():  # the file's classifier, its BatchNorm folded for inference
+        assert torch.allclose(loaded(crops), classifier.eval()(crops), atol=1e-4)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in loaded.modules())
     wide = _tiny_cfg(
         "MODEL.SECOND_LOOK.WEIGHTS", str(tmp_path / "crops.pth"), "MODEL.SECOND_LOOK.WIDTH", "16"
     )
