@@ -63,6 +63,7 @@ def add_deepacc_config(cfg):
     _C.MODEL.SECOND_LOOK.NOT_CHROMOSOME = False  # the classifier's last class: not one chromosome
     _C.MODEL.SECOND_LOOK.FOREGROUND_WEIGHT = 0.0  # v: fg = f_det x (1 - q_not)^v, in [0, 1]
     _C.MODEL.SECOND_LOOK.NMS_THRESH = 0.0  # > 0: only the survivors of NMS at this IoU stay
+    _C.MODEL.SECOND_LOOK.MIN_FOREGROUND = 0.0  # boxes below this foreground: background, [0, 1]
 
     # Karyotype metrics (§3.1, docs/metrics.md).
     _C.TEST.KARYOTYPE = CN()

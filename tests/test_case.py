@@ -12,6 +12,7 @@ from PIL import Image
 
 import deepacc_d2  # noqa: F401
 from deepacc_d2.app import case as case_module
+from deepacc_d2.app import predict as predict_module
 from deepacc_d2.app.case import CaseModel, case_workers, list_images
 from deepacc_d2.app.cli import main
 from deepacc_d2.app.config import setup_cfg
@@ -179,6 +180,27 @@ def test_pictures_none_writes_records_only(case, tmp_path):
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".png")]
     with pytest.raises(ValueError, match="pictures='some'"):
         predict_files(cfg, [folder], str(tmp_path), pictures="some")
+
+
+@pytest.mark.parametrize("save_every", [0.0, 1e9])
+def test_a_case_stopped_partway_keeps_the_predictions_done(case, tmp_path, monkeypatch, save_every):
+    cfg, folder = case
+    monkeypatch.setattr(predict_module, "SAVE_EVERY_S", save_every)
+    read, calls = case_module.read_metaphase, []
+
+    def read_until_stopped(path):
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # Ctrl-C while the third image is read
+        return read(path)
+
+    monkeypatch.setattr(case_module, "read_metaphase", read_until_stopped)
+    with pytest.raises(KeyboardInterrupt):
+        predict_files(cfg, [folder], str(tmp_path), pictures="none", workers=1)
+    with open(tmp_path / "predictions.json") as f:
+        saved = json.load(f)
+    # broken.png sorts first: one error, one image predicted, then the stop
+    assert len(saved["errors"]) == 1 and list(saved["predictions"]) == [calls[1]]
 
 
 def test_the_case_records_its_model_and_the_report_shows_it(case, tmp_path):

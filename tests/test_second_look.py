@@ -87,6 +87,8 @@ def test_the_crops_not_one_chromosome_sets_the_foreground_by_hand():
         build_model(_tiny_cfg("MODEL.SECOND_LOOK.FOREGROUND_WEIGHT", "1.5"))
     with pytest.raises(ValueError, match=r"NMS_THRESH must lie in \[0, 1\], not -0.5"):
         build_model(_tiny_cfg("MODEL.SECOND_LOOK.NMS_THRESH", "-0.5"))
+    with pytest.raises(ValueError, match=r"MIN_FOREGROUND must lie in \[0, 1\], not 1.2"):
+        build_model(_tiny_cfg("MODEL.SECOND_LOOK.MIN_FOREGROUND", "1.2"))
     look = build_model(
         _tiny_cfg(
             "MODEL.SECOND_LOOK.NOT_CHROMOSOME", "True", "MODEL.SECOND_LOOK.FOREGROUND_WEIGHT", "0.5"
@@ -171,6 +173,15 @@ def test_only_boxes_that_can_become_detections_are_renamed():
     assert torch.allclose(out[0], torch.cat([0.9 * q, torch.tensor([0.1])]), atol=1e-5)
     assert torch.equal(out[1], probs[1])
     assert torch.allclose(out[2], torch.cat([0.5 * q, torch.tensor([0.5])]), atol=1e-5)
+    # foreground 0.5 < MIN_FOREGROUND 0.6: background, not cropped; below 0.05 as it was
+    look = _look(_constant_classifier(q), min_foreground=0.6)
+    seen = []
+    look.classifier.register_forward_hook(lambda m, i, o: seen.append(len(i[0])))
+    (out,) = look(images, [boxes], [probs])
+    assert seen == [1]
+    assert torch.allclose(out[0], torch.cat([0.9 * q, torch.tensor([0.1])]), atol=1e-5)
+    assert torch.equal(out[1], probs[1])
+    assert torch.equal(out[2], torch.eye(K + 1)[K])
 
 
 def _tiny_cfg(*opts):
@@ -261,9 +272,11 @@ def test_no_candidate_leaves_the_detector_alone():
     assert torch.equal(out, probs)
 
 
-def _survivor_look(nms_thresh, classifier=None):
+def _survivor_look(nms_thresh, classifier=None, min_foreground=0.0):
     classifier = classifier or CropClassifier(width=8, not_chromosome=True).eval()
-    return _look(classifier, foreground_weight=1.0, nms_thresh=nms_thresh)
+    return _look(
+        classifier, foreground_weight=1.0, nms_thresh=nms_thresh, min_foreground=min_foreground
+    )
 
 
 def test_only_the_nms_survivors_by_the_combined_foreground_are_named_by_hand():
@@ -297,7 +310,8 @@ def test_only_the_nms_survivors_by_the_combined_foreground_are_named_by_hand():
     assert torch.allclose(out[1, 3], torch.tensor(0.8)) and out[0, K] == 1 and out[3, K] == 1
 
 
-def test_naming_the_survivors_lazily_keeps_what_naming_every_candidate_keeps():
+@pytest.mark.parametrize("min_foreground", [0.0, 0.3])
+def test_naming_the_survivors_lazily_keeps_what_naming_every_candidate_keeps(min_foreground):
     torch.manual_seed(0)
     images = ImageList(torch.rand(2, 3, 80, 80) * 100, [(80, 80), (70, 80)])
     boxes, probs = [], []
@@ -311,13 +325,13 @@ def test_naming_the_survivors_lazily_keeps_what_naming_every_candidate_keeps():
     torch.nn.init.normal_(classifier.net.linear.weight, std=0.5)  # decisive "not one" calls
     passes = []
     classifier.register_forward_hook(lambda m, i, o: passes.append(len(i[0])))
-    every = _survivor_look(0.0, classifier)(images, boxes, probs)
+    every = _survivor_look(0.0, classifier, min_foreground)(images, boxes, probs)
     candidates = passes.pop()
-    lazy = _survivor_look(0.7, classifier)(images, boxes, probs)
+    lazy = _survivor_look(0.7, classifier, min_foreground)(images, boxes, probs)
     assert len(passes) >= 2 and sum(passes) < candidates
     for boxes_i, every_i, lazy_i in zip(boxes, every, lazy):
         fg = 1 - every_i[:, K]
-        live = torch.nonzero(fg >= 0.05).squeeze(1)
+        live = torch.nonzero(fg >= max(0.05, min_foreground)).squeeze(1)
         kept = live[torch.ops.torchvision.nms(boxes_i[live], fg[live], 0.7)]
         named = torch.nonzero((lazy_i[:, K] < 1) & (fg >= 0.05)).squeeze(1)
         assert sorted(named.tolist()) == sorted(kept.tolist()) and len(kept) > 0

@@ -4,6 +4,7 @@
 
 import json
 import os
+import time
 from typing import Dict, List, Optional, Sequence
 
 from ..classes import CLASS_NAMES
@@ -14,6 +15,7 @@ from .case import check_pictures, list_images, run_case, timed
 from .export import load_detector
 
 PICTURES = ("none", "overlay")  # a picture per image, or none
+SAVE_EVERY_S = 10.0  # predictions.json is rewritten at most this often during a case
 
 
 def instances_to_records(instances) -> List[Dict]:
@@ -40,8 +42,9 @@ def predict_files(
 ):
     """
     Predict every image (:func:`.case.run_case`), write ``<name>.png`` (picture) per image
-    and ``predictions.json``, the latter rewritten after each image (an interrupted run keeps
-    what was done).
+    and ``predictions.json``, the latter rewritten at most every ``SAVE_EVERY_S`` seconds and
+    at the end (an interrupted run keeps what was done by then; rewriting a case's whole file
+    after each image would cost more than the model on a large case).
 
     Args:
         score_thresh (float or None): the pictures' score threshold (:func:`picture_thresholds`);
@@ -59,6 +62,12 @@ def predict_files(
         model = load_detector(cfg)
     os.makedirs(output_dir, exist_ok=True)
     results, errors = {}, {}
+    saved = time.monotonic()
+
+    def save():
+        with timed(timings, "write"):
+            text = json.dumps({"predictions": results, "errors": errors}, indent=1)
+            write_atomic(os.path.join(output_dir, "predictions.json"), text)
 
     def work(path, name, image, instances, seconds):
         with timed(seconds, "selection"):
@@ -73,13 +82,17 @@ def predict_files(
         return records
 
     def keep(path, records, error):
+        nonlocal saved
         if error is None:
             results[path] = records
         else:
             errors[path] = error
-        with timed(timings, "write"):
-            text = json.dumps({"predictions": results, "errors": errors}, indent=1)
-            write_atomic(os.path.join(output_dir, "predictions.json"), text)
+        if time.monotonic() - saved >= SAVE_EVERY_S:
+            save()
+            saved = time.monotonic()
 
-    run_case(cfg, model, list_images(inputs), work, keep, "predict", workers, timings)
+    try:
+        run_case(cfg, model, list_images(inputs), work, keep, "predict", workers, timings)
+    finally:
+        save()
     return results, errors

@@ -151,8 +151,10 @@ class SecondLook(nn.Module):
     :class:`CropClassifier`, and combines that with the detector (:func:`combine_class_probs`).
     Candidates are the boxes whose foreground probability reaches the detector's test score
     threshold: no other box can yield a detection, whatever the combined names. With
-    ``NMS_THRESH`` only the candidates that class-agnostic NMS keeps by the combined foreground
-    are named, and only they stay foreground (:meth:`_name_survivors`).
+    ``MIN_FOREGROUND`` above that threshold, the boxes below it are background instead of
+    named (where the karyotype counts from a foreground no lower, they can never be counted).
+    With ``NMS_THRESH`` only the candidates that class-agnostic NMS keeps by the combined
+    foreground are named, and only they stay foreground (:meth:`_name_survivors`).
     """
 
     def __init__(
@@ -168,6 +170,7 @@ class SecondLook(nn.Module):
         share_iou: float = 0.0,
         foreground_weight: float = 0.0,
         nms_thresh: float = 0.0,
+        min_foreground: float = 0.0,
     ):
         super().__init__()
         # channels-last: the classifier's many small convolutions run faster so on CPUs
@@ -179,6 +182,7 @@ class SecondLook(nn.Module):
         self.crop_margin = crop_margin
         self.detector_weight = detector_weight
         self.score_thresh = score_thresh
+        self.candidate_thresh = max(score_thresh, min_foreground)
         self.share_iou = share_iou
         self.foreground_weight = foreground_weight
         self.nms_thresh = nms_thresh
@@ -195,10 +199,9 @@ class SecondLook(nn.Module):
                 "MODEL.SECOND_LOOK.FOREGROUND_WEIGHT > 0 needs a crop classifier with the class "
                 "'not one chromosome' (MODEL.SECOND_LOOK.NOT_CHROMOSOME True)"
             )
-        if not 0.0 <= look.NMS_THRESH <= 1.0:
-            raise ValueError(
-                f"MODEL.SECOND_LOOK.NMS_THRESH must lie in [0, 1], not {look.NMS_THRESH}"
-            )
+        for key in ("NMS_THRESH", "MIN_FOREGROUND"):
+            if not 0.0 <= look[key] <= 1.0:
+                raise ValueError(f"MODEL.SECOND_LOOK.{key} must lie in [0, 1], not {look[key]}")
         classifier = CropClassifier(look.WIDTH, look.DEPTH, not_chromosome=look.NOT_CHROMOSOME)
         module = cls(
             classifier,
@@ -211,6 +214,7 @@ class SecondLook(nn.Module):
             share_iou=look.SHARE_IOU,
             foreground_weight=look.FOREGROUND_WEIGHT,
             nms_thresh=look.NMS_THRESH,
+            min_foreground=look.MIN_FOREGROUND,
         )
         if look.WEIGHTS:
             load_classifier(classifier, look.WEIGHTS)
@@ -231,6 +235,7 @@ class SecondLook(nn.Module):
 
         Returns:
             list[Tensor]: per image (R_i, K + 1), the combined probabilities of the candidates,
+            background for the boxes below ``MIN_FOREGROUND`` that reach the score threshold,
             the detector's for the other boxes; with ``NMS_THRESH``, the candidates that
             :meth:`_name_survivors` suppresses are background.
         """
@@ -239,7 +244,7 @@ class SecondLook(nn.Module):
         picked, which, rows = [], [], []
         for i, (boxes_i, probs_i) in enumerate(zip(boxes, probs)):
             foreground = probs_i[:, :-1]
-            row = torch.nonzero(foreground.sum(dim=1) >= self.score_thresh).squeeze(1)
+            row = torch.nonzero(foreground.sum(dim=1) >= self.candidate_thresh).squeeze(1)
             per_class = boxes_i.view(boxes_i.shape[0], -1, 4)  # R_i x (K or 1) x 4
             # the box of the detector's most probable class (the one box when class-agnostic)
             top = (
@@ -259,7 +264,12 @@ class SecondLook(nn.Module):
         out, start = [], 0
         for probs_i, row in zip(probs, rows):
             end = start + row.shape[0]
-            out.append(probs_i.float().index_put((row,), combined[start:end]))
+            probs_i = probs_i.float()
+            if self.candidate_thresh > self.score_thresh:
+                fg = 1 - probs_i[:, -1:]
+                unnamed = (fg >= self.score_thresh) & (fg < self.candidate_thresh)
+                probs_i = torch.where(unnamed, _background_like(probs_i), probs_i)
+            out.append(probs_i.index_put((row,), combined[start:end]))
             start = end
         return out
 
@@ -305,16 +315,15 @@ class SecondLook(nn.Module):
                 named[new] = True
                 kept = self._survivors(boxes, which, combined)
                 new = kept[~named[kept]]
-        out = torch.zeros_like(combined)
-        out[:, -1] = 1.0
+        out = _background_like(combined)
         out[kept] = combined[kept]
         return out
 
     def _survivors(self, boxes, which, probs):
         """(C,) the boxes that class-agnostic NMS at ``nms_thresh`` keeps within each image by
-        the foreground of ``probs``, among those reaching the score threshold."""
+        the foreground of ``probs``, among the candidates that still reach their threshold."""
         fg = 1 - probs[:, -1]
-        live = torch.nonzero(fg >= self.score_thresh).squeeze(1)
+        live = torch.nonzero(fg >= self.candidate_thresh).squeeze(1)
         return live[batched_nms(boxes[live], fg[live], which[live], self.nms_thresh)]
 
     def _crop_names(self, gray, sizes, boxes, which, fg):
@@ -329,6 +338,13 @@ class SecondLook(nn.Module):
             crops = crops.contiguous(memory_format=torch.channels_last)
             crop_probs = F.softmax(self.classifier(crops), dim=1)
         return crop_probs[names_of] if self.share_iou > 0 else crop_probs
+
+
+def _background_like(probs):
+    """(R, K + 1) probabilities of "background" for each row of ``probs``."""
+    out = torch.zeros_like(probs)
+    out[:, -1] = 1.0
+    return out
 
 
 def read_classifier_state(path: str):
