@@ -20,7 +20,7 @@ from deepacc_d2.app.karyotype.candidates import (
 from deepacc_d2.app.karyotype.cell import KaryotypeRules, counted_detections
 from deepacc_d2.app.karyotype.judge import CandidateJudge, candidate_features, judge_state
 from deepacc_d2.classes import CLASS_NAMES, NUM_CLASSES
-from deepacc_d2.studies.count_stages import auc
+from deepacc_d2.studies.count_stages import auc, error_kinds
 from deepacc_d2.studies.judge_training import (
     boxes_together,
     judge_examples,
@@ -145,6 +145,29 @@ def test_the_judge_learns_a_separable_rule():
 def test_auc_by_hand():
     assert auc(np.array([0.9, 0.8, 0.2, 0.1]), np.array([1, 1, 0, 0])) == 1.0
     assert auc(np.array([0.9, 0.5, 0.5, 0.1]), np.array([1, 0, 1, 0])) == pytest.approx(0.875)
+
+
+def test_what_the_count_gets_wrong_by_hand():
+    # A and B touch side by side; C, D, E stand alone
+    gt = np.array(
+        [[0, 0, 10, 30], [12, 0, 22, 30], [50, 0, 60, 20], [80, 0, 90, 20], [100, 0, 110, 20]]
+    )
+    around_ab = [0, 0, 22, 30]  # IoU 0.45 with A and with B, both wholly inside
+    fragment_c = [50, 0, 60, 8]  # IoU 0.4 with C, wholly inside it
+    debris = [200, 200, 210, 210]
+    counted = np.array([around_ab, fragment_c, gt[3], debris])
+    candidates = np.concatenate([counted, [gt[0], [100, 0, 110, 21]]])  # A's and E's not counted
+    kinds = error_kinds(counted, candidates, gt)
+    # only D is counted once; B and C have no candidate at IoU >= 0.5, A and E have one
+    assert kinds == {
+        "no_candidate": 2,
+        "not_counted": 2,
+        "around_two": 1,
+        "fragment": 1,
+        "other": 1,
+    }
+    nothing = error_kinds(np.zeros((0, 4)), np.zeros((0, 4)), gt)
+    assert nothing["no_candidate"] == 5 and nothing["other"] == 0
 
 
 def _constant_judge(path, logit):

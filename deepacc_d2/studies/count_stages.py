@@ -40,6 +40,55 @@ def _covered(boxes: np.ndarray, gt_boxes: np.ndarray, iou_thresh: float = 0.5) -
     ).any(1)
 
 
+def _inside(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(A, B) the share of each box of ``a`` that lies inside each box of ``b``."""
+    lo, hi = np.maximum(a[:, None, :2], b[None, :, :2]), np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(hi - lo, 0, None).prod(axis=2)
+    area = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(axis=1)
+    return inter / np.maximum(area, 1e-9)[:, None]
+
+
+def error_kinds(counted: np.ndarray, candidates: np.ndarray, gt_boxes: np.ndarray) -> Dict:
+    """
+    What one cell's count gets wrong, by kind. A chromosome not counted once (no counted box
+    is its one box, :func:`one_box_labels`) has no counting candidate at IoU >= 0.5, or has
+    one that is not counted. A counted object on no chromosome (no true box at IoU >= 0.5) is
+    a box around two or more chromosomes (>= 60 % of each of two true boxes inside it), a
+    fragment (>= 80 % of it inside one true box), or other (a misplaced box, debris).
+
+    Args:
+        counted, candidates, gt_boxes (ndarray): (N, 4), (C, 4), (G, 4) XYXY.
+
+    Returns:
+        dict of counts: "no_candidate", "not_counted" (chromosomes); "around_two",
+        "fragment", "other" (counted objects).
+    """
+    counted, candidates = np.asarray(counted, np.float64), np.asarray(candidates, np.float64)
+    gt = np.asarray(gt_boxes, np.float64)
+    once = np.zeros(len(gt), dtype=bool)
+    is_one, matched = one_box_labels(counted, gt)
+    once[matched[is_one]] = True
+    has_candidate = _covered(candidates, gt)
+    kinds = {
+        "no_candidate": int((~once & ~has_candidate).sum()),
+        "not_counted": int((~once & has_candidate).sum()),
+        "around_two": 0,
+        "fragment": 0,
+        "other": 0,
+    }
+    on_none = ~_covered(gt, counted) if len(gt) else np.ones(len(counted), dtype=bool)
+    for box in counted[on_none]:
+        held = _inside(gt, box[None])[:, 0] if len(gt) else np.zeros(0)
+        within = _inside(box[None], gt)[0] if len(gt) else np.zeros(0)
+        if (held >= 0.6).sum() >= 2:
+            kinds["around_two"] += 1
+        elif len(within) and within.max() >= 0.8:
+            kinds["fragment"] += 1
+        else:
+            kinds["other"] += 1
+    return kinds
+
+
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     """The area under the ROC curve: the chance that a positive outranks a negative (ties
     count half)."""
@@ -104,6 +153,7 @@ def stage_report(cfg, records: List[Dict], dataset_name: str, command: str, out_
     rules = KaryotypeRules.from_config(cfg)
     covered, per_stage_boxes, errors, judged = None, None, [], []
     once = named = counted_total = not_chromosome = duplicates = chromosomes = 0
+    kinds = {}
     fg_scores, fg_labels, judged_scores, judged_labels = [], [], [], []
     for record in records:
         stages, detections, (thresh, nms_thresh) = _stage_boxes(cfg, record, rules)
@@ -124,6 +174,9 @@ def stage_report(cfg, records: List[Dict], dataset_name: str, command: str, out_
         not_chromosome += int((~on_any).sum())
         duplicates += int((on_any & ~is_one).sum())
         errors.append(len(counted["boxes"]) - len(gt))
+        candidates = stages[-2]  # the counting candidates
+        for k, v in error_kinds(counted["boxes"], candidates, gt).items():
+            kinds[k] = kinds.get(k, 0) + v
         judged.append(counted_cell_judgment(cell, counted, judged_boxes, rules))
         labels, _ = one_box_labels(detections.pred_boxes.tensor.numpy(), gt)
         fg_scores.append(foreground(detections))
@@ -145,6 +198,12 @@ def stage_report(cfg, records: List[Dict], dataset_name: str, command: str, out_
         "named_right_pct": 100.0 * named / chromosomes,
         "not_chromosome_pct": 100.0 * not_chromosome / max(counted_total, 1),
         "duplicate_pct": 100.0 * duplicates / max(counted_total, 1),
+        "no_candidate_pct": 100.0 * kinds["no_candidate"] / chromosomes,
+        "not_counted_pct": 100.0 * kinds["not_counted"] / chromosomes,
+        "named_wrong_pct": 100.0 * (once - named) / chromosomes,
+        "not_chromosome_kinds_pct": {
+            k: 100.0 * kinds[k] / max(counted_total, 1) for k in ("around_two", "fragment", "other")
+        },
         "count_right_pct": 100.0 * np.mean([j["count_right"] for j in judged]),
         "call_exact_pct": 100.0 * np.mean([j["exact"] for j in judged]),
         "auc_foreground": auc(np.concatenate(fg_scores), np.concatenate(fg_labels)),
@@ -195,6 +254,21 @@ def stage_table(report: Dict) -> str:
         f"{np.abs(errors).mean():.2f} |",
         "",
     ]
+    if "no_candidate_pct" in report:
+        kinds = report["not_chromosome_kinds_pct"]
+        lines += [
+            "| what the counted set gets wrong | % |",
+            "|---|---|",
+            f"| chromosomes with no counting candidate | {report['no_candidate_pct']:.2f} |",
+            f"| chromosomes with a candidate, not counted | {report['not_counted_pct']:.2f} |",
+            "| chromosomes counted once, named wrong (counted once minus named right) | "
+            f"{report['named_wrong_pct']:.2f} |",
+            "| counted objects on no chromosome: a box around two or more | "
+            f"{kinds['around_two']:.2f} |",
+            f"| ... a fragment of one | {kinds['fragment']:.2f} |",
+            f"| ... other (a misplaced box, debris) | {kinds['other']:.2f} |",
+            "",
+        ]
     return "\n".join(lines)
 
 
