@@ -76,10 +76,9 @@ def error_kinds(counted: np.ndarray, candidates: np.ndarray, gt_boxes: np.ndarra
         "fragment": 0,
         "other": 0,
     }
-    on_none = ~_covered(gt, counted) if len(gt) else np.ones(len(counted), dtype=bool)
-    for box in counted[on_none]:
-        held = _inside(gt, box[None])[:, 0] if len(gt) else np.zeros(0)
-        within = _inside(box[None], gt)[0] if len(gt) else np.zeros(0)
+    for box in counted[~_covered(gt, counted)]:
+        held = _inside(gt, box[None])[:, 0]  # each true box's share inside it
+        within = _inside(box[None], gt)[0]  # its share inside each true box
         if (held >= 0.6).sum() >= 2:
             kinds["around_two"] += 1
         elif len(within) and within.max() >= 0.8:
@@ -153,7 +152,7 @@ def stage_report(cfg, records: List[Dict], dataset_name: str, command: str, out_
     rules = KaryotypeRules.from_config(cfg)
     covered, per_stage_boxes, errors, judged = None, None, [], []
     once = named = counted_total = not_chromosome = duplicates = chromosomes = 0
-    kinds = {}
+    kinds = dict.fromkeys(("no_candidate", "not_counted", "around_two", "fragment", "other"), 0)
     fg_scores, fg_labels, judged_scores, judged_labels = [], [], [], []
     for record in records:
         stages, detections, (thresh, nms_thresh) = _stage_boxes(cfg, record, rules)
@@ -176,7 +175,7 @@ def stage_report(cfg, records: List[Dict], dataset_name: str, command: str, out_
         errors.append(len(counted["boxes"]) - len(gt))
         candidates = stages[-2]  # the counting candidates
         for k, v in error_kinds(counted["boxes"], candidates, gt).items():
-            kinds[k] = kinds.get(k, 0) + v
+            kinds[k] += v
         judged.append(counted_cell_judgment(cell, counted, judged_boxes, rules))
         labels, _ = one_box_labels(detections.pred_boxes.tensor.numpy(), gt)
         fg_scores.append(foreground(detections))
@@ -254,21 +253,20 @@ def stage_table(report: Dict) -> str:
         f"{np.abs(errors).mean():.2f} |",
         "",
     ]
-    if "no_candidate_pct" in report:
-        kinds = report["not_chromosome_kinds_pct"]
-        lines += [
-            "| what the counted set gets wrong | % |",
-            "|---|---|",
-            f"| chromosomes with no counting candidate | {report['no_candidate_pct']:.2f} |",
-            f"| chromosomes with a candidate, not counted | {report['not_counted_pct']:.2f} |",
-            "| chromosomes counted once, named wrong (counted once minus named right) | "
-            f"{report['named_wrong_pct']:.2f} |",
-            "| counted objects on no chromosome: a box around two or more | "
-            f"{kinds['around_two']:.2f} |",
-            f"| ... a fragment of one | {kinds['fragment']:.2f} |",
-            f"| ... other (a misplaced box, debris) | {kinds['other']:.2f} |",
-            "",
-        ]
+    kinds = report["not_chromosome_kinds_pct"]
+    lines += [
+        "| what the counted set gets wrong | % |",
+        "|---|---|",
+        f"| chromosomes with no counting candidate | {report['no_candidate_pct']:.2f} |",
+        f"| chromosomes with a candidate, not counted | {report['not_counted_pct']:.2f} |",
+        "| chromosomes counted once, named wrong (counted once minus named right) | "
+        f"{report['named_wrong_pct']:.2f} |",
+        "| counted objects on no chromosome: a box around two or more | "
+        f"{kinds['around_two']:.2f} |",
+        f"| ... a fragment of one | {kinds['fragment']:.2f} |",
+        f"| ... other (a misplaced box, debris) | {kinds['other']:.2f} |",
+        "",
+    ]
     return "\n".join(lines)
 
 
