@@ -79,6 +79,16 @@ def test_config_builds(path):
         assert type(model.roi_heads).__name__ == cfg.MODEL.ROI_HEADS.NAME
 
 
+@pytest.mark.parametrize("path", ALL_CONFIGS, ids=lambda p: os.path.relpath(p, CONFIGS))
+def test_the_second_look_keeps_every_box_the_count_could_take(path):
+    # boxes below MIN_FOREGROUND are background: a higher threshold than the count's would
+    # lose candidates the count would have taken
+    cfg = load(path)
+    look, count = cfg.MODEL.SECOND_LOOK, cfg.TEST.KARYOTYPE
+    if look.ENABLED and count.COUNT_BY == "foreground":
+        assert look.MIN_FOREGROUND <= count.COUNT_FG_THRESH, path
+
+
 # The input convention of each family of detectron2 ImageNet weights (detectron2's
 # config/defaults.py and MODEL_ZOO.md): MSRA (caffe) models take BGR with std 1, FAIR and
 # torchvision models take RGB with ImageNet's std.
