@@ -18,7 +18,18 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["box_iou", "greedy_match", "score_order"]
+__all__ = ["box_intersection", "box_iou", "greedy_match", "score_order"]
+
+
+def box_intersection(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
+    """(N, M) float64 the area each box of ``boxes1`` (N, 4) shares with each of ``boxes2``
+    (M, 4), XYXY."""
+    boxes1 = np.asarray(boxes1, dtype=np.float64).reshape(-1, 4)
+    boxes2 = np.asarray(boxes2, dtype=np.float64).reshape(-1, 4)
+    top_left = np.maximum(boxes1[:, None, :2], boxes2[None, :, :2])  # N x M x 2
+    bottom_right = np.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
+    wh = np.clip(bottom_right - top_left, 0, None)
+    return wh[..., 0] * wh[..., 1]
 
 
 def box_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
@@ -34,10 +45,7 @@ def box_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
     boxes2 = np.asarray(boxes2, dtype=np.float64).reshape(-1, 4)
     area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
     area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
-    top_left = np.maximum(boxes1[:, None, :2], boxes2[None, :, :2])  # N x M x 2
-    bottom_right = np.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
-    wh = np.clip(bottom_right - top_left, 0, None)
-    inter = wh[..., 0] * wh[..., 1]
+    inter = box_intersection(boxes1, boxes2)
     union = area1[:, None] + area2[None, :] - inter
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 

@@ -25,7 +25,7 @@ from ..app.karyotype.cell import (
     judge_probabilities,
 )
 from ..engine.files import write_atomic
-from ..evaluation.matching import box_iou
+from ..evaluation.matching import box_intersection, box_iou
 from .karyotype_benchmark import counted_and_matched, counted_cell_judgment
 
 logger = logging.getLogger(__name__)
@@ -42,10 +42,8 @@ def _covered(boxes: np.ndarray, gt_boxes: np.ndarray, iou_thresh: float = 0.5) -
 
 def _inside(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(A, B) the share of each box of ``a`` that lies inside each box of ``b``."""
-    lo, hi = np.maximum(a[:, None, :2], b[None, :, :2]), np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(hi - lo, 0, None).prod(axis=2)
     area = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(axis=1)
-    return inter / np.maximum(area, 1e-9)[:, None]
+    return box_intersection(a, b) / np.maximum(area, 1e-9)[:, None]
 
 
 def error_kinds(counted: np.ndarray, candidates: np.ndarray, gt_boxes: np.ndarray) -> Dict:

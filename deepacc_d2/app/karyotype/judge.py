@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ...classes import NUM_CLASSES
-from ...evaluation.matching import box_iou
+from ...evaluation.matching import box_intersection, box_iou
 
 __all__ = ["CandidateJudge", "candidate_features", "load_judge"]
 
@@ -62,9 +62,7 @@ def candidate_features(boxes: np.ndarray, class_scores: np.ndarray) -> np.ndarra
     scale_long, scale_area = _cell_scale(long_side, area, fg)
     ious = box_iou(boxes, boxes)
     np.fill_diagonal(ious, 0.0)
-    lt = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
-    rb = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(axis=2)
+    inter = box_intersection(boxes, boxes)
     np.fill_diagonal(inter, 0.0)
     stronger = fg[None, :] > fg[:, None]  # [i, j]: j is stronger than i
     inside = np.where(stronger, inter / area[:, None], 0.0)  # share of i inside j
