@@ -241,10 +241,15 @@ class SecondLook(nn.Module):
         """
         gray = (images.tensor * self.pixel_std + self.pixel_mean).mean(dim=1, keepdim=True)
         sizes = torch.stack([torch.as_tensor(s) for s in images.image_sizes]).to(gray.device)
-        picked, which, rows = [], [], []
+        picked, which, rows, bases = [], [], [], []
         for i, (boxes_i, probs_i) in enumerate(zip(boxes, probs)):
             foreground = probs_i[:, :-1]
-            row = torch.nonzero(foreground.sum(dim=1) >= self.candidate_thresh).squeeze(1)
+            fg = foreground.sum(dim=1, keepdim=True)
+            row = torch.nonzero(fg[:, 0] >= self.candidate_thresh).squeeze(1)
+            # what the boxes not named keep: the detector's probabilities, or background
+            # between the score threshold and MIN_FOREGROUND
+            unnamed = (fg >= self.score_thresh) & (fg < self.candidate_thresh)
+            bases.append(torch.where(unnamed, _background_like(probs_i), probs_i).float())
             per_class = boxes_i.view(boxes_i.shape[0], -1, 4)  # R_i x (K or 1) x 4
             # the box of the detector's most probable class (the one box when class-agnostic)
             top = (
@@ -262,14 +267,9 @@ class SecondLook(nn.Module):
         else:
             combined = self._name(gray, sizes, picked, which, detector)
         out, start = [], 0
-        for probs_i, row in zip(probs, rows):
+        for base, row in zip(bases, rows):
             end = start + row.shape[0]
-            probs_i = probs_i.float()
-            if self.candidate_thresh > self.score_thresh:
-                fg = 1 - probs_i[:, -1:]
-                unnamed = (fg >= self.score_thresh) & (fg < self.candidate_thresh)
-                probs_i = torch.where(unnamed, _background_like(probs_i), probs_i)
-            out.append(probs_i.index_put((row,), combined[start:end]))
+            out.append(base.index_put((row,), combined[start:end]))
             start = end
         return out
 
