@@ -65,9 +65,11 @@ def predict_files(
     saved = time.monotonic()
 
     def save():
+        nonlocal saved
         with timed(timings, "write"):
             text = json.dumps({"predictions": results, "errors": errors}, indent=1)
             write_atomic(os.path.join(output_dir, "predictions.json"), text)
+        saved = time.monotonic()
 
     def work(path, name, image, instances, seconds):
         with timed(seconds, "selection"):
@@ -82,14 +84,12 @@ def predict_files(
         return records
 
     def keep(path, records, error):
-        nonlocal saved
         if error is None:
             results[path] = records
         else:
             errors[path] = error
         if time.monotonic() - saved >= SAVE_EVERY_S:
             save()
-            saved = time.monotonic()
 
     try:
         run_case(cfg, model, list_images(inputs), work, keep, "predict", workers, timings)
