@@ -158,10 +158,12 @@ def test_what_the_count_gets_wrong_by_hand():
     counted = np.array([around_ab, fragment_c, gt[3], debris])
     candidates = np.concatenate([counted, [gt[0], [100, 0, 110, 21]]])  # A's and E's not counted
     kinds = error_kinds(counted, candidates, gt)
-    # only D is counted once; B and C have no candidate at IoU >= 0.5, A and E have one
+    # only D is counted once; B and C have no candidate at IoU >= 0.5, A and E have one; A
+    # lies inside the counted box around A and B, E beside every counted box
     assert kinds == {
         "no_candidate": 2,
         "not_counted": 2,
+        "not_counted_inside": 1,
         "around_two": 1,
         "fragment": 1,
         "other": 1,

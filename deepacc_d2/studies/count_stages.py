@@ -30,6 +30,9 @@ from .karyotype_benchmark import counted_and_matched, counted_cell_judgment
 
 logger = logging.getLogger(__name__)
 
+HELD = 0.6  # a chromosome is held by a box when this share of its true box lies inside it
+WITHIN = 0.8  # a box is a fragment of a chromosome when this share of it lies inside its box
+
 
 def _covered(boxes: np.ndarray, gt_boxes: np.ndarray, iou_thresh: float = 0.5) -> np.ndarray:
     """(G,) bool: whether some box lies on each true box at IoU >= iou_thresh."""
@@ -50,16 +53,18 @@ def error_kinds(counted: np.ndarray, candidates: np.ndarray, gt_boxes: np.ndarra
     """
     What one cell's count gets wrong, by kind. A chromosome not counted once (no counted box
     is its one box, :func:`one_box_labels`) has no counting candidate at IoU >= 0.5, or has
-    one that is not counted. A counted object on no chromosome (no true box at IoU >= 0.5) is
-    a box around two or more chromosomes (>= 60 % of each of two true boxes inside it), a
-    fragment (>= 80 % of it inside one true box), or other (a misplaced box, debris).
+    one that is not counted; such a one may lie inside a counted box (>= HELD of its true box:
+    the box of a crossing or touching chromosome, or a box around two). A counted object on no
+    chromosome (no true box at IoU >= 0.5) is a box around two or more chromosomes (>= HELD of
+    each of two true boxes inside it), a fragment (>= WITHIN of it inside one true box), or
+    other (a misplaced box, debris).
 
     Args:
         counted, candidates, gt_boxes (ndarray): (N, 4), (C, 4), (G, 4) XYXY.
 
     Returns:
-        dict of counts: "no_candidate", "not_counted" (chromosomes); "around_two",
-        "fragment", "other" (counted objects).
+        dict of counts: "no_candidate", "not_counted", "not_counted_inside" (of those not
+        counted; chromosomes); "around_two", "fragment", "other" (counted objects).
     """
     counted, candidates = np.asarray(counted, np.float64), np.asarray(candidates, np.float64)
     gt = np.asarray(gt_boxes, np.float64)
@@ -67,9 +72,12 @@ def error_kinds(counted: np.ndarray, candidates: np.ndarray, gt_boxes: np.ndarra
     is_one, matched = one_box_labels(counted, gt)
     once[matched[is_one]] = True
     has_candidate = _covered(candidates, gt)
+    left_out = ~once & has_candidate
+    inside = _inside(gt[left_out], counted).max(axis=1) >= HELD if len(counted) else []
     kinds = {
         "no_candidate": int((~once & ~has_candidate).sum()),
-        "not_counted": int((~once & has_candidate).sum()),
+        "not_counted": int(left_out.sum()),
+        "not_counted_inside": int(np.sum(inside)),
         "around_two": 0,
         "fragment": 0,
         "other": 0,
@@ -77,9 +85,9 @@ def error_kinds(counted: np.ndarray, candidates: np.ndarray, gt_boxes: np.ndarra
     for box in counted[~_covered(gt, counted)]:
         held = _inside(gt, box[None])[:, 0]  # each true box's share inside it
         within = _inside(box[None], gt)[0]  # its share inside each true box
-        if (held >= 0.6).sum() >= 2:
+        if (held >= HELD).sum() >= 2:
             kinds["around_two"] += 1
-        elif len(within) and within.max() >= 0.8:
+        elif len(within) and within.max() >= WITHIN:
             kinds["fragment"] += 1
         else:
             kinds["other"] += 1
@@ -150,7 +158,10 @@ def stage_report(cfg, records: List[Dict], dataset_name: str, command: str, out_
     rules = KaryotypeRules.from_config(cfg)
     covered, per_stage_boxes, errors, judged = None, None, [], []
     once = named = counted_total = not_chromosome = duplicates = chromosomes = 0
-    kinds = dict.fromkeys(("no_candidate", "not_counted", "around_two", "fragment", "other"), 0)
+    kinds = dict.fromkeys(
+        ("no_candidate", "not_counted", "not_counted_inside", "around_two", "fragment", "other"),
+        0,
+    )
     fg_scores, fg_labels, judged_scores, judged_labels = [], [], [], []
     for record in records:
         stages, detections, (thresh, nms_thresh) = _stage_boxes(cfg, record, rules)
@@ -197,6 +208,7 @@ def stage_report(cfg, records: List[Dict], dataset_name: str, command: str, out_
         "duplicate_pct": 100.0 * duplicates / max(counted_total, 1),
         "no_candidate_pct": 100.0 * kinds["no_candidate"] / chromosomes,
         "not_counted_pct": 100.0 * kinds["not_counted"] / chromosomes,
+        "not_counted_inside_pct": 100.0 * kinds["not_counted_inside"] / chromosomes,
         "named_wrong_pct": 100.0 * (once - named) / chromosomes,
         "not_chromosome_kinds_pct": {
             k: 100.0 * kinds[k] / max(counted_total, 1) for k in ("around_two", "fragment", "other")
@@ -257,6 +269,8 @@ def stage_table(report: Dict) -> str:
         "|---|---|",
         f"| chromosomes with no counting candidate | {report['no_candidate_pct']:.2f} |",
         f"| chromosomes with a candidate, not counted | {report['not_counted_pct']:.2f} |",
+        f"| ... lying inside a counted box (>= {HELD * 100:.0f} % of the chromosome) | "
+        f"{report['not_counted_inside_pct']:.2f} |",
         "| chromosomes counted once, named wrong (counted once minus named right) | "
         f"{report['named_wrong_pct']:.2f} |",
         "| counted objects on no chromosome: a box around two or more | "
