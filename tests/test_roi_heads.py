@@ -268,3 +268,59 @@ def test_top1_is_selected_before_nms():
         (1, 0): (True, False),
     }
     assert torch.equal(result.class_scores, scores[proposal, :2])
+
+
+def test_vote_boxes_by_hand():
+    from deepacc_d2.modeling.roi_heads import vote_boxes
+
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [100.0, 100.0, 110.0, 110.0]])
+    voters = torch.tensor([[0.0, 0.0, 10.0, 10.0], [2.0, 0.0, 12.0, 10.0], [20.0, 20, 30, 30]])
+    weights = torch.tensor([1.0, 3.0, 100.0])
+    # voter 1 overlaps box 0 at IoU 80 / 120 = 0.67 >= 0.6, voter 2 not at all: x0 is
+    # (0 x 1 + 2 x 3) / 4, x1 (10 x 1 + 12 x 3) / 4; box 1 meets no voter and stays
+    voted = vote_boxes(boxes, voters, weights, 0.6)
+    assert torch.allclose(voted[0], torch.tensor([1.5, 0.0, 11.5, 10.0]))
+    assert torch.equal(voted[1], boxes[1])
+    # at 0.7 voter 1 no longer reaches box 0: it keeps its own place
+    assert torch.allclose(vote_boxes(boxes, voters, weights, 0.7)[0], boxes[0])
+
+
+def test_only_candidates_are_voted_for_every_class():
+    from types import SimpleNamespace
+
+    from deepacc_d2.modeling.roi_heads import VOTE_POWER, DeepACCROIHeads
+
+    # K = 2; each row: the box of class 0, then of class 1
+    boxes = torch.tensor(
+        [
+            [0.0, 0.0, 10.0, 10.0, 0.0, 0.0, 20.0, 20.0],  # P0: top class 0, fg 0.7
+            [50.0, 50.0, 60.0, 60.0, 2.0, 0.0, 12.0, 10.0],  # P1: top class 1, fg 0.9
+            [1.0, 0.0, 11.0, 10.0, 70.0, 70.0, 80.0, 80.0],  # P2: fg 0.02, no candidate
+        ]
+    )
+    detector = torch.tensor([[0.6, 0.1, 0.3], [0.1, 0.8, 0.1], [0.015, 0.005, 0.98]])
+    heads = SimpleNamespace(box_vote_iou=0.6, box_predictor=SimpleNamespace(test_score_thresh=0.05))
+    out = DeepACCROIHeads._voted(heads, boxes, detector, detector).view(3, 2, 4)
+    # P0's top-class box meets P1's top-class box (IoU 0.67) and P2's (IoU 90 / 110 = 0.82):
+    # x0 = (0 w0 + 2 w1 + 1 w2) / (w0 + w1 + w2), w = foreground ** VOTE_POWER
+    w = torch.tensor([0.7, 0.9, 0.02], dtype=torch.float64) ** VOTE_POWER
+    x0 = float((2 * w[1] + 1 * w[2]) / w.sum())
+    x1 = float((10 * w[0] + 12 * w[1] + 11 * w[2]) / w.sum())
+    expected = torch.tensor([x0, 0.0, x1, 10.0])
+    for row in (0, 1):  # P1's box meets the same voters: the two candidates now agree
+        for cls in (0, 1):
+            assert torch.allclose(out[row, cls], expected, atol=1e-5), (row, cls)
+    assert torch.equal(out[2].reshape(-1), boxes[2])  # below the score threshold: as it was
+    # the second look's final probabilities decide the candidates: P1 made background stays
+    final = detector.clone()
+    final[1] = torch.tensor([0.0, 0.0, 1.0])
+    out = DeepACCROIHeads._voted(heads, boxes, detector, final).view(3, 2, 4)
+    assert torch.equal(out[1].reshape(-1), boxes[1])
+    assert torch.allclose(out[0, 1], expected, atol=1e-5)  # P1 still votes
+
+
+@pytest.mark.parametrize("vote", [-0.1, 1.5])
+def test_box_vote_iou_out_of_range_is_refused(vote):
+    cfg = small_cfg("f_deepacc_cpu.yaml", BOX_VOTE_IOU=vote)
+    with pytest.raises(ValueError, match="BOX_VOTE_IOU"):
+        build_model(cfg)
