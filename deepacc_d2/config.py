@@ -48,7 +48,6 @@ def add_deepacc_config(cfg):
     _C.MODEL.DEEPACC.AAM_LOSS_WEIGHT = 0.1  # α of Eq. 4, >= 0
     _C.MODEL.DEEPACC.CE_LOSS_WEIGHT = 1.0  # β of Eq. 4, >= 0
     _C.MODEL.DEEPACC.GIA_LOSS_WEIGHT = 0.1  # γ of Eq. 4, >= 0
-    _C.MODEL.DEEPACC.BOX_VOTE_IOU = 0.0  # > 0: candidates' boxes voted at this IoU; not the paper's
 
     # The second look (docs/second_look.md): each candidate box named again by a classifier of
     # its own crop of the input image, combined with the detector's class probabilities.

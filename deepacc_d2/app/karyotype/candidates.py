@@ -180,8 +180,6 @@ def _cache_key(cfg, dataset_name: str, limit: Optional[int]) -> str:
         cfg.INPUT.MIN_SIZE_TEST,
         cfg.INPUT.MAX_SIZE_TEST,
     ]
-    if cfg.MODEL.DEEPACC.BOX_VOTE_IOU:  # named only when on: the caches made before it stay valid
-        what.append(["BOX_VOTE_IOU", cfg.MODEL.DEEPACC.BOX_VOTE_IOU])
     return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:12]
 
 
