@@ -73,11 +73,11 @@ def error_kinds(counted: np.ndarray, candidates: np.ndarray, gt_boxes: np.ndarra
     once[matched[is_one]] = True
     has_candidate = _covered(candidates, gt)
     left_out = ~once & has_candidate
-    inside = _inside(gt[left_out], counted).max(axis=1) >= HELD if len(counted) else []
+    inside = (_inside(gt[left_out], counted) >= HELD).any(axis=1)
     kinds = {
         "no_candidate": int((~once & ~has_candidate).sum()),
         "not_counted": int(left_out.sum()),
-        "not_counted_inside": int(np.sum(inside)),
+        "not_counted_inside": int(inside.sum()),
         "around_two": 0,
         "fragment": 0,
         "other": 0,
@@ -106,7 +106,8 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 def _stage_boxes(cfg, record: Dict, rules: KaryotypeRules):
-    """The boxes of each stage of one image, in order, and the model's detections."""
+    """The boxes of each stage of one image, in order (the last: the counting candidates),
+    the model's detections and the counting candidates' boxes and class scores."""
     fg_heads = record["probs"][:, :-1].sum(axis=1)
     uncapped = candidate_instances(
         record, cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST, cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST, 10**6
@@ -120,15 +121,16 @@ def _stage_boxes(cfg, record: Dict, rules: KaryotypeRules):
     boxes = detections.pred_boxes.tensor.numpy()
     value, thresh, nms_thresh = counting_values(detections, rules)
     above = value >= thresh
+    candidates = counting_candidates(detections, rules)
     stages = [
         record["proposals"],
         record["boxes"][fg_heads >= 0.02],
         uncapped.pred_boxes.tensor.numpy(),
         boxes,
         boxes[above],
-        counting_candidates(detections, rules)[0],
+        candidates[0],
     ]
-    return stages, detections, (thresh, nms_thresh)
+    return stages, detections, candidates, (thresh, nms_thresh)
 
 
 def stage_names(cfg, rules: KaryotypeRules, thresh: float, nms_thresh: float) -> List[str]:
@@ -164,7 +166,7 @@ def stage_report(cfg, records: List[Dict], dataset_name: str, command: str, out_
     )
     fg_scores, fg_labels, judged_scores, judged_labels = [], [], [], []
     for record in records:
-        stages, detections, (thresh, nms_thresh) = _stage_boxes(cfg, record, rules)
+        stages, detections, candidates, (thresh, nms_thresh) = _stage_boxes(cfg, record, rules)
         gt = record["gt_boxes"]
         cell = detection_record(record, detections)
         counted, judged_boxes = counted_and_matched(cell, rules)
@@ -182,15 +184,14 @@ def stage_report(cfg, records: List[Dict], dataset_name: str, command: str, out_
         not_chromosome += int((~on_any).sum())
         duplicates += int((on_any & ~is_one).sum())
         errors.append(len(counted["boxes"]) - len(gt))
-        candidates = stages[-2]  # the counting candidates
-        for k, v in error_kinds(counted["boxes"], candidates, gt).items():
+        for k, v in error_kinds(counted["boxes"], candidates[0], gt).items():
             kinds[k] += v
         judged.append(counted_cell_judgment(cell, counted, judged_boxes, rules))
         labels, _ = one_box_labels(detections.pred_boxes.tensor.numpy(), gt)
         fg_scores.append(foreground(detections))
         fg_labels.append(labels)
         if rules.judge:  # the judge on the candidates it sees
-            boxes, class_scores = counting_candidates(detections, rules)
+            boxes, class_scores = candidates
             judged_scores.append(judge_probabilities(rules.judge, boxes, class_scores))
             judged_labels.append(one_box_labels(boxes, gt)[0])
     names = stage_names(cfg, rules, thresh, nms_thresh)
