@@ -23,10 +23,13 @@ from deepacc_d2.classes import CLASS_NAMES, NUM_CLASSES
 from deepacc_d2.studies.count_stages import auc, error_kinds
 from deepacc_d2.studies.judge_training import (
     boxes_together,
+    choose_rule,
+    count_summary,
     judge_examples,
     train_judge,
     wrong_candidates,
 )
+from deepacc_d2.studies.karyotype_benchmark import detection_cells
 
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
@@ -319,3 +322,40 @@ def test_the_outputs_cache_knows_a_weights_file_replaced_under_its_name(tmp_path
     assert _cache_key(cfg, "cache_key_toy", None) != before
     weights.write_bytes(b"one classifier")
     assert _cache_key(cfg, "cache_key_toy", None) == before
+    # a margin without turned crops renames nothing; with them it renames the doubtful ones
+    cfg.defrost()
+    cfg.MODEL.SECOND_LOOK.TURNS_MARGIN = 0.3
+    assert _cache_key(cfg, "cache_key_toy", None) == before
+    cfg.MODEL.SECOND_LOOK.TURNS = 4
+    turned = _cache_key(cfg, "cache_key_toy", None)
+    cfg.MODEL.SECOND_LOOK.TURNS_MARGIN = 0.5
+    assert len({before, turned, _cache_key(cfg, "cache_key_toy", None)}) == 3
+
+
+def test_the_share_counted_on_no_chromosome_by_hand():
+    """The two-chromosome cell, every candidate counted (no judge; the cut at foreground 0.05
+    and NMS 0.7 leave four): the second box on the first chromosome (IoU 0.65) lies on a
+    chromosome, the debris box on none: 1 of 4 counted objects."""
+    cfg = setup_cfg(os.path.join(REPO, "configs", "cpu", "f_deepacc_cil_r18_crops.yaml"))
+    rules = dataclasses.replace(KaryotypeRules.from_config(cfg), judge="")
+    record = _two_chromosome_cell([0, 0, 10, 39])
+    record["gt_classes"] = np.array([0, 1])
+    (cell,) = detection_cells(cfg, [record])
+    summary = count_summary([cell], rules)
+    assert summary["counted_per_cell"] == 4 and summary["not_chromosome"] == 25.0
+    assert summary["named_right"] == 100.0  # both chromosomes counted once, named right
+
+
+def _summary(exact_normal, exact_abnormal, exact):
+    return dict(exact_normal=exact_normal, exact_abnormal=exact_abnormal, exact=exact)
+
+
+def test_the_rule_chosen_calls_normal_and_abnormal_cells_alike():
+    results = {
+        "normal only": _summary(95.0, 0.0, 85.0),  # the most exact calls, never 45,X or 47,XXY
+        "both": _summary(88.0, 30.0, 80.0),
+        "both, fewer exact": _summary(90.0, 28.0, 79.0),  # 118 as well
+    }
+    assert choose_rule(results) == "both"
+    del results["both"]
+    assert choose_rule(results) == "both, fewer exact"

@@ -15,6 +15,7 @@ from deepacc_d2.modeling.second_look import (
     SecondLook,
     combine_class_probs,
     crop_boxes,
+    name_margin,
     shared_crops,
 )
 
@@ -363,3 +364,72 @@ def test_a_traced_second_look_keeps_the_survivors_of_another_count_of_candidates
         traced = torch.jit.trace(model, (image, *cell(20, 0)), check_trace=False)
         boxes, probs = cell(31, 1)
         assert torch.allclose(traced(image, boxes, probs), model(image, boxes, probs), atol=1e-6)
+
+
+def test_name_margin_by_hand():
+    probs = torch.zeros(2, K + 1)
+    probs[0, [0, 1, 2, K]] = torch.tensor([0.5, 0.3, 0.1, 0.1])  # names 5/9, 3/9, 1/9
+    probs[1, [4, K]] = torch.tensor([0.2, 0.8])  # one name: sure, however weak the foreground
+    assert torch.allclose(name_margin(probs), torch.tensor([2 / 9, 1.0]))
+
+
+def _turned_cell():
+    torch.manual_seed(0)
+    images = ImageList(torch.rand(1, 3, 60, 60) * 200, [(60, 60)])
+    xy = torch.rand(12, 2) * 30
+    boxes = torch.cat([xy, xy + 8 + torch.rand(12, 2) * 20], dim=1)
+    probs = torch.zeros(12, K + 1)
+    probs[:, 0], probs[:, K] = 0.9, 0.1
+    classifier = CropClassifier(width=8).eval()
+    torch.nn.init.normal_(classifier.net.linear.weight, std=0.3)  # names that differ by turn
+    return images, boxes, probs, classifier
+
+
+@pytest.mark.parametrize("turns", [2, 4])
+def test_doubtful_names_are_the_mean_over_turned_crops_by_hand(turns):
+    images, boxes, probs, classifier = _turned_cell()
+    gray = images.tensor.mean(dim=1, keepdim=True) + 100.0  # pixel mean 100, std 1
+    crops = crop_boxes(
+        gray, torch.tensor([[60, 60]]), boxes, torch.zeros(12, dtype=torch.long), 16, 0.08
+    )
+    with torch.no_grad():
+        views = [torch.softmax(classifier(torch.rot90(crops, k, (2, 3))), 1) for k in range(4)]
+        (one,) = _look(classifier)(images, [boxes], [probs])
+        passes = []
+        classifier.register_forward_hook(lambda m, i, o: passes.append(len(i[0])))
+        (every,) = _look(classifier, turns=turns, turns_margin=1.0)(images, [boxes], [probs])
+        assert passes == [12] * turns
+        threshold = name_margin(one).median().item()
+        passes.clear()
+        (some,) = _look(classifier, turns=turns, turns_margin=threshold)(images, [boxes], [probs])
+    # crop names alone (w = 0): each row is 0.9 x the crop classifier's probabilities
+    assert torch.allclose(one[:, :K], 0.9 * views[0], atol=1e-5)
+    mean = sum(views[:turns]) / turns
+    assert torch.allclose(every[:, :K], 0.9 * mean, atol=1e-5)
+    doubtful = name_margin(one) < threshold
+    assert 0 < doubtful.sum() < 12 and passes == [12] + [int(doubtful.sum())] * (turns - 1)
+    assert torch.allclose(some[doubtful], every[doubtful], atol=1e-5)
+    assert torch.equal(some[~doubtful], one[~doubtful])
+
+
+def test_a_traced_second_look_turns_the_doubtful_crops_of_another_cell():
+    images, boxes, probs, classifier = _turned_cell()
+
+    class OneImage(torch.nn.Module):
+        def __init__(self, look):
+            super().__init__()
+            self.look = look
+
+        def forward(self, image, boxes, probs):
+            return self.look(ImageList(image, [(60, 60)]), [boxes], [probs])[0]
+
+    other, other_probs = boxes[:7] + 3.0, probs[:7]
+    with torch.no_grad():
+        (one,) = _look(classifier)(images, [other], [other_probs])
+        threshold = name_margin(one).median().item()  # some crops doubtful, some sure
+        model = OneImage(_look(classifier, turns=4, turns_margin=threshold)).eval()
+        traced = torch.jit.trace(model, (images.tensor, boxes, probs), check_trace=False)
+        eager = model(images.tensor, other, other_probs)
+        assert torch.allclose(traced(images.tensor, other, other_probs), eager, atol=1e-6)
+    changed = (eager - one).abs().amax(dim=1) > 1e-6
+    assert torch.equal(changed, name_margin(one) < threshold) and 0 < changed.sum() < 7

@@ -31,7 +31,13 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--judge-weights", type=float, nargs="+", default=[1.0, 2.0])
-    p.add_argument("--costs", type=float, nargs="+", default=[6.0, 8.0])
+    p.add_argument("--costs", type=float, nargs="+", default=[6.0, 8.0], help="extra copy costs")
+    p.add_argument(
+        "--missing-costs",
+        type=float,
+        nargs="+",
+        help="missing copy costs (default: each equal to the extra copy cost)",
+    )
     p.add_argument("--sex-costs", type=float, nargs="+", default=[-1.0, 2.0, 4.0])
     p.add_argument(
         "--review-tolerance",
@@ -81,43 +87,42 @@ def main(argv=None):
     held_cells = detection_cells(cfg, [records[i] for i in held])  # the model's detections, once
     base = dataclasses.replace(KaryotypeRules.from_config(cfg), judge="")
 
-    def rule(judge_weight, cost, sex_cost):
+    def rule(judge_weight, cost, missing_cost, sex_cost):
         return dataclasses.replace(
             base,
             judge=trial,
             judge_weight=judge_weight,
             extra_cost=cost,
-            missing_cost=cost,
+            missing_cost=missing_cost,
             sex_cost=sex_cost,
         )
 
     results = {}
-    grid = itertools.product(args.judge_weights, args.costs, args.sex_costs)
-    for weight, cost, sex in grid:
-        rules = rule(weight, cost, sex)
+    costs = [
+        (cost, missing)
+        for cost in args.costs
+        for missing in (args.missing_costs if args.missing_costs else [cost])
+    ]
+    for weight, (cost, missing), sex in itertools.product(
+        args.judge_weights, costs, args.sex_costs
+    ):
+        rules = rule(weight, cost, missing, sex)
+        cost_name = f"costs {cost:g}" if missing == cost else f"costs {cost:g} / {missing:g}"
         sex_name = f", X/Y {sex:g}" if sex >= 0 else ""
-        results[f"judge weight {weight:g}, costs {cost:g}{sex_name}"] = (
+        results[f"judge weight {weight:g}, {cost_name}{sex_name}"] = (
             jt.count_summary(held_cells, rules),
-            {"judge_weight": weight, "cost": cost, "sex_cost": sex},
+            {"judge_weight": weight, "cost": cost, "missing_cost": missing, "sex_cost": sex},
         )
         print(list(results)[-1], results[list(results)[-1]][0], flush=True)
-    # exact calls on normal and on abnormal cells weigh alike: a rule that never calls 45,X
-    # or 47,XXY is no use to a lab, however many normal cells it gets right
-    chosen = max(
-        (k for k in results if k.startswith("judge")),
-        key=lambda k: (
-            results[k][0]["exact_normal"] + results[k][0]["exact_abnormal"],
-            results[k][0]["exact"],
-        ),
-    )
+    chosen = jt.choose_rule({k: v[0] for k, v in results.items()})
     command = " ".join(["python", "tools/train_candidate_judge.py"] + sys.argv[1:])
     lines = [
         f"{len(held)} held-out cells of {args.dataset} (judge trained on the other "
         f"{len(fit)}; `{command}`):",
         "",
         "| rule | counted right % | called exactly % | exact, normal % | exact, abnormal % "
-        "| named right % | counted per cell |",
-        "|---|---|---|---|---|---|---|",
+        "| named right % | on no chromosome % | counted per cell |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, value in results.items():
         summary = value[0]
@@ -125,7 +130,8 @@ def main(argv=None):
         lines.append(
             f"| {name}{mark} | {summary['count_right']:.1f} | {summary['exact']:.1f} | "
             f"{summary['exact_normal']:.1f} | {summary['exact_abnormal']:.1f} | "
-            f"{summary['named_right']:.1f} | {summary['counted_per_cell']:.1f} |"
+            f"{summary['named_right']:.1f} | {summary['not_chromosome']:.2f} | "
+            f"{summary['counted_per_cell']:.1f} |"
         )
     table = "\n".join(lines) + "\n"
     # the review flags' thresholds, for the chosen rule on the same held-out cells

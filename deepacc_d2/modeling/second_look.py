@@ -22,7 +22,14 @@ from detectron2.structures import ImageList
 from ..classes import NUM_CLASSES
 from .backbone import basic_resnet
 
-__all__ = ["CropClassifier", "SecondLook", "combine_class_probs", "crop_boxes", "shared_crops"]
+__all__ = [
+    "CropClassifier",
+    "SecondLook",
+    "combine_class_probs",
+    "crop_boxes",
+    "name_margin",
+    "shared_crops",
+]
 
 WHITE = 255.0  # what a crop holds outside its box and outside the image: the slide
 
@@ -171,6 +178,8 @@ class SecondLook(nn.Module):
         foreground_weight: float = 0.0,
         nms_thresh: float = 0.0,
         min_foreground: float = 0.0,
+        turns: int = 1,
+        turns_margin: float = 1.0,
     ):
         super().__init__()
         # channels-last: the classifier's many small convolutions run faster so on CPUs
@@ -186,6 +195,8 @@ class SecondLook(nn.Module):
         self.share_iou = share_iou
         self.foreground_weight = foreground_weight
         self.nms_thresh = nms_thresh
+        self.turns = turns
+        self.turns_margin = turns_margin
         self.weights_file = ""  # set by from_config when the classifier is loaded from a file
 
     @classmethod
@@ -199,7 +210,9 @@ class SecondLook(nn.Module):
                 "MODEL.SECOND_LOOK.FOREGROUND_WEIGHT > 0 needs a crop classifier with the class "
                 "'not one chromosome' (MODEL.SECOND_LOOK.NOT_CHROMOSOME True)"
             )
-        for key in ("NMS_THRESH", "MIN_FOREGROUND"):
+        if look.TURNS not in (1, 2, 4):
+            raise ValueError(f"MODEL.SECOND_LOOK.TURNS must be 1, 2 or 4, not {look.TURNS}")
+        for key in ("NMS_THRESH", "MIN_FOREGROUND", "TURNS_MARGIN"):
             if not 0.0 <= look[key] <= 1.0:
                 raise ValueError(f"MODEL.SECOND_LOOK.{key} must lie in [0, 1], not {look[key]}")
         classifier = CropClassifier(look.WIDTH, look.DEPTH, not_chromosome=look.NOT_CHROMOSOME)
@@ -215,6 +228,8 @@ class SecondLook(nn.Module):
             foreground_weight=look.FOREGROUND_WEIGHT,
             nms_thresh=look.NMS_THRESH,
             min_foreground=look.MIN_FOREGROUND,
+            turns=look.TURNS,
+            turns_margin=look.TURNS_MARGIN,
         )
         if look.WEIGHTS:
             load_classifier(classifier, look.WEIGHTS)
@@ -275,8 +290,33 @@ class SecondLook(nn.Module):
 
     def _name(self, gray, sizes, boxes, which, detector):
         """(R, K + 1) the combined probabilities of the boxes (R, 4), from their crops
-        (:meth:`_crop_names`) and their ``detector`` probabilities (R, K + 1)."""
-        crop_probs = self._crop_names(gray, sizes, boxes, which, 1 - detector[:, -1])
+        (:meth:`_crop_names`) and their ``detector`` probabilities (R, K + 1). With ``turns``
+        > 1, the boxes whose two likeliest combined names lie less than ``turns_margin`` apart
+        are named by the mean of the crop classifier's probabilities over their crop turned by
+        0, 90 (, 180, 270) degrees (it is trained on turned crops): an ensemble spent only
+        where the name is in doubt."""
+        fg = 1 - detector[:, -1]
+        crop_probs = self._crop_names(gray, sizes, boxes, which, fg)
+        combined = combine_class_probs(
+            detector, crop_probs, self.detector_weight, self.foreground_weight
+        )
+        if self.turns == 1:
+            return combined
+        unsure = name_margin(combined) < self.turns_margin
+        more = range(1, self.turns)
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            # no data-dependent subset in a traced graph: every box turned, the sure ones kept
+            turned = self._crop_names(gray, sizes, boxes, which, fg, more)
+            mean = (crop_probs + len(more) * turned) / self.turns
+            crop_probs = torch.where(unsure[:, None], mean, crop_probs)
+        else:
+            row = torch.nonzero(unsure).squeeze(1)
+            if len(row) == 0:
+                return combined
+            turned = self._crop_names(gray, sizes, boxes[row], which[row], fg[row], more)
+            crop_probs = crop_probs.index_put(
+                (row,), (crop_probs[row] + len(more) * turned) / self.turns
+            )
         return combine_class_probs(
             detector, crop_probs, self.detector_weight, self.foreground_weight
         )
@@ -326,18 +366,35 @@ class SecondLook(nn.Module):
         live = torch.nonzero(fg >= self.candidate_thresh).squeeze(1)
         return live[batched_nms(boxes[live], fg[live], which[live], self.nms_thresh)]
 
-    def _crop_names(self, gray, sizes, boxes, which, fg):
+    def _crop_names(self, gray, sizes, boxes, which, fg, turns=(0,)):
         """(R, K or K + 1) the crop classifier's probabilities for each candidate box: each
         from its own crop, or, with ``SHARE_IOU``, near-identical boxes from one
-        (:func:`shared_crops`)."""
+        (:func:`shared_crops`); the mean over the crop turned by each of ``turns`` x 90
+        degrees."""
         if self.share_iou > 0:
             cropped, names_of = shared_crops(boxes, fg, which, self.share_iou)
             boxes, which = boxes[cropped], which[cropped]
         with torch.autocast("cpu", enabled=False):
             crops = crop_boxes(gray.float(), sizes, boxes, which, self.crop_size, self.crop_margin)
-            crops = crops.contiguous(memory_format=torch.channels_last)
-            crop_probs = F.softmax(self.classifier(crops), dim=1)
+            crop_probs = sum(
+                F.softmax(self.classifier(_turned(crops, k)), dim=1) for k in turns
+            ) / len(turns)
         return crop_probs[names_of] if self.share_iou > 0 else crop_probs
+
+
+def _turned(crops, k: int):
+    """(R, 1, S, S) ``crops`` turned by k x 90 degrees, channels-last for the classifier."""
+    if k % 4:
+        crops = torch.rot90(crops, k, dims=(2, 3))
+    return crops.contiguous(memory_format=torch.channels_last)
+
+
+def name_margin(probs):
+    """(R,) how far apart each row's two likeliest names are, as probabilities of the name
+    given a chromosome: (p_1 - p_2) / f of the combined (R, K + 1) ``probs``, f = 1 - p_bg."""
+    names = probs[:, :-1] / probs[:, :-1].sum(dim=1, keepdim=True).clamp(min=1e-30)
+    top2 = names.topk(2, dim=1).values
+    return top2[:, 0] - top2[:, 1]
 
 
 def _background_like(probs):

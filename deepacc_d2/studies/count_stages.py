@@ -34,7 +34,7 @@ HELD = 0.6  # a chromosome is held by a box when this share of its true box lies
 WITHIN = 0.8  # a box is a fragment of a chromosome when this share of it lies inside its box
 
 
-def _covered(boxes: np.ndarray, gt_boxes: np.ndarray, iou_thresh: float = 0.5) -> np.ndarray:
+def covered(boxes: np.ndarray, gt_boxes: np.ndarray, iou_thresh: float = 0.5) -> np.ndarray:
     """(G,) bool: whether some box lies on each true box at IoU >= iou_thresh."""
     if len(boxes) == 0 or len(gt_boxes) == 0:
         return np.zeros(len(gt_boxes), dtype=bool)
@@ -71,7 +71,7 @@ def error_kinds(counted: np.ndarray, candidates: np.ndarray, gt_boxes: np.ndarra
     once = np.zeros(len(gt), dtype=bool)
     is_one, matched = one_box_labels(counted, gt)
     once[matched[is_one]] = True
-    has_candidate = _covered(candidates, gt)
+    has_candidate = covered(candidates, gt)
     left_out = ~once & has_candidate
     inside = (_inside(gt[left_out], counted) >= HELD).any(axis=1)
     kinds = {
@@ -82,7 +82,7 @@ def error_kinds(counted: np.ndarray, candidates: np.ndarray, gt_boxes: np.ndarra
         "fragment": 0,
         "other": 0,
     }
-    for box in counted[~_covered(gt, counted)]:
+    for box in counted[~covered(gt, counted)]:
         held = _inside(gt, box[None])[:, 0]  # each true box's share inside it
         within = _inside(box[None], gt)[0]  # its share inside each true box
         if (held >= HELD).sum() >= 2:
@@ -171,13 +171,13 @@ def stage_report(cfg, records: List[Dict], dataset_name: str, command: str, out_
         cell = detection_record(record, detections)
         counted, judged_boxes = counted_and_matched(cell, rules)
         stages.append(counted["boxes"])
-        hits = np.array([_covered(b, gt).sum() for b in stages])
+        hits = np.array([covered(b, gt).sum() for b in stages])
         sizes = np.array([len(b) for b in stages])
         covered = hits if covered is None else covered + hits
         per_stage_boxes = sizes if per_stage_boxes is None else per_stage_boxes + sizes
         chromosomes += len(gt)
         is_one, _ = one_box_labels(counted["boxes"], gt)
-        on_any = _covered(gt, counted["boxes"])  # per counted box
+        on_any = covered(gt, counted["boxes"])  # per counted box
         once += int(is_one.sum())
         named += int(judged_boxes["is_tp"].sum())
         counted_total += len(counted["boxes"])

@@ -17,7 +17,13 @@ from ..app.karyotype.cell import KaryotypeRules, counting_candidates
 from ..app.karyotype.judge import CandidateJudge, candidate_features
 from ..data.crops import NEGATIVE_IOU
 from ..evaluation.matching import box_iou
-from .karyotype_benchmark import NORMAL_CALLS, judge_cell, summarize
+from .count_stages import covered
+from .karyotype_benchmark import (
+    NORMAL_CALLS,
+    counted_and_matched,
+    counted_cell_judgment,
+    summarize,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -123,10 +129,31 @@ def split_images(num_images: int, held_out: float, seed: int) -> Tuple[np.ndarra
 def count_summary(cells: Sequence[Dict], rules: KaryotypeRules) -> Dict[str, float]:
     """How one counting rule does on labelled cells (:func:`.benchmark.detection_cells`):
     cells counted right and called exactly (%, all and those whose true call is abnormal),
-    chromosomes named right (%)."""
-    judged = [judge_cell(cell, rules) for cell in cells]
+    chromosomes named right (%), counted objects on no chromosome (%: no true box at
+    IoU >= 0.5)."""
+    judged, on_none = [], 0
+    for cell in cells:
+        detections, matched = counted_and_matched(cell, rules)
+        judged.append(counted_cell_judgment(cell, detections, matched, rules))
+        on_none += int((~covered(cell["gt_boxes"], detections["boxes"])).sum())
     summary = summarize(judged)
-    summary["counted_per_cell"] = float(np.mean([j["counted"] for j in judged]))
+    counted = sum(j["counted"] for j in judged)
+    summary["counted_per_cell"] = counted / max(1, len(judged))
+    summary["not_chromosome"] = 100.0 * on_none / max(1, counted)
     abnormal = [j["count_right"] for j in judged if j["truth"] not in NORMAL_CALLS]
     summary["count_right_abnormal"] = 100.0 * float(np.mean(abnormal)) if abnormal else 0.0
     return summary
+
+
+def choose_rule(results: Dict[str, Dict[str, float]]) -> str:
+    """The counting rule to ship, from each rule's :func:`count_summary` on held-out cells: the
+    most exact calls on normal and on abnormal cells, weighed alike (a rule that never calls
+    45,X or 47,XXY is no use to a lab, however many normal cells it gets right); then the most
+    exact calls."""
+    return max(
+        results,
+        key=lambda k: (
+            results[k]["exact_normal"] + results[k]["exact_abnormal"],
+            results[k]["exact"],
+        ),
+    )

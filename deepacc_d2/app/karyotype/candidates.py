@@ -168,6 +168,8 @@ def _cache_key(cfg, dataset_name: str, limit: Optional[int]) -> str:
     files = [d["file_name"] for d in DatasetCatalog.get(dataset_name)]
     look = dict(cfg.MODEL.SECOND_LOOK)
     look["WEIGHTS"] = _weights_digest(look["WEIGHTS"])
+    if look["TURNS"] == 1:  # no turned crops: the margin changes nothing, the caches of before stay
+        del look["TURNS"], look["TURNS_MARGIN"]
     what = [
         files,
         limit,
