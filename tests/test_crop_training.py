@@ -21,7 +21,7 @@ from deepacc_d2.data.crops import (
     training_crops,
 )
 from deepacc_d2.engine.runs import RESUME, START, OtherSettingsError
-from deepacc_d2.modeling.second_look import CropClassifier
+from deepacc_d2.modeling.crop_classifier import CropClassifier
 from deepacc_d2.studies.crop_training import (
     CropTraining,
     crop_accuracy,

@@ -10,11 +10,10 @@ import torch
 import deepacc_d2  # noqa: F401
 from deepacc_d2.app.config import setup_cfg
 from deepacc_d2.engine.predictor import load_model
+from deepacc_d2.modeling.crop_classifier import CropClassifier, crop_boxes
 from deepacc_d2.modeling.second_look import (
-    CropClassifier,
     SecondLook,
     combine_class_probs,
-    crop_boxes,
     name_margin,
     shared_crops,
 )

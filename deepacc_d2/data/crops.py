@@ -30,7 +30,7 @@ from detectron2.structures import BoxMode
 
 from ..classes import NUM_CLASSES
 from ..engine.files import write_atomic
-from ..modeling.second_look import crop_boxes
+from ..modeling.crop_classifier import crop_boxes
 from .images import read_metaphase, resize_for_test
 
 logger = logging.getLogger(__name__)

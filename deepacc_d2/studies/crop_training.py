@@ -28,7 +28,7 @@ from ..data.crops import (
 )
 from ..engine.precision import cpu_has_bf16
 from ..engine.runs import REUSE, START, run_decision
-from ..modeling.second_look import CropClassifier, load_classifier, read_classifier_state
+from ..modeling.crop_classifier import CropClassifier, load_classifier, read_classifier_state
 
 logger = logging.getLogger(__name__)
 
