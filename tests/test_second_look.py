@@ -338,15 +338,18 @@ def test_naming_the_survivors_lazily_keeps_what_naming_every_candidate_keeps(min
         assert torch.allclose(lazy_i[kept], every_i[kept], atol=1e-6)
 
 
+class OneImage(torch.nn.Module):
+    """A second look on one 60 x 60 image, with tensors in and out: what tracing needs."""
+
+    def __init__(self, look):
+        super().__init__()
+        self.look = look
+
+    def forward(self, image, boxes, probs):
+        return self.look(ImageList(image, [(60, 60)]), [boxes], [probs])[0]
+
+
 def test_a_traced_second_look_keeps_the_survivors_of_another_count_of_candidates():
-    class OneImage(torch.nn.Module):
-        def __init__(self, look):
-            super().__init__()
-            self.look = look
-
-        def forward(self, image, boxes, probs):
-            return self.look(ImageList(image, [(60, 60)]), [boxes], [probs])[0]
-
     def cell(n, seed):
         torch.manual_seed(seed)
         xy = torch.rand(n, 2) * 40
@@ -413,14 +416,6 @@ def test_doubtful_names_are_the_mean_over_turned_crops_by_hand(turns):
 
 def test_a_traced_second_look_turns_the_doubtful_crops_of_another_cell():
     images, boxes, probs, classifier = _turned_cell()
-
-    class OneImage(torch.nn.Module):
-        def __init__(self, look):
-            super().__init__()
-            self.look = look
-
-        def forward(self, image, boxes, probs):
-            return self.look(ImageList(image, [(60, 60)]), [boxes], [probs])[0]
 
     other, other_probs = boxes[:7] + 3.0, probs[:7]
     with torch.no_grad():
