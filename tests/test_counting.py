@@ -20,7 +20,7 @@ from deepacc_d2.app.karyotype.candidates import (
 from deepacc_d2.app.karyotype.cell import KaryotypeRules, counted_detections
 from deepacc_d2.app.karyotype.judge import CandidateJudge, candidate_features, judge_state
 from deepacc_d2.classes import CLASS_NAMES, NUM_CLASSES
-from deepacc_d2.studies.count_stages import auc, error_kinds
+from deepacc_d2.studies.count_stages import auc, error_kinds, stage_report
 from deepacc_d2.studies.judge_training import (
     boxes_together,
     choose_rule,
@@ -359,3 +359,18 @@ def test_the_rule_chosen_calls_normal_and_abnormal_cells_alike():
     assert choose_rule(results) == "both"
     del results["both"]
     assert choose_rule(results) == "both, fewer exact"
+
+
+def test_the_stage_table_of_a_hand_made_cell(tmp_path):
+    """The two-chromosome cell, every candidate counted: both chromosomes reach every stage
+    and are counted once; 1 of the 4 counted objects (the debris) lies on no chromosome."""
+    cfg = setup_cfg(
+        os.path.join(REPO, "configs", "cpu", "f_deepacc_cil_r18_crops.yaml"),
+        ["TEST.KARYOTYPE.COUNT_JUDGE", ""],
+    )
+    record = _two_chromosome_cell([0, 0, 10, 39])
+    record.update(gt_classes=np.array([0, 1]), proposals=record["boxes"])
+    report, table = stage_report(cfg, [record], "toy", "a command", str(tmp_path))
+    assert [s["covered_pct"] for s in report["stages"]] == [100.0] * len(report["stages"])
+    assert report["counted_once_pct"] == 100.0 and report["not_chromosome_pct"] == 25.0
+    assert "a command" in table and os.path.isfile(tmp_path / "count_errors_toy.png")

@@ -158,7 +158,7 @@ def stage_report(cfg, records: List[Dict], dataset_name: str, command: str, out_
         str: the table (markdown).
     """
     rules = KaryotypeRules.from_config(cfg)
-    covered, per_stage_boxes, errors, judged = None, None, [], []
+    reached, per_stage_boxes, errors, judged = None, None, [], []
     once = named = counted_total = not_chromosome = duplicates = chromosomes = 0
     kinds = dict.fromkeys(
         ("no_candidate", "not_counted", "not_counted_inside", "around_two", "fragment", "other"),
@@ -173,7 +173,7 @@ def stage_report(cfg, records: List[Dict], dataset_name: str, command: str, out_
         stages.append(counted["boxes"])
         hits = np.array([covered(b, gt).sum() for b in stages])
         sizes = np.array([len(b) for b in stages])
-        covered = hits if covered is None else covered + hits
+        reached = hits if reached is None else reached + hits
         per_stage_boxes = sizes if per_stage_boxes is None else per_stage_boxes + sizes
         chromosomes += len(gt)
         is_one, _ = one_box_labels(counted["boxes"], gt)
@@ -201,7 +201,7 @@ def stage_report(cfg, records: List[Dict], dataset_name: str, command: str, out_
         "chromosomes": chromosomes,
         "stages": [
             {"stage": n, "covered_pct": 100.0 * c / chromosomes, "per_chromosome": b / chromosomes}
-            for n, c, b in zip(names, covered, per_stage_boxes)
+            for n, c, b in zip(names, reached, per_stage_boxes)
         ],
         "counted_once_pct": 100.0 * once / chromosomes,
         "named_right_pct": 100.0 * named / chromosomes,
