@@ -64,7 +64,7 @@ def add_deepacc_config(cfg):
     _C.MODEL.SECOND_LOOK.FOREGROUND_WEIGHT = 0.0  # v: fg = f_det x (1 - q_not)^v, in [0, 1]
     _C.MODEL.SECOND_LOOK.NMS_THRESH = 0.0  # > 0: only the survivors of NMS at this IoU stay
     _C.MODEL.SECOND_LOOK.MIN_FOREGROUND = 0.0  # boxes below this foreground: background, [0, 1]
-    _C.MODEL.SECOND_LOOK.TURNS = 1  # 2 or 4: doubtful names from the mean over crops turned 90°
+    _C.MODEL.SECOND_LOOK.TURNS = 1  # 2 or 4: doubtful survivors named over crops turned 90°
     _C.MODEL.SECOND_LOOK.TURNS_MARGIN = 1.0  # doubtful: top-two name gap below this, [0, 1]
 
     # Karyotype metrics (§3.1, docs/metrics.md).

@@ -349,7 +349,8 @@ class OneImage(torch.nn.Module):
         return self.look(ImageList(image, [(60, 60)]), [boxes], [probs])[0]
 
 
-def test_a_traced_second_look_keeps_the_survivors_of_another_count_of_candidates():
+@pytest.mark.parametrize("turns", [1, 4])
+def test_a_traced_second_look_keeps_the_survivors_of_another_count_of_candidates(turns):
     def cell(n, seed):
         torch.manual_seed(seed)
         xy = torch.rand(n, 2) * 40
@@ -360,12 +361,17 @@ def test_a_traced_second_look_keeps_the_survivors_of_another_count_of_candidates
 
     classifier = CropClassifier(width=8, not_chromosome=True).eval()
     torch.nn.init.normal_(classifier.net.linear.weight, std=0.5)
-    model = OneImage(_survivor_look(0.7, classifier)).eval()
+    look = _survivor_look(0.7, classifier)
+    look.turns, look.turns_margin = turns, 0.5  # with 4: the doubtful survivors turned
+    model = OneImage(look).eval()
     image = torch.rand(1, 3, 60, 60) * 100
     with torch.no_grad():
         traced = torch.jit.trace(model, (image, *cell(20, 0)), check_trace=False)
         boxes, probs = cell(31, 1)
-        assert torch.allclose(traced(image, boxes, probs), model(image, boxes, probs), atol=1e-6)
+        eager = model(image, boxes, probs)
+        assert torch.allclose(traced(image, boxes, probs), eager, atol=1e-6)
+        look.turns = 1
+        assert torch.equal(model(image, boxes, probs), eager) == (turns == 1)
 
 
 def test_name_margin_by_hand():
@@ -412,6 +418,44 @@ def test_doubtful_names_are_the_mean_over_turned_crops_by_hand(turns):
     assert 0 < doubtful.sum() < 12 and passes == [12] + [int(doubtful.sum())] * (turns - 1)
     assert torch.allclose(some[doubtful], every[doubtful], atol=1e-5)
     assert torch.equal(some[~doubtful], one[~doubtful])
+
+
+def test_turned_crops_rename_the_doubtful_survivors_and_keep_their_foreground():
+    """With a 'not one chromosome' classifier and survivors: the surviving boxes whose names
+    are in doubt are named by the mean over four turns of their crop, every foreground (and so
+    every survivor) stays that of one view, and only the doubtful survivors are turned."""
+    torch.manual_seed(1)
+    images = ImageList(torch.rand(1, 3, 60, 60) * 200, [(60, 60)])
+    centres = torch.rand(5, 1, 2) * 40
+    boxes = (torch.cat([centres, centres + 12], dim=2) + torch.randn(5, 4, 4)).reshape(-1, 4)
+    probs = torch.zeros(20, K + 1)
+    probs[:, 0] = torch.rand(20) * 0.8 + 0.1
+    probs[:, K] = 1 - probs[:, 0]
+    classifier = CropClassifier(width=8, not_chromosome=True).eval()
+    torch.nn.init.normal_(classifier.net.linear.weight, std=0.3)
+    gray = images.tensor.mean(dim=1, keepdim=True) + 100.0  # pixel mean 100, std 1
+    crops = crop_boxes(
+        gray, torch.tensor([[60, 60]]), boxes, torch.zeros(20, dtype=torch.long), 16, 0.08
+    )
+    with torch.no_grad():
+        views = [torch.softmax(classifier(torch.rot90(crops, k, (2, 3))), 1) for k in range(4)]
+        (one,) = _survivor_look(0.7, classifier)(images, [boxes], [probs])
+        survivor = one[:, K] < 1
+        threshold = name_margin(one[survivor]).median().item()
+        passes = []
+        classifier.register_forward_hook(lambda m, i, o: passes.append(len(i[0])))
+        look = _survivor_look(0.7, classifier)
+        look.turns, look.turns_margin = 4, threshold
+        (turned,) = look(images, [boxes], [probs])
+    doubtful = survivor & (name_margin(one) < threshold)
+    assert 0 < doubtful.sum() < survivor.sum() < 20
+    assert passes[-3:] == [int(doubtful.sum())] * 3
+    assert torch.allclose(turned[:, K], one[:, K], atol=1e-6)  # the same foreground
+    assert torch.equal(turned[~doubtful], one[~doubtful])
+    # crop names alone (w = 0): names ∝ the mean over turns of the 24 chromosome classes
+    mean = sum(views)[doubtful, :K]
+    fg = (1 - one[doubtful, K])[:, None]
+    assert torch.allclose(turned[doubtful, :K], fg * mean / mean.sum(1, keepdim=True), atol=1e-5)
 
 
 def test_a_traced_second_look_turns_the_doubtful_crops_of_another_cell():

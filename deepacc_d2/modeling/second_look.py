@@ -210,7 +210,11 @@ class SecondLook(nn.Module):
         if self.nms_thresh > 0:
             combined = self._name_survivors(gray, sizes, picked, which, detector)
         else:
-            combined = self._name(gray, sizes, picked, which, detector)
+            combined, crop_probs = self._name(gray, sizes, picked, which, detector)
+            every = torch.ones_like(picked[:, 0], dtype=torch.bool)  # no len(): traced
+            combined = self._turn_doubtful(
+                gray, sizes, picked, which, detector, combined, crop_probs, every
+            )
         out, start = [], 0
         for base, row in zip(bases, rows):
             end = start + row.shape[0]
@@ -220,36 +224,53 @@ class SecondLook(nn.Module):
 
     def _name(self, gray, sizes, boxes, which, detector):
         """(R, K + 1) the combined probabilities of the boxes (R, 4), from their crops
-        (:meth:`_crop_names`) and their ``detector`` probabilities (R, K + 1). With ``turns``
-        > 1, the boxes whose two likeliest combined names lie less than ``turns_margin`` apart
-        are named by the mean of the crop classifier's probabilities over their crop turned by
-        0, 90 (, 180, 270) degrees (it is trained on turned crops): an ensemble spent only
-        where the name is in doubt."""
-        fg = 1 - detector[:, -1]
-        crop_probs = self._crop_names(gray, sizes, boxes, which, fg)
+        (:meth:`_crop_names`) and their ``detector`` probabilities (R, K + 1); with them the
+        crop classifier's own (R, K or K + 1)."""
+        crop_probs = self._crop_names(gray, sizes, boxes, which, 1 - detector[:, -1])
         combined = combine_class_probs(
             detector, crop_probs, self.detector_weight, self.foreground_weight
         )
+        return combined, crop_probs
+
+    def _turn_doubtful(self, gray, sizes, boxes, which, detector, combined, crop_probs, named):
+        """
+        With ``turns`` > 1, the ``named`` boxes whose two likeliest combined names lie less
+        than ``turns_margin`` apart are named again by the mean of the crop classifier's
+        probabilities over their crop turned by 0, 90 (, 180, 270) degrees (it is trained on
+        turned crops): an ensemble spent only where a name is in doubt, and only on the boxes
+        that stay. The views change the names alone: "not one chromosome" stays the first
+        view's, so the foreground, and with it which boxes survive, is that of one view.
+
+        Args:
+            boxes, which, detector, combined, crop_probs (Tensor): (R, ...) every candidate.
+            named (Tensor): (R,) bool, the candidates that stay foreground.
+
+        Returns:
+            Tensor: (R, K + 1) ``combined`` with the doubtful names replaced.
+        """
         if self.turns == 1:
             return combined
-        unsure = name_margin(combined) < self.turns_margin
-        more = range(1, self.turns)
+        unsure = named & (name_margin(combined) < self.turns_margin)
         if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
             # no data-dependent subset in a traced graph: every box turned, the sure ones kept
-            turned = self._crop_names(gray, sizes, boxes, which, fg, more)
-            mean = (crop_probs + len(more) * turned) / self.turns
-            crop_probs = torch.where(unsure[:, None], mean, crop_probs)
-        else:
-            row = torch.nonzero(unsure).squeeze(1)
-            if len(row) == 0:
-                return combined
-            turned = self._crop_names(gray, sizes, boxes[row], which[row], fg[row], more)
-            crop_probs = crop_probs.index_put(
-                (row,), (crop_probs[row] + len(more) * turned) / self.turns
-            )
-        return combine_class_probs(
-            detector, crop_probs, self.detector_weight, self.foreground_weight
+            again = self._turned_names(gray, sizes, boxes, which, detector, crop_probs)
+            return torch.where(unsure[:, None], again, combined)
+        row = torch.nonzero(unsure).squeeze(1)
+        if len(row) == 0:
+            return combined
+        again = self._turned_names(
+            gray, sizes, boxes[row], which[row], detector[row], crop_probs[row]
         )
+        return combined.index_put((row,), again)
+
+    def _turned_names(self, gray, sizes, boxes, which, detector, crop_probs):
+        """(R, K + 1) :meth:`_turn_doubtful`'s combined probabilities of the boxes."""
+        more = range(1, self.turns)
+        turned = self._crop_names(gray, sizes, boxes, which, 1 - detector[:, -1], more)
+        mean = (crop_probs + len(more) * turned) / self.turns
+        k = detector.shape[1] - 1
+        mean = torch.cat([mean[:, :k], crop_probs[:, k:]], dim=1)  # one view's q_not
+        return combine_class_probs(detector, mean, self.detector_weight, self.foreground_weight)
 
     def _name_survivors(self, gray, sizes, boxes, which, detector):
         """
@@ -273,21 +294,31 @@ class SecondLook(nn.Module):
         """
         if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
             # a traced graph can neither loop on data nor size a tensor by len()
-            combined = self._name(gray, sizes, boxes, which, detector)
+            combined, crop_probs = self._name(gray, sizes, boxes, which, detector)
             kept = self._survivors(boxes, which, combined)
         else:
             combined = detector.clone()
+            crop_probs = None
             named = torch.zeros(len(boxes), dtype=torch.bool, device=boxes.device)
             kept = self._survivors(boxes, which, combined)
             new = kept
             while len(new) > 0:
-                combined[new] = self._name(gray, sizes, boxes[new], which[new], detector[new])
+                combined[new], probs = self._name(
+                    gray, sizes, boxes[new], which[new], detector[new]
+                )
+                if crop_probs is None:
+                    crop_probs = probs.new_zeros(len(boxes), probs.shape[1])
+                crop_probs[new] = probs
                 named[new] = True
                 kept = self._survivors(boxes, which, combined)
                 new = kept[~named[kept]]
-        out = _background_like(combined)
-        out[kept] = combined[kept]
-        return out
+        survivor = torch.zeros_like(combined[:, 0], dtype=torch.bool)  # no len(): traced
+        survivor[kept] = True
+        if crop_probs is not None:
+            combined = self._turn_doubtful(
+                gray, sizes, boxes, which, detector, combined, crop_probs, survivor
+            )
+        return torch.where(survivor[:, None], combined, _background_like(combined))
 
     def _survivors(self, boxes, which, probs):
         """(C,) the boxes that class-agnostic NMS at ``nms_thresh`` keeps within each image by
