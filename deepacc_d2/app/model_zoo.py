@@ -38,7 +38,7 @@ CROP_CLASSIFIER = (
 # config files relative to ROOT/configs, weights files to the models folder (models_dir())
 CANDIDATE_JUDGE = (
     "cil_candidate_judge.pth",
-    "7cd3e56d8b8e4ef85ae49e1ef0f602a3fd90cc4a7373a2298565b10e4d3e65f2",
+    "8dab35671007e9425728ca58a7824917e7bf40cb3db1516b4fbec4cafa22fc09",
 )
 
 MODELS = {
