@@ -393,15 +393,22 @@ def _turned_cell():
     return images, boxes, probs, classifier
 
 
+@torch.no_grad()
+def _turned_views(images, boxes, classifier):
+    """The crop classifier's probabilities for each box's 16-px crop of the 60 x 60 image (pixel
+    mean 100, std 1, as :func:`_look`), turned by 0, 90, 180 and 270 degrees: four (R, C)."""
+    gray = images.tensor.mean(dim=1, keepdim=True) + 100.0
+    crops = crop_boxes(
+        gray, torch.tensor([[60, 60]]), boxes, torch.zeros(len(boxes), dtype=torch.long), 16, 0.08
+    )
+    return [torch.softmax(classifier(torch.rot90(crops, k, (2, 3))), 1) for k in range(4)]
+
+
 @pytest.mark.parametrize("turns", [2, 4])
 def test_doubtful_names_are_the_mean_over_turned_crops_by_hand(turns):
     images, boxes, probs, classifier = _turned_cell()
-    gray = images.tensor.mean(dim=1, keepdim=True) + 100.0  # pixel mean 100, std 1
-    crops = crop_boxes(
-        gray, torch.tensor([[60, 60]]), boxes, torch.zeros(12, dtype=torch.long), 16, 0.08
-    )
+    views = _turned_views(images, boxes, classifier)
     with torch.no_grad():
-        views = [torch.softmax(classifier(torch.rot90(crops, k, (2, 3))), 1) for k in range(4)]
         (one,) = _look(classifier)(images, [boxes], [probs])
         passes = []
         classifier.register_forward_hook(lambda m, i, o: passes.append(len(i[0])))
@@ -433,12 +440,8 @@ def test_turned_crops_rename_the_doubtful_survivors_and_keep_their_foreground():
     probs[:, K] = 1 - probs[:, 0]
     classifier = CropClassifier(width=8, not_chromosome=True).eval()
     torch.nn.init.normal_(classifier.net.linear.weight, std=0.3)
-    gray = images.tensor.mean(dim=1, keepdim=True) + 100.0  # pixel mean 100, std 1
-    crops = crop_boxes(
-        gray, torch.tensor([[60, 60]]), boxes, torch.zeros(20, dtype=torch.long), 16, 0.08
-    )
+    views = _turned_views(images, boxes, classifier)
     with torch.no_grad():
-        views = [torch.softmax(classifier(torch.rot90(crops, k, (2, 3))), 1) for k in range(4)]
         (one,) = _survivor_look(0.7, classifier)(images, [boxes], [probs])
         survivor = one[:, K] < 1
         threshold = name_margin(one[survivor]).median().item()
