@@ -223,13 +223,16 @@ def test_a_broken_judge_file_is_named(tmp_path):
         counted_detections(_cell_instances(_normal_cell()), rules)
 
 
-def test_candidates_from_the_proposal_outputs_are_the_models_detections():
+@pytest.mark.parametrize("meta_architecture", ["GeneralizedRCNN", "MirrorViewRCNN"])
+def test_candidates_from_the_proposal_outputs_are_the_models_detections(meta_architecture):
     """The kept proposal outputs give exactly the model's own top-1 detections, at the lowest
-    score threshold they cover, in the image's own pixels (a resized input)."""
+    score threshold they cover, in the image's own pixels (a resized input); with the mirror
+    view, both views'."""
     thresh = 0.01 / NUM_CLASSES  # KEEP_FOREGROUND / K
     cfg = setup_cfg(
         os.path.join(REPO, "configs", "cpu", "f_deepacc_cpu.yaml"),
-        ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", str(thresh), "TEST.DETECTIONS_PER_IMAGE", "40"],
+        ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", str(thresh), "TEST.DETECTIONS_PER_IMAGE", "40"]
+        + ["MODEL.META_ARCHITECTURE", meta_architecture],
     )
     torch.manual_seed(0)
     model = build_model(cfg).eval()
@@ -238,6 +241,8 @@ def test_candidates_from_the_proposal_outputs_are_the_models_detections():
         expected = model(inputs)[0]["instances"]
         (outputs,) = proposal_outputs(model, inputs)
     expected = expected[expected.top1]
+    views = 2 if meta_architecture == "MirrorViewRCNN" else 1
+    assert len(outputs["proposals"]) == views * cfg.MODEL.RPN.POST_NMS_TOPK_TEST
     record = {"image_size": (240, 312), **outputs}
     got = candidate_instances(record, thresh, 0.5, 40)
     assert len(got) == len(expected) > 0

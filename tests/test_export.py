@@ -36,6 +36,8 @@ SURVIVORS = [
     "0.7",
 ]
 
+MIRROR = ["MODEL.META_ARCHITECTURE", "MirrorViewRCNN"]
+
 
 @pytest.mark.parametrize("extension", [".ts", ".onnx"])
 @pytest.mark.parametrize(
@@ -46,8 +48,10 @@ SURVIVORS = [
         ("f_deepacc_cpu.yaml", SECOND_LOOK),
         ("f_deepacc_cpu.yaml", SECOND_LOOK + ["MODEL.SECOND_LOOK.SHARE_IOU", "0.9"]),
         ("f_deepacc_cpu.yaml", SECOND_LOOK + SURVIVORS),
+        ("f_deepacc_cpu.yaml", SECOND_LOOK + SURVIVORS + MIRROR),
     ],
-    ids=["deepacc", "faster_rcnn", "second_look", "second_look_shared", "second_look_nms"],
+    ids=["deepacc", "faster_rcnn", "second_look", "second_look_shared", "second_look_nms"]
+    + ["mirror"],
 )
 @pytest.mark.slow
 def test_trace_one_size_run_another(tmp_path, config, opts, extension):

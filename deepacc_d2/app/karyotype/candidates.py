@@ -31,6 +31,7 @@ from ...engine.predictor import load_model
 from ...evaluation.karyotype_evaluation import annotations_to_arrays
 from ...evaluation.matching import box_iou
 from ...modeling.detections import detection_sets
+from ...modeling.mirror_view import proposal_predictions
 
 logger = logging.getLogger(__name__)
 
@@ -51,17 +52,15 @@ def proposal_outputs(model, inputs: List[Dict]) -> List[Dict]:
     """
     One batch's proposals and proposal outputs, in each image's own pixels (``height``,
     ``width`` of the input dict), through the model's own modules (a GeneralizedRCNN with
-    :class:`..modeling.roi_heads.DeepACCROIHeads`).
+    :class:`..modeling.roi_heads.DeepACCROIHeads`; both views' of a
+    :class:`..modeling.mirror_view.MirrorViewRCNN`).
 
     Returns:
         list[dict]: per image "proposals" (P, 4) float32, "boxes" (R, 4) float32 the top-class
         box of each proposal whose foreground probability is >= KEEP_FOREGROUND, "probs"
         (R, K + 1) float32 (background last).
     """
-    images = model.preprocess_image(inputs)
-    features = model.backbone(images.tensor)
-    proposals, _ = model.proposal_generator(images, features, None)
-    boxes, probs = model.roi_heads.proposal_predictions(images, features, proposals)
+    _, proposals, boxes, probs = proposal_predictions(model, inputs)
     out = []
     for x, props, boxes_i, probs_i in zip(inputs, proposals, boxes, probs):
         h, w = props.image_size
@@ -170,8 +169,10 @@ def _cache_key(cfg, dataset_name: str, limit: Optional[int]) -> str:
     look["WEIGHTS"] = _weights_digest(look["WEIGHTS"])
     if look["TURNS"] == 1:  # no turned crops: the margin changes nothing, the caches of before stay
         del look["TURNS"], look["TURNS_MARGIN"]
+    arch = cfg.MODEL.META_ARCHITECTURE
     what = [
         files,
+        *([arch] if arch != "GeneralizedRCNN" else []),  # one-view caches keep their key
         limit,
         _weights_digest(cfg.MODEL.WEIGHTS),
         # every setting of the second look, which renames the proposals
