@@ -40,6 +40,10 @@ CANDIDATE_JUDGE = (
     "cil_candidate_judge.pth",
     "8dab35671007e9425728ca58a7824917e7bf40cb3db1516b4fbec4cafa22fc09",
 )
+CANDIDATE_JUDGE_MIRROR = (
+    "cil_candidate_judge_mirror.pth",
+    "4136ebec3cbbe1c1ec72394f0d1a24a5e9634dcb0365056757b392a53263ce6e",
+)
 
 MODELS = {
     "cil-r18-deepacc": ("cpu/f_deepacc_cil_r18.yaml", DETECTOR, {}),
@@ -49,6 +53,14 @@ MODELS = {
         {
             "MODEL.SECOND_LOOK.WEIGHTS": CROP_CLASSIFIER,
             "TEST.KARYOTYPE.COUNT_JUDGE": CANDIDATE_JUDGE,
+        },
+    ),
+    "cil-r18-crops-mirror": (
+        "cpu/f_deepacc_cil_r18_crops_mirror.yaml",
+        DETECTOR,
+        {
+            "MODEL.SECOND_LOOK.WEIGHTS": CROP_CLASSIFIER,
+            "TEST.KARYOTYPE.COUNT_JUDGE": CANDIDATE_JUDGE_MIRROR,
         },
     ),
 }
