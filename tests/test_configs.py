@@ -12,7 +12,7 @@ from deepacc_d2.app.config import add_application_config, setup_cfg
 from deepacc_d2.config import epoch_schedule
 
 from detectron2.config import get_cfg
-from detectron2.modeling import build_model
+from detectron2.modeling import GeneralizedRCNN, build_model
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 ALL_CONFIGS = sorted(glob.glob(os.path.join(CONFIGS, "**", "*.yaml"), recursive=True))
@@ -75,7 +75,7 @@ def test_config_builds(path):
     cfg = load(path)
     model = build_model(cfg)
     assert type(model).__name__ == cfg.MODEL.META_ARCHITECTURE
-    if cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN":
+    if isinstance(model, GeneralizedRCNN):
         assert type(model.roi_heads).__name__ == cfg.MODEL.ROI_HEADS.NAME
 
 

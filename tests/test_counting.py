@@ -335,6 +335,11 @@ def test_the_outputs_cache_knows_a_weights_file_replaced_under_its_name(tmp_path
     turned = _cache_key(cfg, "cache_key_toy", None)
     cfg.MODEL.SECOND_LOOK.TURNS_MARGIN = 0.5
     assert len({before, turned, _cache_key(cfg, "cache_key_toy", None)}) == 3
+    # both views' outputs are another model's
+    cfg.MODEL.SECOND_LOOK.TURNS = 1
+    assert _cache_key(cfg, "cache_key_toy", None) == before
+    cfg.MODEL.META_ARCHITECTURE = "MirrorViewRCNN"
+    assert _cache_key(cfg, "cache_key_toy", None) != before
 
 
 def test_the_share_counted_on_no_chromosome_by_hand():

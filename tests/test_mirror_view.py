@@ -3,6 +3,7 @@ own pixels."""
 
 import os
 
+import pytest
 import torch
 
 import deepacc_d2  # noqa: F401
@@ -26,6 +27,7 @@ def test_mirrored_boxes_by_hand():
     per_class = torch.tensor([[10.0, 20.0, 30.0, 40.0, 11.0, 21.0, 31.0, 41.0]])  # R x (2 x 4)
     want = torch.tensor([[70.0, 20.0, 90.0, 40.0, 69.0, 21.0, 89.0, 41.0]])
     assert torch.equal(mirrored_boxes(per_class, 100), want)
+    assert mirrored_boxes(torch.zeros(0, 4 * K), 100).shape == (0, 4 * K)  # a view with no box
 
 
 def _bright_rectangle_view(model, batched_inputs):
@@ -65,3 +67,47 @@ def test_both_views_give_the_image_its_own_box(monkeypatch):
     cfg = setup_cfg(os.path.join(REPO, "configs", "cpu", "f_deepacc_cpu.yaml"))
     _, proposals, _, _ = proposal_predictions(build_model(cfg).eval(), [{"image": image}])
     assert len(proposals[0]) == 1
+
+
+def test_the_mirror_view_is_the_one_view_model_on_the_mirror_image():
+    """Both views of a batch of two images of different widths, each padded on its right to the
+    same 224 px alone and in the batch: the first half is the one-view model's on the image,
+    the second its outputs on the mirror image, mirrored back by the image's own width."""
+    config = os.path.join(REPO, "configs", "cpu", "f_deepacc_cpu.yaml")
+    opts = ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"]
+    torch.manual_seed(0)
+    one_view = build_model(setup_cfg(config, opts)).eval()
+    model = build_model(setup_cfg(config, opts + ["MODEL.META_ARCHITECTURE", "MirrorViewRCNN"]))
+    model.load_state_dict(one_view.state_dict())
+    model.eval()
+    images = [torch.rand(3, 96, 208) * 255, torch.rand(3, 96, 200) * 255]
+    with torch.no_grad():
+        _, proposals, boxes, probs = proposal_predictions(model, [{"image": x} for x in images])
+        for i, image in enumerate(images):
+            width = image.shape[-1]
+            own = proposal_predictions(one_view, [{"image": image}])
+            other = proposal_predictions(one_view, [{"image": image.flip(-1)}])
+            n = len(own[1][0])
+            assert len(proposals[i]) == n + len(other[1][0]) and n > 0
+            close = dict(atol=1e-3, rtol=0)  # pixels; batched, float sums differ slightly
+            torch.testing.assert_close(
+                proposals[i].proposal_boxes.tensor[:n], own[1][0].proposal_boxes.tensor, **close
+            )
+            torch.testing.assert_close(
+                proposals[i].proposal_boxes.tensor[n:],
+                mirrored_boxes(other[1][0].proposal_boxes.tensor, width),
+                **close,
+            )
+            torch.testing.assert_close(boxes[i][n:], mirrored_boxes(other[2][0], width), **close)
+            torch.testing.assert_close(
+                probs[i], torch.cat([own[3][0], other[3][0]]), atol=1e-4, rtol=0
+            )
+
+
+def test_heads_without_proposal_predictions_are_refused():
+    cfg = setup_cfg(
+        os.path.join(REPO, "configs", "cpu", "f_deepacc_cpu.yaml"),
+        ["MODEL.META_ARCHITECTURE", "MirrorViewRCNN", "MODEL.ROI_HEADS.NAME", "StandardROIHeads"],
+    )
+    with pytest.raises(ValueError, match="DeepACCROIHeads"):
+        build_model(cfg)

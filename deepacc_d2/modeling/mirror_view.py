@@ -4,15 +4,21 @@ that at inference also sees each image's left-right mirror image. The mirror pas
 and proposal outputs are mirrored back and joined with the image's own before the detections'
 per-class NMS, so a chromosome that one view misses can still get a box from the other, and the
 two views' boxes of one chromosome meet in the same NMS (docs/studies/counting.md, "The mirror
-image as a second view"). Training is GeneralizedRCNN's: the weights are the one-view model's.
+view as a model"). Each view's second look keeps its own survivors, so one chromosome named
+differently by the two views may keep a box of each; the count's class-agnostic NMS and judge
+choose between them. Training is GeneralizedRCNN's: the weights are the one-view model's.
 """
 
 from typing import Dict, List
 
 import torch
 
+from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
+from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, Instances
+
+from .roi_heads import DeepACCROIHeads
 
 __all__ = ["MirrorViewRCNN", "mirrored_boxes", "proposal_predictions"]
 
@@ -20,9 +26,8 @@ __all__ = ["MirrorViewRCNN", "mirrored_boxes", "proposal_predictions"]
 def mirrored_boxes(boxes: torch.Tensor, width) -> torch.Tensor:
     """(..., 4 x n) XYXY boxes of an image ``width`` wide, in its left-right mirror image (the
     same function maps them back)."""
-    per_box = boxes.reshape(*boxes.shape[:-1], -1, 4)
-    x0, y0, x1, y1 = per_box.unbind(dim=-1)
-    return torch.stack([width - x1, y0, width - x0, y1], dim=-1).reshape(boxes.shape)
+    x0, y0, x1, y1 = (boxes[..., i::4] for i in range(4))  # (..., n) each, also for 0 boxes
+    return torch.stack([width - x1, y0, width - x0, y1], dim=-1).flatten(-2)
 
 
 def _one_view(model, batched_inputs: List[Dict]):
@@ -71,12 +76,25 @@ class MirrorViewRCNN(GeneralizedRCNN):
     costs a second pass of the whole model per image.
     """
 
+    @configurable
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        heads = self.roi_heads
+        if not isinstance(heads, DeepACCROIHeads) or heads.mask_on or heads.keypoint_on:
+            raise ValueError("MirrorViewRCNN: needs DeepACCROIHeads, without masks or keypoints")
+        if self.proposal_generator is None:
+            raise ValueError(
+                "MirrorViewRCNN: needs a proposal generator (MODEL.PROPOSAL_GENERATOR)"
+            )
+
     def inference(self, batched_inputs, detected_instances=None, do_postprocess=True):
         if detected_instances is not None:
             raise ValueError("MirrorViewRCNN: no inference from given detected_instances")
         images, proposals, boxes, probs = proposal_predictions(self, batched_inputs)
         results, _ = self.roi_heads.box_predictor.select(boxes, probs, proposals)
-        if do_postprocess:
-            assert not torch.jit.is_scripting(), "Scripting is not supported for postprocess."
-            return GeneralizedRCNN._postprocess(results, batched_inputs, images.image_sizes)
-        return results
+        if not do_postprocess:
+            return results
+        return [
+            {"instances": detector_postprocess(r, x.get("height", h), x.get("width", w))}
+            for r, x, (h, w) in zip(results, batched_inputs, images.image_sizes)
+        ]

@@ -137,7 +137,8 @@ def stage_names(cfg, rules: KaryotypeRules, thresh: float, nms_thresh: float) ->
     rpn, heads = cfg.MODEL.RPN, cfg.MODEL.ROI_HEADS
     what = "foreground" if rules.count_by == "foreground" else "top-1 score"
     return [
-        f"RPN proposals ({rpn.PRE_NMS_TOPK_TEST} before NMS, {rpn.POST_NMS_TOPK_TEST} after)",
+        f"RPN proposals ({rpn.PRE_NMS_TOPK_TEST} before NMS, {rpn.POST_NMS_TOPK_TEST} after"
+        + (", in each of two views)" if cfg.MODEL.META_ARCHITECTURE == "MirrorViewRCNN" else ")"),
         "heads' outputs, foreground >= 0.02",
         f"model's detections: score >= {heads.SCORE_THRESH_TEST:g}, per-class NMS "
         f"{heads.NMS_THRESH_TEST:g}, no cap",
