@@ -51,3 +51,23 @@ def test_download_failure_says_what_to_do(tmp_path, monkeypatch, load_tool):
 def test_no_host_name_in_the_installer():
     with open(os.path.join(REPO, "tools", "install_detectron2.py")) as f:
         assert "http" not in f.read()
+
+
+def test_download_only_keeps_a_checked_sdist_and_refuses_another(tmp_path, monkeypatch, load_tool):
+    installer = load_tool("install_detectron2")
+    wheelhouse = tmp_path / "wheelhouse"
+    wheelhouse.mkdir()
+    _fake_sdist(wheelhouse)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheelhouse))
+    dest = tmp_path / "carry"
+    monkeypatch.setattr(installer, "install_from_sdist", lambda _: pytest.fail("installed"))
+    monkeypatch.setattr("sys.argv", ["install_detectron2.py", "--download-only", str(dest)])
+    with pytest.raises(SystemExit, match="does not match the pinned"):  # the fake is not it
+        installer.main()
+    assert (dest / "pb1-detectron2-0.6.tar.gz").is_file()  # downloaded, never installed
+    # the pinned digest of the same bytes passes
+    monkeypatch.setattr(
+        installer, "SDIST_SHA256", installer.sha256_of(str(dest / installer.SDIST_NAME))
+    )
+    installer.main()

@@ -11,7 +11,7 @@ the ``detectron2`` package
 from it as distribution ``detectron2==0.6`` with no C++ extension. What the missing
 extension disables is handled by ``deepacc_d2.compat``.
 
-Usage: python tools/install_detectron2.py [--sdist PATH] [--force]
+Usage: python tools/install_detectron2.py [--sdist PATH] [--force] [--download-only DIR]
 """
 
 import argparse
@@ -83,13 +83,17 @@ def fetch_sdist(dest_dir):
     return path
 
 
-def install_from_sdist(sdist):
+def check_sha256(sdist):
     digest = sha256_of(sdist)
     if digest != SDIST_SHA256:
         raise SystemExit(
             f"[install_detectron2] {sdist}: sha256 {digest} does not match the pinned "
             f"{SDIST_SHA256}; refusing to install it."
         )
+
+
+def install_from_sdist(sdist):
+    check_sha256(sdist)
     with tempfile.TemporaryDirectory() as tmp:
         with tarfile.open(sdist) as tar:
             tar.extractall(tmp, filter="data")
@@ -109,7 +113,19 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sdist", help="a local copy of " + SDIST_NAME + " (skips the download)")
     parser.add_argument("--force", action="store_true", help="install even if detectron2 imports")
+    parser.add_argument(
+        "--download-only",
+        metavar="DIR",
+        help="only download the sdist into DIR and check it (for a machine without an index)",
+    )
     args = parser.parse_args()
+
+    if args.download_only:
+        os.makedirs(args.download_only, exist_ok=True)
+        path = fetch_sdist(args.download_only)
+        check_sha256(path)
+        print(f"[install_detectron2] {path}: sha256 checked")
+        return
 
     if importlib.util.find_spec("detectron2") is not None and not args.force:
         import detectron2
