@@ -32,6 +32,7 @@ from deepacc_d2.evaluation.matching import box_intersection, box_iou
 from deepacc_d2.studies.count_stages import auc, covered
 from deepacc_d2.studies.judge_training import split_images, train_judge
 from deepacc_d2.studies.karyotype_benchmark import (
+    _instances,
     counted_and_matched,
     counted_cell_judgment,
     detection_cells,
@@ -175,6 +176,46 @@ def count(cfg, records, probs):
     return s["count_right"], s["exact"], s["named_right"], 100.0 * on_none / counted
 
 
+def where_errors_fall(cfg, records):
+    """The shipped model's counted set on records: its errors by the cell's count (right,
+    over, under), the judge's q of the chromosomes not counted and of the counted objects on
+    no chromosome, and how often one counted box lies >= 80 % inside another, by what each is."""
+    rules = cell_module.KaryotypeRules.from_config(cfg)
+    tally, q_missed, q_none, nested = {}, [], [], {}
+    for c in detection_cells(cfg, records):
+        boxes, scores = cell_module.counting_candidates(_instances(c), rules)
+        q = cell_module.judge_probabilities(rules.judge, boxes, scores)
+        counted = counted_and_matched(c, rules)[0]["boxes"]
+        gt = c["gt_boxes"]
+        key = ["under", "right", "over"][int(np.sign(len(counted) - len(gt))) + 1]
+        one, matched = one_box_labels(counted, gt)
+        on_any = covered(gt, counted)
+        once = np.zeros(len(gt), bool)
+        once[matched[one]] = True
+        for name, n in (
+            ("cells", 1),
+            ("on no chromosome", (~on_any).sum()),
+            ("second box", (on_any & ~one).sum()),
+            ("not counted once", (~once).sum()),
+        ):
+            tally[(name, key)] = tally.get((name, key), 0) + int(n)
+        iou = box_iou(gt, boxes)
+        q_missed += [q[iou[g] >= 0.5].max() for g in np.nonzero(~once)[0] if (iou[g] >= 0.5).any()]
+        q_none += [q[np.abs(boxes - b).sum(1).argmin()] for b in counted[~on_any]]
+        kind = np.where(one, "one box", np.where(on_any, "second box", "on no chromosome"))
+        area = np.clip(counted[:, 2:] - counted[:, :2], 0, None).prod(1)
+        inside = box_intersection(counted, counted) / np.maximum(area, 1e-9)[:, None]
+        np.fill_diagonal(inside, 0)
+        for i, j in zip(*np.nonzero(inside >= 0.8)):
+            nested[(kind[i], kind[j])] = nested.get((kind[i], kind[j]), 0) + 1
+    for k, v in sorted(tally.items()):
+        print("errors", k, v)
+    for name, q in (("not counted once", q_missed), ("on no chromosome", q_none)):
+        print("q of", name, len(q), np.percentile(q, [10, 25, 50, 75, 90]).round(2))
+    for k, v in sorted(nested.items()):
+        print("counted box inside a counted box (inner, outer)", k, v)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--weights", default="cil-r18-crops-mirror")
@@ -185,6 +226,7 @@ def main():
     cfg = setup_cfg(config_file, opts, weights)
     train = cached_proposal_outputs(cfg, "cil24_train", args.cache)
     val = cached_proposal_outputs(cfg, "cil24_val", args.cache)
+    where_errors_fall(cfg, val)
     ex_train, ex_val = collect(cfg, train), collect(cfg, val)
     fit, held = split_images(len(train), 0.2, 0)  # the judge training's split
     sets = {
