@@ -23,14 +23,20 @@ def _fake_sdist(folder):
     return path
 
 
-def test_download_goes_through_pip_configuration(tmp_path, monkeypatch, load_tool):
-    installer = load_tool("install_detectron2")
+@pytest.fixture
+def offline_wheelhouse(tmp_path, monkeypatch):
+    """pip pointed at an offline wheelhouse holding a fake sdist, as a lab behind its own
+    mirror would configure it."""
     wheelhouse = tmp_path / "wheelhouse"
     wheelhouse.mkdir()
     _fake_sdist(wheelhouse)
-    # An offline wheelhouse, as a lab behind its own mirror would configure pip.
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(wheelhouse))
+    return wheelhouse
+
+
+def test_download_goes_through_pip_configuration(tmp_path, offline_wheelhouse, load_tool):
+    installer = load_tool("install_detectron2")
     dest = tmp_path / "dest"
     dest.mkdir()
     path = installer.fetch_sdist(str(dest))
@@ -53,13 +59,10 @@ def test_no_host_name_in_the_installer():
         assert "http" not in f.read()
 
 
-def test_download_only_keeps_a_checked_sdist_and_refuses_another(tmp_path, monkeypatch, load_tool):
+def test_download_only_keeps_a_checked_sdist_and_refuses_another(
+    tmp_path, monkeypatch, offline_wheelhouse, load_tool
+):
     installer = load_tool("install_detectron2")
-    wheelhouse = tmp_path / "wheelhouse"
-    wheelhouse.mkdir()
-    _fake_sdist(wheelhouse)
-    monkeypatch.setenv("PIP_NO_INDEX", "1")
-    monkeypatch.setenv("PIP_FIND_LINKS", str(wheelhouse))
     dest = tmp_path / "carry"
     monkeypatch.setattr(installer, "install_from_sdist", lambda _: pytest.fail("installed"))
     monkeypatch.setattr("sys.argv", ["install_detectron2.py", "--download-only", str(dest)])
