@@ -51,6 +51,15 @@ def denver_group_of(k: int) -> str:
     return _GROUP_OF_NAME[CLASS_NAMES[k]]
 
 
+def coco_categories() -> List[Dict]:
+    """The 24 classes as a COCO json's categories: ids 1..24, names "1".."22", "X", "Y", the
+    Denver group as supercategory (what the COCO loader maps back by name)."""
+    return [
+        {"id": k + 1, "name": name, "supercategory": denver_group_of(k)}
+        for k, name in enumerate(CLASS_NAMES)
+    ]
+
+
 def group_adjacency_matrix() -> np.ndarray:
     """
     Returns:

@@ -21,12 +21,11 @@ import cv2
 
 from detectron2.structures import BoxMode
 
-from ..classes import CLASS_NAMES, denver_group_of
+from ..classes import coco_categories
 from ..engine.files import write_atomic
 from .images import read_metaphase
 
 logger = logging.getLogger(__name__)
-XYXY = BoxMode.XYXY_ABS
 
 __all__ = ["pack_dataset", "packed_image"]
 
@@ -85,7 +84,8 @@ def pack_dataset(
         total += len(data)
         images.append({"id": image_id, "file_name": name, "height": h, "width": w})
         for a in d["annotations"]:
-            box = BoxMode.convert(list(a["bbox"]), a.get("bbox_mode", BoxMode.XYXY_ABS), XYXY)
+            mode = a.get("bbox_mode", BoxMode.XYXY_ABS)
+            box = BoxMode.convert(list(a["bbox"]), mode, BoxMode.XYXY_ABS)
             x0, y0, x1, y1 = (float(v) for v in box)
             x0, x1 = min(x0 * sx, w), min(x1 * sx, w)
             y0, y1 = min(y0 * sy, h), min(y1 * sy, h)
@@ -94,11 +94,7 @@ def pack_dataset(
             annotations.append(
                 {"image_id": image_id, "category_id": int(a["category_id"]) + 1, "bbox": bbox}
             )
-    categories = [
-        {"id": k + 1, "name": name, "supercategory": denver_group_of(k)}
-        for k, name in enumerate(CLASS_NAMES)
-    ]
-    coco = {"images": images, "annotations": annotations, "categories": categories}
+    coco = {"images": images, "annotations": annotations, "categories": coco_categories()}
     write_atomic(
         os.path.join(out_dir, "annotations", f"{split}.json"),
         json.dumps(coco, separators=(",", ":")),

@@ -25,7 +25,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ...classes import CLASS_NAMES, denver_group_of
+from ...classes import CLASS_NAMES, coco_categories
 from ...data.images import read_metaphase
 from ...engine.evaluate import save_png
 from ...engine.files import write_atomic
@@ -321,8 +321,5 @@ class CaseReview:
                         "iscrowd": 0,
                     }
                 )
-        categories = [
-            {"id": k + 1, "name": name, "supercategory": denver_group_of(k)}
-            for k, name in enumerate(CLASS_NAMES)
-        ]
+        categories = coco_categories()
         return {"images": images, "annotations": annotations, "categories": categories}

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ...classes import CLASS_NAMES, class_index, denver_group_of
+from ...classes import class_index, coco_categories
 from .render import SynthConfig, SynthImage, render_metaphase
 from .style import batch_style
 
@@ -186,10 +186,7 @@ def write_dataset(
         "held_out_batches": sorted(int(b) for b in held_out_batches),
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(config).items()},
     }
-    categories = [
-        {"id": k + 1, "name": name, "supercategory": denver_group_of(k)}
-        for k, name in enumerate(CLASS_NAMES)
-    ]
+    categories = coco_categories()
     json_files = {}
     for split, ids in splits.items():
         images, annotations = [], []
