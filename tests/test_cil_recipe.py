@@ -61,3 +61,44 @@ def test_arguments_that_contradict_each_other(tmp_path):
         _args(tmp_path, "--synth-iters", "10", "--init", "w.pth")
     with pytest.raises(SystemExit, match="cannot be trained in pieces"):
         _args(tmp_path, "--synth-iters", "10", "--opts", "SOLVER.STOP_AFTER_MINUTES", "5")
+
+
+def test_fitted_iterations_by_hand():
+    # 480 s left, 30 s of start-up, 5 % reserved: 427.5 s at 0.25 s per iteration -> 1710
+    assert recipe.fitted_iterations(0.25, 480.0, 30.0) == 1710
+    assert recipe.fitted_iterations(0.25, 480.0, 30.0, upper=1000) == 1000  # --iters bounds it
+    assert recipe.fitted_iterations(2.0, 10.0, 30.0) == 1  # no time left: one iteration
+    with pytest.raises(ValueError, match="must be > 0"):
+        recipe.fitted_iterations(0.0, 480.0, 30.0)
+
+
+def test_fit_schedule_keeps_its_length_and_refuses_an_unfitted_training(tmp_path, monkeypatch):
+    def no_probe(*a):
+        raise AssertionError("a training under way is not timed again")
+
+    monkeypatch.setattr(recipe, "probe_speed", no_probe)
+    args = recipe.parse_args(["--out", str(tmp_path), "--fit-minutes", "8"])
+    recipe.fit_schedule(args, {"fit_iters": 1710}, "", 0.0)
+    assert args.iters == 1710  # the next piece of a fitted training: the same schedule
+    model = tmp_path / "model"
+    model.mkdir()
+    torch.save({"model": {}, "iteration": 99}, model / "model_0000099.pth")
+    (model / "last_checkpoint").write_text("model_0000099.pth")
+    with pytest.raises(SystemExit, match="begun without it"):
+        recipe.fit_schedule(args, {}, "", 0.0)
+
+
+def test_fit_schedule_from_a_timed_probe(tmp_path, monkeypatch):
+    monkeypatch.setattr(recipe, "probe_speed", lambda args, init: (0.5, 20.0))
+    args = recipe.parse_args(["--out", str(tmp_path), "--fit-minutes", "5", "--iters", "5000"])
+    summary = {}
+    start = recipe.time.time() - 60.0  # a minute already spent (the probe)
+    recipe.fit_schedule(args, summary, "", start)
+    # about 240 s left, 20 s of start-up: 220 * 0.95 / 0.5 = 418 (a second's slack either way)
+    assert 416 <= args.iters <= 419
+    assert summary["fit_iters"] == args.iters and summary["fit_seconds_per_iter"] == 0.5
+    short = recipe.parse_args(["--out", str(tmp_path), "--fit-minutes", "5", "--iters", "40"])
+    recipe.fit_schedule(short, {}, "", start)
+    assert short.iters == 40  # shorter than the probe: nothing to fit
+    with pytest.raises(SystemExit, match="leave out --synth-iters"):
+        recipe.parse_args(["--out", str(tmp_path), "--fit-minutes", "5", "--synth-iters", "9"])

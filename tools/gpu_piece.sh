@@ -8,9 +8,10 @@
 #          detectron2 sdist, all through this machine's pip configuration
 #   there: bash tools/gpu_piece.sh train OUT MINUTES [tools/cil_recipe.py arguments]
 #          (their --opts, last, are added after the piece's own, so they win)
-#          installs what .carry/ holds, trains one piece of the CIL recipe on the GPU
-#          (SOLVER.STOP_AFTER_MINUTES MINUTES; output/ kept while the machine stays warm, so
-#          the next piece resumes exactly), then writes into OUT the float16 weights in parts
+#          installs what .carry/ holds, trains one piece of the CIL recipe on the GPU: as many
+#          iterations as fit in MINUTES (--fit-minutes; --iters, when given, at most), with
+#          SOLVER.STOP_AFTER_MINUTES MINUTES as the bound (output/ kept while the machine stays
+#          warm, so the next piece resumes exactly), then writes into OUT the float16 weights in parts
 #          of at most 15 MiB (weights.pth.part-aa, ...), metrics.json and the log's tail
 #   here:  cat OUT/weights.pth.part-* > W.pth, then --init W.pth for a piece on a fresh
 #          machine, or --weights W.pth --config-file configs/cpu/f_deepacc_cil_r18_crops.yaml
@@ -59,7 +60,7 @@ train)
   mkdir -p output
   set +e
   $PY tools/cil_recipe.py --device "${DEVICE:-cuda}" --out "$RUN" --dataset cilpack_val --visualize 0 \
-    "${args[@]}" --opts DATASETS.TRAIN "('cilpack_train',)" DATASETS.TEST "('cilpack_val',)" \
+    --fit-minutes "$MINUTES" "${args[@]}" --opts DATASETS.TRAIN "('cilpack_train',)" DATASETS.TEST "('cilpack_val',)" \
     SOLVER.STOP_AFTER_MINUTES "$MINUTES" "${opts[@]}" 2>&1 | tee "$RUN.log" | tail -40
   rc=${PIPESTATUS[0]}
   set -e

@@ -7,6 +7,8 @@ The CPU recipe on real metaphases, end to end: optional synthetic pre-training, 
     python tools/cil_recipe.py --init models/cil_r18_deepacc.pth --iters 4000 ...
                                                     # train the shipped detector on
     python tools/cil_recipe.py --synth-iters 1000   # pre-train on on-the-fly synthetic images
+    python tools/cil_recipe.py --device cuda --fit-minutes 7 ...
+                                                    # as many iterations as fit in 7 minutes
     python tools/cil_recipe.py --config configs/table1/f_deepacc.yaml --device cuda \\
         --iters 0 --out output/cil_r101            # the paper's R101 recipe (24 epochs) on a GPU
 
@@ -14,6 +16,9 @@ Each step is skipped when its result exists (a second call only re-evaluates); a
 that stopped short of the config's MAX_ITER (interrupted, or a schedule since extended by a
 warm restart, ``SOLVER.COSINE_RESTARTS``) goes on from its last checkpoint; ``--fresh``
 starts over.
+``--fit-minutes`` times a few iterations first (``fit_probe/``, deleted after) and sets the
+schedule's length to what fits in the minutes, so that its cosine ends within them; a training
+under way keeps the length it was given.
 Written under ``--out``: ``model/`` (training), ``eval/`` (metrics, pictures),
 ``learning_curve.png``, ``summary.json``.
 """
@@ -40,6 +45,8 @@ from ..engine.trainer import train as train_model
 from .table1 import METRICS_WITH_AP50
 
 CONFIG = os.path.join("configs", "cpu", "f_deepacc_cil_r18.yaml")
+FIT_PROBE_ITERS = 60  # timed by --fit-minutes; detectron2 logs the time of every 20th
+FIT_RESERVE = 0.05  # the share of the minutes left for a slower stretch and the last checkpoint
 
 
 def device_opts(device):
@@ -148,6 +155,67 @@ def logged_training_seconds(model_dir):
     return ((int(d or 0) * 24 + int(h)) * 60 + int(m)) * 60 + int(s)
 
 
+def fitted_iterations(seconds_per_iter, left_s, startup_s, upper=0):
+    """
+    The iterations that fit in ``left_s`` seconds: those left after a training's start-up
+    (``startup_s``) and the reserve (FIT_RESERVE), at ``seconds_per_iter``; at least 1, at most
+    ``upper`` (0: no bound).
+    """
+    if seconds_per_iter <= 0:
+        raise ValueError(f"seconds per iteration must be > 0, got {seconds_per_iter}")
+    n = max(1, int((left_s - startup_s) * (1 - FIT_RESERVE) / seconds_per_iter))
+    return min(n, upper) if upper else n
+
+
+def probe_speed(args, init_weights):
+    """
+    FIT_PROBE_ITERS iterations of the training ``args`` asks for, in ``--out/fit_probe``
+    (deleted after), without evaluation.
+
+    Returns:
+        tuple[float, float]: the seconds of one iteration (detectron2's median over its last
+        logged window) and the probe's start-up seconds (its time less detectron2's "Total
+        training time").
+    """
+    probe_dir = os.path.join(args.out, "fit_probe")
+    shutil.rmtree(probe_dir, ignore_errors=True)
+    probe = argparse.Namespace(**vars(args))
+    probe.iters = FIT_PROBE_ITERS
+    probe.opts = args.opts + ["DATASETS.TEST", "()", "SOLVER.CHECKPOINT_PERIOD", "1000000"]
+    wall = train(probe, probe_dir, init_weights)
+    times = [r["time"] for r in read_metrics_log(probe_dir) if "time" in r]
+    trained_s = logged_training_seconds(probe_dir)
+    shutil.rmtree(probe_dir, ignore_errors=True)
+    if not times:
+        raise SystemExit(f"--fit-minutes: the probe in {probe_dir} logged no iteration time")
+    return times[-1], max(0.0, wall - (trained_s or FIT_PROBE_ITERS * times[-1]))
+
+
+def fit_schedule(args, summary: Dict, init_weights, start: float):
+    """--fit-minutes: ``args.iters`` set to what fits in the minutes left since ``start``
+    (``time.time()``), measured once and kept in ``summary`` for the pieces that follow; an
+    ``--iters`` no longer than the probe is trained as it is."""
+    if 0 < args.iters <= FIT_PROBE_ITERS:
+        return
+    if summary.get("fit_iters"):
+        args.iters = summary["fit_iters"]
+        return
+    if trained_iterations(os.path.join(args.out, "model")):
+        raise SystemExit(
+            f"--fit-minutes: {args.out}/model holds a training begun without it: "
+            "another --out, or --fresh"
+        )
+    seconds_per_iter, startup = probe_speed(args, init_weights)
+    left = 60 * args.fit_minutes - (time.time() - start)
+    args.iters = fitted_iterations(seconds_per_iter, left, startup, args.iters)
+    summary.update(fit_iters=args.iters, fit_seconds_per_iter=seconds_per_iter)
+    print(
+        f"--fit-minutes {args.fit_minutes:g}: {seconds_per_iter:.3f} s per iteration, "
+        f"start-up {startup:.0f} s, {left:.0f} s left: {args.iters} iterations",
+        flush=True,
+    )
+
+
 def plot_learning_curve(rows, final, final_iter, path):
     """Training fg accuracy and the periodic val metrics against the iteration."""
     fig = Figure(figsize=(11, 4))
@@ -208,9 +276,19 @@ def parse_args(argv=None):
         "from scratch",
     )
     p.add_argument(
+        "--fit-minutes",
+        type=float,
+        default=0.0,
+        metavar="M",
+        help="time the training first and train as many iterations as fit in M minutes "
+        "(--iters, when given, at most)",
+    )
+    p.add_argument(
         "--opts", nargs="+", default=[], metavar="KEY VALUE", help="training config overrides"
     )
     args = p.parse_args(argv)
+    if args.fit_minutes and args.synth_iters:
+        raise SystemExit("--fit-minutes times the CIL training alone: leave out --synth-iters")
     if args.synth_iters and "SOLVER.STOP_AFTER_MINUTES" in args.opts:
         raise SystemExit("--synth-iters cannot be trained in pieces (SOLVER.STOP_AFTER_MINUTES)")
     if args.synth_iters and args.init:
@@ -327,10 +405,13 @@ def print_summary(args, summary: Dict, metrics: Dict):
 
 
 def main(argv=None):
+    start = time.time()
     args = parse_args(argv)
     if args.fresh:
         shutil.rmtree(args.out, ignore_errors=True)
     summary = read_summary(args.out)
+    if args.fit_minutes:
+        fit_schedule(args, summary, args.init, start)
     plan = training_plan(args, summary)
     summary.update(
         config=args.config,
