@@ -1,6 +1,9 @@
 """The CIL recipe (deepacc_d2/studies/recipe.py): where a training stands, which decides between
 training, training on from the last checkpoint, and reusing the model."""
 
+import json
+import os
+
 import pytest
 import torch
 
@@ -102,3 +105,27 @@ def test_fit_schedule_from_a_timed_probe(tmp_path, monkeypatch):
     assert short.iters == 40  # shorter than the probe: nothing to fit
     with pytest.raises(SystemExit, match="leave out --synth-iters"):
         recipe.parse_args(["--out", str(tmp_path), "--fit-minutes", "5", "--synth-iters", "9"])
+
+
+def test_probe_speed_reads_the_probe_logs_and_deletes_them(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_train(probe, out_dir, init):  # what detectron2 writes in 60 iterations
+        seen.update(iters=probe.iters, opts=probe.opts, init=init)
+        os.makedirs(out_dir)
+        with open(os.path.join(out_dir, "metrics.json"), "w") as f:
+            for it, t in ((19, 1.2), (39, 1.0), (59, 0.8)):
+                f.write(json.dumps({"iteration": it, "time": t}) + "\n")
+        with open(os.path.join(out_dir, "log.txt"), "w") as f:
+            f.write("d2.engine.hooks]: Total training time: 0:00:56 (0:00:00 on hooks)\n")
+        return 61.5
+
+    monkeypatch.setattr(recipe, "train", fake_train)
+    args = recipe.parse_args(["--out", str(tmp_path), "--fit-minutes", "8", "--opts", "A", "1"])
+    seconds_per_iter, startup = recipe.probe_speed(args, "w.pth")
+    assert seconds_per_iter == pytest.approx(1.0)  # the mean of the three windows
+    assert startup == pytest.approx(5.5)  # 61.5 s in all, 56 s of them training
+    assert seen["iters"] == recipe.FIT_PROBE_ITERS and seen["init"] == "w.pth"
+    assert seen["opts"][:2] == ["A", "1"] and "DATASETS.TEST" in seen["opts"]  # no evaluation
+    assert not (tmp_path / "fit_probe").exists()
+    assert args.iters == 0  # the probe's own length stays the probe's
