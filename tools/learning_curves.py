@@ -24,8 +24,8 @@ import time
 
 import numpy as np
 
-from deepacc_d2.studies.recipe import read_metrics_log
 from deepacc_d2.studies.table1 import METRICS, table1_rows
+from deepacc_d2.studies.training_logs import read_metrics_log
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = "synth_learn"

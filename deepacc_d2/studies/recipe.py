@@ -26,14 +26,11 @@ Written under ``--out``: ``model/`` (training), ``eval/`` (metrics, pictures),
 import argparse
 import json
 import os
-import re
 import shutil
 import time
 from typing import Dict
 
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from ..app.config import setup_cfg
 from ..app.model_zoo import save_half_weights
@@ -43,6 +40,7 @@ from ..engine.runs import RESUME, START, OtherSettingsError, run_decision
 from ..engine.trainer import setup_run
 from ..engine.trainer import train as train_model
 from .table1 import METRICS_WITH_AP50
+from .training_logs import logged_training_seconds, plot_learning_curve, read_metrics_log
 
 CONFIG = os.path.join("configs", "cpu", "f_deepacc_cil_r18.yaml")
 FIT_PROBE_ITERS = 60  # timed by --fit-minutes: three of detectron2's 20-iteration windows
@@ -128,33 +126,6 @@ def evaluate(args, weights, out_dir):
     return results["karyotype"]
 
 
-def read_metrics_log(model_dir):
-    """detectron2's metrics.json (one json per line) -> list of dicts."""
-    rows = []
-    path = os.path.join(model_dir, "metrics.json")
-    if os.path.isfile(path):
-        with open(path) as f:
-            for line in f:
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    pass
-    return rows
-
-
-def logged_training_seconds(model_dir):
-    """detectron2's "Total training time: H:MM:SS" from the training log (None if absent)."""
-    path = os.path.join(model_dir, "log.txt")
-    if not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        found = re.findall(r"Total training time: (?:(\d+) days?, )?(\d+):(\d+):(\d+)", f.read())
-    if not found:
-        return None
-    d, h, m, s = found[-1]
-    return ((int(d or 0) * 24 + int(h)) * 60 + int(m)) * 60 + int(s)
-
-
 def fitted_iterations(seconds_per_iter, left_s, startup_s, upper=0):
     """
     The iterations that fit in ``left_s`` seconds: those left after a training's start-up
@@ -216,41 +187,6 @@ def fit_schedule(args, summary: Dict, init_weights, start: float):
         f"start-up {startup:.0f} s, {left:.0f} s left: {args.iters} iterations",
         flush=True,
     )
-
-
-def plot_learning_curve(rows, final, final_iter, path):
-    """Training fg accuracy and the periodic val metrics against the iteration."""
-    fig = Figure(figsize=(11, 4))
-    FigureCanvasAgg(fig)
-    ax1, ax2 = fig.subplots(1, 2)
-    train = [
-        (r["iteration"], r["fast_rcnn/fg_cls_accuracy"])
-        for r in rows
-        if "fast_rcnn/fg_cls_accuracy" in r
-    ]
-    if train:
-        its, acc = zip(*train)
-        ax1.plot(its, [100 * a for a in acc], lw=0.8)
-    ax1.set(title="training: fg classification accuracy (%)", xlabel="iteration", ylim=(0, 100))
-    rates = [(r["iteration"], r["lr"]) for r in rows if "lr" in r]
-    if rates:  # the schedule, warm restarts included
-        ax_lr = ax1.twinx()
-        ax_lr.plot(*zip(*rates), color="gray", lw=0.8, ls=":")
-        ax_lr.set_ylabel("learning rate (dotted)")
-        ax_lr.set_ylim(bottom=0)
-    evals = [(r["iteration"], r) for r in rows if "karyotype/mAP" in r]
-    points = [(i, {k: r.get(f"karyotype/{k}") for k in METRICS_WITH_AP50}) for i, r in evals]
-    if final and (not points or points[-1][0] < final_iter - 1):
-        points.append((final_iter, final))
-    for k, style in zip(METRICS_WITH_AP50, ["o-", "s-", "^-", "D-", "v--"]):
-        xs = [i for i, m in points if m.get(k) is not None]
-        ax2.plot(xs, [m[k] for i, m in points if m.get(k) is not None], style, label=k)
-    ax2.set(title="cil24_val", xlabel="iteration", ylim=(0, 100))
-    ax2.legend(fontsize=8)
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
 
 
 def parse_args(argv=None):
